@@ -1,0 +1,1 @@
+"""Bundled eaters (installed as ``netdumplings.eaters``): print, hubstatus, hubdetails, web."""

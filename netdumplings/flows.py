@@ -1,0 +1,203 @@
+"""The flow table: TCP and UDP conversations keyed by their 5-tuple, IPv4 and IPv6.
+
+Roles: the client is the side that sent the first SYN (without ACK). When the capture
+starts mid-connection the server is guessed from the ports (a well-known or a chef's port
+is the server; otherwise the lower port). Flows are removed on close (FIN both ways or RST),
+when idle longer than ``idle_timeout`` (capture time), or evicted oldest-first when the
+table is full; each removal is reported to the chefs following the flow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from typing import Any, Iterator
+
+from .chef import CloseReason, Direction
+
+#: Ports below this are taken as server ports when roles cannot be told from a SYN.
+WELL_KNOWN_LIMIT = 1024
+
+
+def format_endpoint(ip: str, port: int) -> str:
+    """``127.0.0.1:80`` or ``[::1]:80``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class Flow:
+    """One TCP or UDP conversation, as seen by the kitchen.
+
+    ``client``/``server`` are (ip, port) tuples; ``state`` holds per-chef state (keyed by
+    chef name, see ``FlowChef.flow_state``) and is dropped with the flow.
+    """
+
+    __slots__ = (
+        "id", "transport", "client", "server", "first_seen", "last_seen",
+        "packets", "bytes", "payload_bytes", "state", "chefs", "detect_tries",
+        "roles_known", "closing", "tcp", "__weakref__",
+    )
+
+    def __init__(self, flow_id: int, transport: str, client: tuple[str, int],
+                 server: tuple[str, int], timestamp: float, roles_known: bool) -> None:
+        self.id = flow_id
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.first_seen = timestamp
+        self.last_seen = timestamp
+        #: per direction: [client_to_server, server_to_client]
+        self.packets = [0, 0]
+        self.bytes = [0, 0]          # bytes on the wire (frame length)
+        self.payload_bytes = [0, 0]  # transport payload bytes
+        self.state: dict[str, Any] = {}
+        self.chefs: list[Any] = []   # FlowChefs following this flow
+        self.detect_tries = 0
+        self.roles_known = roles_known
+        self.closing = 0             # TCP: FIN seen from c2s (1), s2c (2); bits
+        self.tcp: Any = None         # TCP: per-direction reassemblers, set by the kitchen
+
+    # -- presentation ---------------------------------------------------------------------
+
+    @property
+    def client_str(self) -> str:
+        return format_endpoint(*self.client)
+
+    @property
+    def server_str(self) -> str:
+        return format_endpoint(*self.server)
+
+    def src(self, direction: Direction) -> str:
+        return self.client_str if direction is Direction.CLIENT_TO_SERVER else self.server_str
+
+    def dst(self, direction: Direction) -> str:
+        return self.server_str if direction is Direction.CLIENT_TO_SERVER else self.client_str
+
+    def label(self, direction: Direction = Direction.CLIENT_TO_SERVER) -> str:
+        """``src -> dst`` for one direction, as the tools' one-line outputs show it."""
+        return f"{self.src(direction)} -> {self.dst(direction)}"
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able flow description every flow chef puts into its payloads."""
+        return {
+            "id": self.id,
+            "transport": self.transport,
+            "client": self.client_str,
+            "server": self.server_str,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **self.describe(),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "duration": self.last_seen - self.first_seen,
+            "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
+            "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
+            "payload_bytes": {"client_to_server": self.payload_bytes[0],
+                              "server_to_client": self.payload_bytes[1]},
+        }
+
+    def __repr__(self) -> str:
+        return f"Flow({self.id}, {self.transport} {self.client_str} -> {self.server_str})"
+
+
+def flow_key(transport: str, a: tuple[str, int], b: tuple[str, int]) -> tuple:
+    """Direction-independent key: the same for both directions of a conversation."""
+    return (transport, a, b) if a <= b else (transport, b, a)
+
+
+class FlowTable:
+    """Flows by key, oldest activity first (an OrderedDict used as an LRU).
+
+    ``max_flows`` bounds the table; when it is full the least recently active flow is
+    evicted (and counted). ``idle_timeout`` is in capture-time seconds.
+    """
+
+    def __init__(self, max_flows: int = 100_000, idle_timeout: float = 300.0,
+                 server_ports: frozenset[int] = frozenset()) -> None:
+        self.max_flows = max_flows
+        self.idle_timeout = idle_timeout
+        self.server_ports = server_ports
+        self._flows: OrderedDict[tuple, Flow] = OrderedDict()
+        self._next_id = 1
+        self.evicted = 0
+        self.timed_out = 0
+        self.created = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(list(self._flows.values()))
+
+    def lookup(self, transport: str, src: tuple[str, int], dst: tuple[str, int],
+               timestamp: float, syn: bool = False, syn_ack: bool = False
+               ) -> tuple[Flow, Direction, bool, Flow | None]:
+        """Find or create the flow of a packet.
+
+        Returns (flow, direction of this packet, created, evicted flow or None).
+        """
+        key = flow_key(transport, src, dst)
+        flows = self._flows
+        flow = flows.get(key)
+        if flow is not None:
+            flows.move_to_end(key)
+            direction = (Direction.CLIENT_TO_SERVER if src == flow.client
+                         else Direction.SERVER_TO_CLIENT)
+            return flow, direction, False, None
+        evicted = None
+        if len(flows) >= self.max_flows:
+            _, evicted = flows.popitem(last=False)
+            self.evicted += 1
+        if syn and not syn_ack:
+            client, server, known = src, dst, True
+        elif syn_ack:
+            client, server, known = dst, src, True
+        else:
+            client, server = self._guess_roles(src, dst)
+            known = False
+        flow = Flow(self._next_id, transport, client, server, timestamp, known)
+        self._next_id += 1
+        self.created += 1
+        flows[key] = flow
+        direction = (Direction.CLIENT_TO_SERVER if src == client else Direction.SERVER_TO_CLIENT)
+        return flow, direction, True, evicted
+
+    def _guess_roles(self, src: tuple[str, int], dst: tuple[str, int]
+                     ) -> tuple[tuple[str, int], tuple[str, int]]:
+        sp, dp = src[1], dst[1]
+        for port_set in (self.server_ports,):
+            if dp in port_set and sp not in port_set:
+                return src, dst
+            if sp in port_set and dp not in port_set:
+                return dst, src
+        if (dp < WELL_KNOWN_LIMIT) != (sp < WELL_KNOWN_LIMIT):
+            return (src, dst) if dp < WELL_KNOWN_LIMIT else (dst, src)
+        return (src, dst) if dp <= sp else (dst, src)
+
+    def remove(self, flow: Flow) -> None:
+        self._flows.pop(flow_key(flow.transport, flow.client, flow.server), None)
+
+    def expire(self, now: float) -> list[Flow]:
+        """Remove and return flows idle for longer than ``idle_timeout`` at ``now``."""
+        out = []
+        flows = self._flows
+        limit = now - self.idle_timeout
+        while flows:
+            key, flow = next(iter(flows.items()))
+            if flow.last_seen >= limit:
+                break
+            del flows[key]
+            out.append(flow)
+        self.timed_out += len(out)
+        return out
+
+    def drain(self) -> list[Flow]:
+        """Remove and return every flow (end of capture)."""
+        out = list(self._flows.values())
+        self._flows.clear()
+        return out
+
+
+def ip_version(ip: str) -> int:
+    return ipaddress.ip_address(ip).version
