@@ -1,0 +1,292 @@
+"""Packets as chefs see them: headers decoded straight from the raw bytes, scapy on demand.
+
+Full scapy dissection costs ~300 us a packet; the few fields the flow table and most chefs
+need (addresses, ports, TCP flags and sequence numbers, the transport payload) cost about a
+microsecond with ``struct``. ``Packet`` decodes those eagerly and builds the scapy packet only
+when a chef touches something scapy-specific, so a netdumplings 0.5 chef that calls
+``packet.haslayer('DNS')`` still works (and pays for dissection) while nothing else does.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+# Link-layer types (LINKTYPE_* from the pcap spec).
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
+ETH_VLAN = (0x8100, 0x88A8)
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+TCP_FLAG_NAMES = (("FIN", TCP_FIN), ("SYN", TCP_SYN), ("RST", TCP_RST), ("PSH", TCP_PSH),
+                  ("ACK", TCP_ACK), ("URG", TCP_URG), ("ECE", 0x40), ("CWR", 0x80))
+
+#: UDP ports scapy dissects as DNS (so our layer names agree with scapy's).
+DNS_PORTS = frozenset({53, 5353, 5355})
+
+_L2_NAMES = {LINKTYPE_ETHERNET: "Ethernet", LINKTYPE_LINUX_SLL: "cooked linux",
+             LINKTYPE_LINUX_SLL2: "cooked linux v2", LINKTYPE_NULL: "Loopback",
+             LINKTYPE_LOOP: "Loopback"}
+_L4_NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
+
+_unpack_hh = struct.Struct("!HH").unpack_from
+_unpack_tcp = struct.Struct("!HHIIBB").unpack_from
+_unpack_h = struct.Struct("!H").unpack_from
+_ntop = socket.inet_ntop
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+
+
+def tcp_flag_names(flags: int) -> list[str]:
+    return [name for name, bit in TCP_FLAG_NAMES if flags & bit]
+
+
+class Packet:
+    """One captured frame with its cheap header fields decoded.
+
+    Attributes that are not defined here (``haslayer``, ``show``, ``payload``, ``name``,
+    ``packet[IP]`` ...) are answered by the scapy packet, built on first use.
+    """
+
+    __slots__ = (
+        "time", "data", "wirelen", "linktype", "interface",
+        "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
+        "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan",
+        "_scapy",
+    )
+
+    def __init__(self, data: bytes, time: float, wirelen: int | None = None,
+                 linktype: int = LINKTYPE_ETHERNET, interface: str | None = None) -> None:
+        self.data = data
+        self.time = time
+        self.wirelen = len(data) if wirelen is None else wirelen
+        self.linktype = linktype
+        self.interface = interface
+        self.eth_type = None
+        self.l3_offset = None
+        self.ip_src = self.ip_dst = None
+        self.ip_proto = None
+        self.l4 = None
+        self.sport = self.dport = None
+        self.tcp_flags = 0
+        self.tcp_seq = self.tcp_ack = None
+        self.l4_offset = None
+        self.l4_length = 0
+        self.ip_end = None
+        self.vlan = None
+        self._scapy = None
+        try:
+            self._decode()
+        except (struct.error, ValueError, IndexError):
+            # A frame too short for the headers it claims: keep what was decoded; scapy
+            # can still be asked, and flow tracking ignores it.
+            self.l4 = None
+
+    # -- fast decode ---------------------------------------------------------------------
+
+    def _decode(self) -> None:
+        data = self.data
+        lt = self.linktype
+        if lt == LINKTYPE_ETHERNET:
+            etype = _unpack_h(data, 12)[0]
+            off = 14
+            while etype in ETH_VLAN:
+                self.vlan = _unpack_h(data, off)[0] & 0x0FFF
+                etype = _unpack_h(data, off + 2)[0]
+                off += 4
+        elif lt == LINKTYPE_LINUX_SLL:
+            etype, off = _unpack_h(data, 14)[0], 16
+        elif lt == LINKTYPE_LINUX_SLL2:
+            etype, off = _unpack_h(data, 0)[0], 20
+        elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            fam = int.from_bytes(data[:4], "little" if lt == LINKTYPE_NULL else "big")
+            if fam > 0xFFFF:  # written in the other byte order
+                fam = int.from_bytes(data[:4], "big" if lt == LINKTYPE_NULL else "little")
+            etype = ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in (10, 24, 28, 30) else None
+            off = 4
+        elif lt in (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6):
+            version = data[0] >> 4
+            etype = ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else None
+            off = 0
+        else:
+            return
+        self.eth_type = etype
+        self.l3_offset = off
+        if etype == ETH_IPV4:
+            ihl = (data[off] & 0x0F) * 4
+            total = _unpack_h(data, off + 2)[0]
+            frag = _unpack_h(data, off + 6)[0]
+            proto = data[off + 9]
+            self.ip_src = _ntop(_AF_INET, data[off + 12:off + 16])
+            self.ip_dst = _ntop(_AF_INET, data[off + 16:off + 20])
+            self.ip_proto = proto
+            self.ip_end = off + total
+            if frag & 0x1FFF:  # a non-first fragment carries no transport header
+                return
+            l4off = off + ihl
+        elif etype == ETH_IPV6:
+            plen = _unpack_h(data, off + 4)[0]
+            proto = data[off + 6]
+            self.ip_src = _ntop(_AF_INET6, data[off + 8:off + 24])
+            self.ip_dst = _ntop(_AF_INET6, data[off + 24:off + 40])
+            self.ip_end = off + 40 + plen
+            l4off = off + 40
+            # Skip the common extension headers (hop-by-hop, routing, destination options).
+            hops = 0
+            while proto in (0, 43, 60) and hops < 8:
+                proto = data[l4off]
+                l4off += (data[l4off + 1] + 1) * 8
+                hops += 1
+            if proto == 44:  # fragment header: only the first fragment has the ports
+                if _unpack_h(data, l4off + 2)[0] & 0xFFF8:
+                    self.ip_proto = 44
+                    return
+                proto = data[l4off]
+                l4off += 8
+            self.ip_proto = proto
+        else:
+            return
+        end = self.ip_end
+        if proto == 6:
+            sport, dport, seq, ack, doff, flags = _unpack_tcp(data, l4off)
+            self.l4 = "tcp"
+            self.sport, self.dport = sport, dport
+            self.tcp_seq, self.tcp_ack, self.tcp_flags = seq, ack, flags
+            self.l4_offset = l4off + (doff >> 4) * 4
+            self.l4_length = max(0, end - self.l4_offset)
+        elif proto == 17:
+            self.sport, self.dport = _unpack_hh(data, l4off)
+            self.l4 = "udp"
+            self.l4_offset = l4off + 8
+            self.l4_length = max(0, min(end, l4off + _unpack_h(data, l4off + 4)[0]) - self.l4_offset)
+        elif proto == 1:
+            self.l4 = "icmp"
+            self.l4_offset = l4off
+            self.l4_length = max(0, end - l4off)
+        elif proto == 58:
+            self.l4 = "icmpv6"
+            self.l4_offset = l4off
+            self.l4_length = max(0, end - l4off)
+
+    # -- derived fields ----------------------------------------------------------------------
+
+    @property
+    def l4_payload(self) -> bytes:
+        """The captured part of the transport payload (may be shorter than ``l4_length``
+        when the capture's snaplen cut the frame)."""
+        off = self.l4_offset
+        if off is None:
+            return b""
+        return self.data[off:off + self.l4_length]
+
+    @property
+    def caplen(self) -> int:
+        return len(self.data)
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.data) < self.wirelen
+
+    def layer_names(self) -> list[str]:
+        """Scapy's names for the layers of this packet, from the fast decode.
+
+        Covers the layers the kitchen decodes itself (link, ARP, IP, IPv6, TCP, UDP,
+        ICMP, DNS by port, Raw, Padding); other layers (inside IPv6 ICMP, tunnels...)
+        are named by their outermost decoded layer only.
+        """
+        names = []
+        l2 = _L2_NAMES.get(self.linktype)
+        if l2:
+            names.append(l2)
+        if self.vlan is not None:
+            names.append("802.1Q")
+        et = self.eth_type
+        if et == ETH_IPV4:
+            names.append("IP")
+        elif et == ETH_IPV6:
+            names.append("IPv6")
+        elif et == ETH_ARP:
+            names.append("ARP")
+            return names
+        else:
+            return names
+        l4 = self.l4
+        if l4 in _L4_NAMES:
+            names.append(_L4_NAMES[l4])
+        if l4 == "udp" and (self.sport in DNS_PORTS or self.dport in DNS_PORTS) and self.l4_length:
+            names.append("DNS")
+        elif l4 in ("tcp", "udp") and self.l4_length and len(self.data) > self.l4_offset:
+            names.append("Raw")
+        elif (l4 == "icmp" and self.l4_length > 8 and len(self.data) > self.l4_offset + 8
+              and self.data[self.l4_offset] in (0, 8)):  # echo data
+            names.append("Raw")
+        if self.ip_end is not None and len(self.data) > self.ip_end:
+            names.append("Padding")
+        return names
+
+    # -- scapy, on demand --------------------------------------------------------------------
+
+    @property
+    def scapy(self) -> Any:
+        """The fully dissected scapy packet (built once, on first use)."""
+        pkt = self._scapy
+        if pkt is None:
+            from scapy.config import conf
+            cls = conf.l2types.get(self.linktype)
+            if cls is None:
+                from scapy.packet import Raw
+                cls = Raw
+            pkt = cls(self.data)
+            pkt.time = self.time
+            pkt.wirelen = self.wirelen
+            if self.interface is not None:
+                pkt.sniffed_on = self.interface
+            self._scapy = pkt
+        return pkt
+
+    @property
+    def dissected(self) -> bool:
+        return self._scapy is not None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not defined above: scapy attribute/field access.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.scapy, name)
+
+    def __getitem__(self, item: Any) -> Any:
+        return self.scapy[item]
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self.scapy
+
+    def haslayer(self, cls: Any, *args: Any) -> Any:
+        return self.scapy.haslayer(cls, *args)
+
+    def getlayer(self, cls: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.scapy.getlayer(cls, *args, **kwargs)
+
+    def summary(self, *args: Any, **kwargs: Any) -> str:
+        return self.scapy.summary(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+    def __repr__(self) -> str:
+        if self.l4 in ("tcp", "udp"):
+            return (f"<Packet {self.l4} {self.ip_src}:{self.sport} > {self.ip_dst}:{self.dport} "
+                    f"len={self.wirelen}>")
+        return f"<Packet linktype={self.linktype} len={self.wirelen}>"
