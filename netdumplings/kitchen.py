@@ -1,0 +1,375 @@
+"""The kitchen: packets from a source -> flow table and reassembly -> chefs -> dumplings.
+
+One thread does all chef work, so chefs need no locks. The kitchen only pays for what its
+chefs use: packet chefs get a lazily dissected ``Packet``; the flow table runs only when a
+flow chef is present; TCP is reassembled only for flows a stream chef follows (or may still
+claim by ``detect``). Dumplings are encoded once (orjson) and handed to a sink: stdout, the
+hub sender's outbox, or the offline API's list.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any, Callable, Iterable
+
+from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
+from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
+from .flows import Flow, FlowTable
+from .packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from .reassembly import TcpDirection
+
+log = logging.getLogger("netdumplings.kitchen")
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+#: How many data chunks of a flow ``detect`` is shown before the flow is given up.
+DETECT_TRIES = 4
+#: Errors per chef logged with a traceback before the rest are only counted.
+ERRORS_LOGGED = 5
+
+Sink = Callable[[dict[str, Any], bytes], None]
+
+
+class KitchenStats:
+    __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
+                 "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.dumplings = 0
+        self.chef_errors = 0
+        self.encode_errors = 0
+        self.flows_evicted = 0
+        self.reassembly_evictions = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.started = time.monotonic()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "started"}
+
+
+class Kitchen:
+    """Runs chefs over packets. Use ``process`` per packet, ``poke`` per interval and
+    ``finish`` at the end of a capture (or call ``run(source)`` for all three)."""
+
+    def __init__(self, name: str = "default", chefs: Iterable[Any] = (), *,
+                 sink: Sink | None = None, poke_interval: float | None = 5.0,
+                 interface: str | None = None, bpf_filter: str | None = None,
+                 chef_options: dict[str, dict[str, Any]] | None = None,
+                 max_flows: int = 100_000, flow_idle_timeout: float = 300.0,
+                 max_flow_buffer: int = 1 << 20, max_reassembly_bytes: int = 256 << 20,
+                 host: str | None = None) -> None:
+        self.name = name
+        self.interface = interface
+        self.filter = bpf_filter
+        self.poke_interval = poke_interval
+        self.sink: Sink = sink or (lambda d, b: None)
+        self.host = host if host is not None else socket.gethostname()
+        self.stats = KitchenStats()
+        self.now: float | None = None
+        self.sequence = 0
+        self.chefs: list[DumplingChef] = []
+        self.max_flow_buffer = max_flow_buffer
+        self.max_reassembly_bytes = max_reassembly_bytes
+        self.reassembly_bytes = 0
+        self._flow_idle_timeout = flow_idle_timeout
+        self._max_flows = max_flows
+        self._errors_by_chef: dict[str, int] = {}
+        self.dumplings_by_chef: dict[str, int] = {}
+        chef_options = chef_options or {}
+        for chef in chefs:
+            if isinstance(chef, type):
+                chef(kitchen=self, **chef_options.get(chef.__name__, {}))
+            else:
+                self.register_chef(chef)
+        self._rebuild()
+
+    # -- chefs --------------------------------------------------------------------------
+
+    def register_chef(self, chef: DumplingChef) -> None:
+        if chef.kitchen is None:
+            chef.kitchen = self
+        if chef not in self.chefs:
+            self.chefs.append(chef)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        chefs = getattr(self, "chefs", [])
+        self.packet_chefs = [c for c in chefs if type(c).handles_packets()]
+        self.interval_chefs = [c for c in chefs if type(c).handles_intervals()]
+        self.flow_chefs: list[FlowChef] = [c for c in chefs if isinstance(c, FlowChef)]
+        self.flow_transports = frozenset(t for c in self.flow_chefs for t in c.transports)
+        ports = frozenset(p for c in self.flow_chefs for p in c.ports)
+        if self.flow_chefs and not hasattr(self, "flows"):
+            self.flows = FlowTable(self._max_flows, self._flow_idle_timeout, ports)
+        elif self.flow_chefs:
+            self.flows.server_ports = ports
+        self._detectors = {
+            t: [c for c in self.flow_chefs
+                if t in c.transports and type(c).detect is not FlowChef.detect]
+            for t in ("tcp", "udp")}
+
+    # -- dumplings ----------------------------------------------------------------------
+
+    def _emit(self, chef: DumplingChef, result: Any, driver: str,
+              capture_time: float | None) -> None:
+        if result is None:
+            return
+        try:
+            for payload in iter_payloads(result):
+                self.sequence += 1
+                md: dict[str, Any] = {
+                    "chef": chef.name, "kitchen": self.name, "creation_time": time.time(),
+                    "driver": driver, "sequence": self.sequence, "host": self.host}
+                if capture_time is not None:
+                    md["capture_time"] = capture_time
+                dumpling = {"metadata": md, "payload": payload}
+                try:
+                    data = encode(dumpling)
+                except (TypeError, ValueError) as exc:
+                    self.sequence -= 1
+                    self.stats.encode_errors += 1
+                    self._chef_error(chef, f"payload is not JSON serialisable: {exc}", None)
+                    continue
+                chef.dumplings_sent_count += 1
+                self.stats.dumplings += 1
+                self.dumplings_by_chef[chef.name] = self.dumplings_by_chef.get(chef.name, 0) + 1
+                self.sink(dumpling, data)
+        except Exception as exc:  # a generator handler raising mid-way
+            self._chef_error(chef, "handler failed", exc)
+
+    def _chef_error(self, chef: DumplingChef, what: str, exc: BaseException | None) -> None:
+        self.stats.chef_errors += 1
+        n = self._errors_by_chef.get(chef.name, 0) + 1
+        self._errors_by_chef[chef.name] = n
+        if n <= ERRORS_LOGGED:
+            log.error("%s: chef %s: %s%s", self.name, chef.name, what,
+                      f": {type(exc).__name__}: {exc}" if exc else "",
+                      exc_info=exc if (exc is not None and n == 1) else None)
+            if n == ERRORS_LOGGED:
+                log.error("%s: chef %s: further errors are counted, not logged",
+                          self.name, chef.name)
+
+    @property
+    def chef_errors(self) -> dict[str, int]:
+        return dict(self._errors_by_chef)
+
+    def _call(self, chef: DumplingChef, fn: Callable[..., Any], args: tuple, driver: str,
+              ts: float | None) -> None:
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            self._chef_error(chef, f"{fn.__name__} raised", exc)
+            return
+        if result is not None:
+            self._emit(chef, result, driver, ts)
+
+    # -- packets ------------------------------------------------------------------------
+
+    def process(self, packet: Packet) -> None:
+        ts = packet.time
+        self.now = ts
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += packet.wirelen
+        for chef in self.packet_chefs:
+            try:
+                result = chef.packet_handler(packet)
+            except Exception as exc:
+                self._chef_error(chef, "packet_handler raised", exc)
+                continue
+            if result is not None:
+                self._emit(chef, result, DRIVER_PACKET, ts)
+        if packet.l4 in self.flow_transports and packet.sport is not None:
+            self._flow_packet(packet)
+
+    def _flow_packet(self, pkt: Packet) -> None:
+        ts = pkt.time
+        tcp = pkt.l4 == "tcp"
+        flags = pkt.tcp_flags if tcp else 0
+        syn = bool(flags & TCP_SYN)
+        flow, direction, created, evicted = self.flows.lookup(
+            pkt.l4, (pkt.ip_src, pkt.sport), (pkt.ip_dst, pkt.dport), ts,
+            syn=syn, syn_ack=syn and bool(flags & TCP_ACK))
+        if evicted is not None:
+            self.stats.flows_evicted += 1
+            self._close(evicted, CloseReason.EVICTED)
+        if created:
+            self._open(flow)
+        d = 0 if direction is C2S else 1
+        flow.last_seen = ts
+        flow.packets[d] += 1
+        flow.bytes[d] += pkt.wirelen
+        flow.payload_bytes[d] += pkt.l4_length
+        if not tcp:
+            if pkt.l4_length and (flow.chefs or flow.detect_tries < DETECT_TRIES):
+                self._deliver(flow, direction, pkt.l4_payload, ts)
+            return
+        streams = flow.tcp
+        if streams is not None:
+            payload = pkt.l4_payload
+            fin = bool(flags & TCP_FIN)
+            rst = bool(flags & TCP_RST)
+            stream = streams[d]
+            before = stream.buffered
+            events = stream.feed(pkt.tcp_seq, payload, syn=syn, fin=fin, rst=False,
+                                 missing=pkt.l4_length - len(payload))
+            if flags & TCP_ACK:
+                other = streams[1 - d]
+                b2 = other.buffered
+                acked = other.ack(pkt.tcp_ack)
+                self.reassembly_bytes += other.buffered - b2
+                if acked:
+                    self._stream_events(flow, direction.reverse, acked, ts)
+            self.reassembly_bytes += stream.buffered - before
+            if events:
+                self._stream_events(flow, direction, events, ts)
+            if rst:
+                self._close(flow, CloseReason.RST)
+                return
+            if fin:
+                flow.closing |= 1 << d
+            if flow.closing == 3 and streams[0].finished and streams[1].finished:
+                self._close(flow, CloseReason.FIN)
+                return
+            if self.reassembly_bytes > self.max_reassembly_bytes:
+                self._shed_reassembly()
+        else:
+            if flags & TCP_RST:
+                self._close(flow, CloseReason.RST)
+            elif flags & TCP_FIN:
+                flow.closing |= 1 << d
+                if flow.closing == 3:
+                    self._close(flow, CloseReason.FIN)
+
+    def _open(self, flow: Flow) -> None:
+        port = flow.server[1]
+        t = flow.transport
+        for chef in self.flow_chefs:
+            if t in chef.transports and (port in chef.ports or getattr(chef, "all_flows", False)):
+                flow.chefs.append(chef)
+                self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, flow.first_seen)
+        if not self._detectors[t]:
+            flow.detect_tries = DETECT_TRIES
+        if t == "tcp" and (flow.chefs or flow.detect_tries < DETECT_TRIES):
+            flow.tcp = (TcpDirection(max_buffer=self.max_flow_buffer),
+                        TcpDirection(max_buffer=self.max_flow_buffer))
+
+    def _stream_events(self, flow: Flow, direction: Direction, events: list, ts: float) -> None:
+        for ev in events:
+            if ev.kind == "data":
+                if ev.data:
+                    self._deliver(flow, direction, ev.data, ts)
+            elif ev.kind == "gap":
+                self.stats.gaps += 1
+                self.stats.gap_bytes += ev.size
+                for chef in flow.chefs:
+                    self._call(chef, chef.on_gap, (flow, direction, ev.size), DRIVER_PACKET, ts)
+
+    def _deliver(self, flow: Flow, direction: Direction, data: bytes, ts: float) -> None:
+        if flow.detect_tries < DETECT_TRIES:
+            flow.detect_tries += 1
+            for chef in self._detectors[flow.transport]:
+                if chef in flow.chefs:
+                    continue
+                try:
+                    wanted = chef.detect(flow, direction, data)
+                except Exception as exc:
+                    self._chef_error(chef, "detect raised", exc)
+                    wanted = False
+                if wanted:
+                    flow.chefs.append(chef)
+                    self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, ts)
+            if flow.detect_tries >= DETECT_TRIES and not flow.chefs and flow.tcp is not None:
+                self._drop_reassembly(flow)
+        for chef in flow.chefs:
+            try:
+                result = chef.on_data(flow, direction, data, ts)
+            except Exception as exc:
+                self._chef_error(chef, "on_data raised", exc)
+                continue
+            if result is not None:
+                self._emit(chef, result, DRIVER_PACKET, ts)
+
+    def _drop_reassembly(self, flow: Flow) -> None:
+        if flow.tcp is not None:
+            self.reassembly_bytes -= flow.tcp[0].buffered + flow.tcp[1].buffered
+            flow.tcp = None
+
+    def _close(self, flow: Flow, reason: CloseReason) -> None:
+        if flow.tcp is not None:
+            for d, stream in ((C2S, flow.tcp[0]), (S2C, flow.tcp[1])):
+                events = stream.flush()
+                if events:
+                    self._stream_events(flow, d, events, flow.last_seen)
+                self.stats.reassembly_evictions += getattr(stream, "evictions", 0)
+            self._drop_reassembly(flow)
+        for chef in flow.chefs:
+            self._call(chef, chef.on_close, (flow, reason), DRIVER_PACKET, flow.last_seen)
+        flow.chefs = []
+        flow.state.clear()
+        self.flows.remove(flow)
+
+    def _shed_reassembly(self) -> None:
+        """Global reassembly budget exceeded: close the least recently active flows that
+        hold buffered bytes until under budget."""
+        for flow in self.flows:
+            if self.reassembly_bytes <= self.max_reassembly_bytes * 0.9:
+                break
+            if flow.tcp is not None and (flow.tcp[0].buffered or flow.tcp[1].buffered):
+                self.stats.flows_evicted += 1
+                self._close(flow, CloseReason.EVICTED)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Interval poke: chefs' interval handlers, then idle-flow expiry."""
+        for chef in self.interval_chefs:
+            self._call(chef, chef.interval_handler, (self.poke_interval,), DRIVER_INTERVAL,
+                       self.now)
+        self.expire()
+
+    def expire(self) -> None:
+        if self.flow_chefs and self.now is not None:
+            for flow in self.flows.expire(self.now):
+                self._close(flow, CloseReason.TIMEOUT)
+
+    def finish(self) -> None:
+        """End of capture: close every open flow (reason END), then a last poke."""
+        if self.flow_chefs:
+            for flow in self.flows.drain():
+                self._close(flow, CloseReason.END)
+        for chef in self.interval_chefs:
+            self._call(chef, chef.interval_handler, (self.poke_interval,), DRIVER_INTERVAL,
+                       self.now)
+
+    def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
+            progress: Callable[[], None] | None = None) -> None:
+        """Feed every packet of ``source`` through the chefs, poking on the wall clock.
+
+        ``None`` items from a live source mean "idle": time to poke if due.
+        """
+        interval = self.poke_interval
+        next_poke = time.monotonic() + interval if interval else None
+        n = 0
+        process = self.process
+        for packet in source:
+            if packet is not None:
+                process(packet)
+                n += 1
+                if n & 0x3FF:
+                    continue
+                self.expire()
+            if stop is not None and stop():
+                break
+            if progress is not None:
+                progress()
+            if next_poke is not None and time.monotonic() >= next_poke:
+                self.poke()
+                next_poke += interval
+                if next_poke < time.monotonic():
+                    next_poke = time.monotonic() + interval

@@ -1,0 +1,55 @@
+"""Dumplings from a capture file in plain Python: no hub, no asyncio, no threads.
+
+caproto-shark offers a generator over a capture; this is ours, running the real kitchen
+pipeline (flow table, reassembly, chefs), so a chef gives the same dumplings here as in
+``nd-sniff``::
+
+    from netdumplings.offline import read_dumplings
+    for dumpling in read_dumplings("capture.pcap", ["ChannelAccessChef"]):
+        print(dumpling["payload"]["summary"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from .dumpling import decode
+from .kitchen import Kitchen
+from .registry import resolve_chefs
+from .sources import CaptureError, PcapSource
+
+
+def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
+                   chef_options: dict[str, dict[str, Any]] | None = None,
+                   poke_interval: float | None = None, kitchen_name: str = "offline",
+                   **kitchen_kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Yield the dumplings (as JSON-decoded dicts) that ``chefs`` make from a capture.
+
+    ``chefs``: chef classes, chef instances, or bundled chef names. ``poke_interval``:
+    interval handlers are poked once at the end of the file (and never in between unless
+    given, since a file is read far faster than it was captured). A damaged file yields
+    everything before the damage, then raises ``sources.CaptureError``.
+    """
+    out: deque[dict[str, Any]] = deque()
+    kitchen = Kitchen(kitchen_name, resolve_chefs(chefs), sink=lambda d, b: out.append(decode(b)),
+                      poke_interval=poke_interval, chef_options=chef_options, **kitchen_kwargs)
+    pcap = PcapSource(source)
+    try:
+        process = kitchen.process
+        try:
+            for packet in pcap:
+                process(packet)
+                while out:
+                    yield out.popleft()
+        except CaptureError:
+            kitchen.finish()  # what came before the damage is complete: flush it, then say so
+            while out:
+                yield out.popleft()
+            raise
+        kitchen.finish()
+        while out:
+            yield out.popleft()
+    finally:
+        pcap.close()
