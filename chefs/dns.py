@@ -1,0 +1,431 @@
+"""DNS lookups: which names were asked for, what came back, and how long it took.
+
+``DnsDecoder`` is the sans-I/O part: fed one DNS message (a UDP payload) at a time, it
+parses it with dnslib and pairs each response with the query it answers (same message id
+within one flow), so the chef only has to turn the resulting ``Lookup`` events into
+dumplings. ``DNSLookupChef`` is the thin shell: one decoder per UDP flow, plus the
+netdumplings 0.5 interval summary ``{"lookups_seen": {hostname: {"count", "latest"}}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import dnslib
+
+from netdumplings.chef import CloseReason, DatagramChef, Direction, FlowChefOptions
+
+log = logging.getLogger(__name__)
+
+#: A DNS message never exceeds this (UDP payload limit, and TCP's 2-byte length).
+MAX_MESSAGE = 65535
+#: Records shown per section; the true count is given next to them.
+MAX_RECORDS = 50
+#: Characters of one record's data shown (long TXT or DNSKEY data gets cut).
+MAX_DATA_CHARS = 256
+#: Bytes of an undecodable message shown as hex in an error event.
+ERROR_HEX_BYTES = 64
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DnsMessage:
+    """One parsed DNS message, already in JSON-able form."""
+
+    id: int
+    is_response: bool
+    header: dict[str, Any]
+    questions: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    authority: list[dict[str, Any]]
+    additional: list[dict[str, Any]]
+    edns: dict[str, Any] | None
+    size: int
+    counts: dict[str, int]
+
+    @property
+    def question(self) -> dict[str, Any] | None:
+        return self.questions[0] if self.questions else None
+
+
+@dataclass(slots=True)
+class Query:
+    """A query was seen (its answer, if any, comes later as a ``Lookup``)."""
+
+    message: DnsMessage
+    direction: Any
+    timestamp: float | None
+    retransmission: bool = False
+
+
+@dataclass(slots=True)
+class Lookup:
+    """A query and its response; ``response`` is None for an unanswered query and
+    ``query`` is None for a response whose query was not seen."""
+
+    query: DnsMessage | None
+    response: DnsMessage | None
+    query_direction: Any
+    query_time: float | None
+    response_time: float | None
+
+    @property
+    def latency(self) -> float | None:
+        if self.query is None or self.response is None:
+            return None
+        if self.query_time is None or self.response_time is None:
+            return None
+        return max(0.0, self.response_time - self.query_time)
+
+
+@dataclass(slots=True)
+class DecodeError:
+    """Bytes that are not a DNS message (skipped; the flow's decoder carries on)."""
+
+    reason: str
+    size: int
+    hex_prefix: str
+    direction: Any
+    timestamp: float | None
+
+
+Event = Query | Lookup | DecodeError
+
+
+# -- decoder ---------------------------------------------------------------------------
+
+
+def _name(label: Any) -> str:
+    return str(label)
+
+
+def _type_name(code: int) -> str:
+    return str(dnslib.QTYPE.get(code, f"TYPE{code}"))
+
+
+def _class_name(code: int) -> str:
+    return str(dnslib.CLASS.get(code, f"CLASS{code}"))
+
+
+def _rdata_text(rr: Any) -> str:
+    try:
+        text = str(rr.rdata)
+    except Exception:  # dnslib's formatting of odd rdata; never let it escape
+        text = "<unprintable>"
+    if len(text) > MAX_DATA_CHARS:
+        text = text[:MAX_DATA_CHARS] + f"...({len(text)} chars)"
+    return text
+
+
+def _record(rr: Any) -> dict[str, Any]:
+    return {
+        "name": _name(rr.rname),
+        "type": _type_name(rr.rtype),
+        "class": _class_name(rr.rclass),
+        "ttl": rr.ttl,
+        "data": _rdata_text(rr),
+    }
+
+
+def _edns(rr: Any) -> dict[str, Any]:
+    options = []
+    for opt in list(rr.rdata or [])[:MAX_RECORDS]:
+        data = bytes(getattr(opt, "data", b"") or b"")
+        options.append({"code": getattr(opt, "code", None), "data_hex": data[:256].hex()})
+    return {
+        "udp_payload_size": rr.rclass,
+        "extended_rcode_and_flags": rr.ttl,
+        "do": bool(rr.ttl & 0x8000),
+        "options": options,
+    }
+
+
+def _section(rrs: list[Any]) -> list[dict[str, Any]]:
+    return [_record(rr) for rr in rrs[:MAX_RECORDS]]
+
+
+def parse_message(data: bytes) -> DnsMessage:
+    """Parse one DNS message into JSON-able parts (raises on anything malformed)."""
+    if len(data) > MAX_MESSAGE:
+        raise ValueError(f"{len(data)} bytes is longer than any DNS message")
+    rec = dnslib.DNSRecord.parse(data)
+    h = rec.header
+    edns = None
+    additional = []
+    for rr in rec.ar:
+        if rr.rtype == dnslib.QTYPE.OPT and edns is None:
+            edns = _edns(rr)
+        else:
+            additional.append(rr)
+    rcode = h.rcode
+    if edns is not None:  # EDNS carries the upper 8 bits of a 12-bit rcode
+        rcode |= (edns["extended_rcode_and_flags"] >> 24) << 4
+    header = {
+        "id": h.id,
+        "qr": bool(h.qr),
+        "opcode": h.opcode,
+        "aa": bool(h.aa),
+        "tc": bool(h.tc),
+        "rd": bool(h.rd),
+        "ra": bool(h.ra),
+        "ad": bool(h.ad),
+        "cd": bool(h.cd),
+        "rcode": str(dnslib.RCODE.get(rcode, f"RCODE{rcode}")),
+    }
+    questions = [{"name": _name(q.qname), "type": _type_name(q.qtype),
+                  "class": _class_name(q.qclass)} for q in rec.questions[:MAX_RECORDS]]
+    return DnsMessage(
+        id=h.id, is_response=bool(h.qr), header=header, questions=questions,
+        answers=_section(rec.rr), authority=_section(rec.auth),
+        additional=_section(additional), edns=edns, size=len(data),
+        counts={"questions": len(rec.questions), "answers": len(rec.rr),
+                "authority": len(rec.auth), "additional": len(additional)},
+    )
+
+
+class DnsDecoder:
+    """Parses the DNS messages of one flow and pairs responses with their queries.
+
+    Sans-I/O: ``feed`` takes a datagram's bytes and returns events; ``expire`` and
+    ``close`` report queries that were never answered. Memory is bounded by
+    ``max_pending`` outstanding queries (the oldest is reported unanswered when full).
+    """
+
+    def __init__(self, query_timeout: float = 5.0, max_pending: int = 256) -> None:
+        self.query_timeout = query_timeout
+        self.max_pending = max_pending
+        # id -> (query message, direction, capture time); insertion order = age
+        self._pending: OrderedDict[int, tuple[DnsMessage, Any, float | None]] = OrderedDict()
+        self.messages = 0
+        self.errors = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def feed(self, data: bytes, direction: Any = None,
+             timestamp: float | None = None) -> list[Event]:
+        events: list[Event] = []
+        if timestamp is not None:
+            events.extend(self.expire(timestamp))
+        try:
+            msg = parse_message(bytes(data))
+        except Exception as exc:  # dnslib raises many kinds on garbage; all mean "not DNS"
+            self.errors += 1
+            events.append(DecodeError(
+                reason=f"{type(exc).__name__}: {exc}"[:200], size=len(data),
+                hex_prefix=bytes(data[:ERROR_HEX_BYTES]).hex(), direction=direction,
+                timestamp=timestamp))
+            return events
+        self.messages += 1
+        if not msg.is_response:
+            if msg.id in self._pending:
+                events.append(Query(msg, direction, timestamp, retransmission=True))
+                return events
+            if len(self._pending) >= self.max_pending:
+                _, (old, old_dir, old_ts) = self._pending.popitem(last=False)
+                events.append(Lookup(old, None, old_dir, old_ts, None))
+            self._pending[msg.id] = (msg, direction, timestamp)
+            events.append(Query(msg, direction, timestamp))
+            return events
+        pending = self._pending.pop(msg.id, None)
+        if pending is None:
+            reply_dir = direction.reverse if isinstance(direction, Direction) else None
+            events.append(Lookup(None, msg, reply_dir, None, timestamp))
+        else:
+            query, q_dir, q_ts = pending
+            events.append(Lookup(query, msg, q_dir, q_ts, timestamp))
+        return events
+
+    def expire(self, now: float) -> list[Lookup]:
+        """Queries older than ``query_timeout`` at capture time ``now``, as unanswered."""
+        out = []
+        limit = now - self.query_timeout
+        while self._pending:
+            qid, (msg, q_dir, q_ts) = next(iter(self._pending.items()))
+            if q_ts is None or q_ts >= limit:
+                break
+            del self._pending[qid]
+            out.append(Lookup(msg, None, q_dir, q_ts, None))
+        return out
+
+    def close(self) -> list[Lookup]:
+        """Every outstanding query, as unanswered (the flow is over)."""
+        out = [Lookup(msg, None, q_dir, q_ts, None)
+               for msg, q_dir, q_ts in self._pending.values()]
+        self._pending.clear()
+        return out
+
+
+# -- chef ------------------------------------------------------------------------------
+
+
+def _question_text(msg: DnsMessage | None) -> str:
+    q = msg.question if msg is not None else None
+    return f"{q['type']} {q['name']}" if q else "(no question)"
+
+
+def _answer_text(msg: DnsMessage) -> str:
+    if not msg.answers:
+        return ""
+    shown = ", ".join(a["data"] if a["type"] in ("A", "AAAA") else f"{a['type']} {a['data']}"
+                      for a in msg.answers[:4])
+    more = len(msg.answers) - 4
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+class DNSLookupChef(DatagramChef):
+    """DNS lookups per flow: one dumpling per answered (or unanswered) query.
+
+    The lookup dumpling carries the question, the response code, the answer, authority
+    and additional records, EDNS of both sides and the query-to-response latency. A
+    query nobody answers is reported after ``query_timeout`` seconds of capture time
+    (checked when the flow sees more traffic) or when its flow ends. Every interval the
+    chef sends ``{"lookups_seen": {hostname: {"count": n, "latest": epoch_ms}}}`` like
+    netdumplings 0.5 (counting queries, not responses, so a lookup counts once).
+    """
+
+    default_ports: ClassVar[tuple[int, ...]] = (53,)
+
+    class Options(FlowChefOptions):
+        #: Also follow multicast DNS (port 5353).
+        mdns: bool = False
+        #: Seconds (capture time) after which an unanswered query is reported.
+        query_timeout: float = 5.0
+        #: Hostnames kept in ``lookups_seen`` (least recently looked up dropped first).
+        max_hostnames: int = 10_000
+        #: Outstanding queries kept per flow.
+        max_pending: int = 256
+
+    def __init__(self, kitchen: Any = None, **options: Any) -> None:
+        super().__init__(kitchen, **options)
+        if self.options.mdns:
+            self.ports = self.ports | {5353}
+        self.lookups_seen: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self.decode_errors = 0
+
+    def new_flow_state(self, flow: Any) -> DnsDecoder:
+        return DnsDecoder(self.options.query_timeout, self.options.max_pending)
+
+    def on_data(self, flow: Any, direction: Direction, data: bytes,
+                timestamp: float) -> Iterator[dict[str, Any]]:
+        decoder: DnsDecoder = self.flow_state(flow)
+        for event in decoder.feed(data, direction, timestamp):
+            payload = self._payload(flow, event)
+            if payload is not None:
+                yield payload
+
+    def on_close(self, flow: Any, reason: CloseReason) -> Iterator[dict[str, Any]]:
+        decoder = flow.state.get(self.name)
+        if not isinstance(decoder, DnsDecoder):
+            return
+        for event in decoder.close():
+            payload = self._payload(flow, event)
+            if payload is not None:
+                payload["closed_by"] = str(reason)
+                yield payload
+
+    def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
+        return {"lookups_seen": {host: dict(v) for host, v in self.lookups_seen.items()}}
+
+    # -- events to payloads -------------------------------------------------------------
+
+    def _count(self, msg: DnsMessage, timestamp: float | None) -> None:
+        q = msg.question
+        if q is None:
+            return
+        host = q["name"][:-1] if q["name"].endswith(".") and q["name"] != "." else q["name"]
+        when = int(round((timestamp or 0.0) * 1000))
+        seen = self.lookups_seen.get(host)
+        if seen is None:
+            if len(self.lookups_seen) >= self.options.max_hostnames:
+                self.lookups_seen.popitem(last=False)
+            self.lookups_seen[host] = {"count": 1, "latest": when}
+        else:
+            seen["count"] += 1
+            seen["latest"] = when
+            self.lookups_seen.move_to_end(host)
+
+    def _payload(self, flow: Any, event: Event) -> dict[str, Any] | None:
+        if isinstance(event, Query):
+            if not event.retransmission:
+                self._count(event.message, event.timestamp)
+            return None
+        if isinstance(event, DecodeError):
+            self.decode_errors += 1
+            direction = event.direction or Direction.CLIENT_TO_SERVER
+            self.logger.debug("%s: not DNS (%d bytes): %s", flow.label(direction),
+                              event.size, event.reason)
+            return {
+                "event": "error",
+                "flow": flow.describe(),
+                "src": flow.src(direction), "dst": flow.dst(direction),
+                "direction": str(direction),
+                "timestamp": event.timestamp,
+                "summary": f"{flow.label(direction)}  not DNS ({event.size} bytes): "
+                           f"{event.reason}",
+                "error": event.reason, "size": event.size, "hex_prefix": event.hex_prefix,
+            }
+        return self._lookup_payload(flow, event)
+
+    def _lookup_payload(self, flow: Any, ev: Lookup) -> dict[str, Any]:
+        direction = ev.query_direction or Direction.CLIENT_TO_SERVER
+        main = ev.query or ev.response
+        assert main is not None
+        q = main.question or {"name": None, "type": None, "class": None}
+        resp = ev.response
+        if ev.query is None:
+            kind = "unmatched_response"
+        elif resp is None:
+            kind = "unanswered"
+        else:
+            kind = "lookup"
+        latency = ev.latency
+        label = flow.label(direction)
+        if resp is not None:
+            outcome = resp.header["rcode"]
+            answers = _answer_text(resp)
+            if answers:
+                outcome += " " + answers
+            if latency is not None:
+                outcome += f" ({latency * 1000:.1f} ms)"
+        else:
+            outcome = "no response"
+        summary = f"{label}  {_question_text(main)} -> {outcome}"
+        if kind == "unmatched_response":
+            summary += " [query not seen]"
+        hostname = q["name"][:-1] if q["name"] and q["name"].endswith(".") else q["name"]
+        payload: dict[str, Any] = {
+            "event": kind,
+            "flow": flow.describe(),
+            "src": flow.src(direction), "dst": flow.dst(direction),
+            "direction": str(direction),
+            "timestamp": ev.query_time if ev.query_time is not None else ev.response_time,
+            "response_timestamp": ev.response_time,
+            "summary": summary,
+            "id": main.id,
+            "name": q["name"], "type": q["type"], "class": q["class"],
+            "rcode": resp.header["rcode"] if resp is not None else None,
+            "latency": latency,
+            "answers": resp.answers if resp is not None else [],
+            "authority": resp.authority if resp is not None else [],
+            "additional": resp.additional if resp is not None else [],
+            "query": _message_view(ev.query),
+            "response": _message_view(resp),
+            # netdumplings 0.5's per-lookup payload, for old eaters
+            "lookup": {"hostname": hostname,
+                       "when": int(round((ev.query_time or ev.response_time or 0.0) * 1000))},
+        }
+        return payload
+
+
+def _message_view(msg: DnsMessage | None) -> dict[str, Any] | None:
+    if msg is None:
+        return None
+    return {"header": msg.header, "questions": msg.questions, "edns": msg.edns,
+            "size": msg.size, "counts": msg.counts}
