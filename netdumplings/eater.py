@@ -1,0 +1,166 @@
+"""Eaters: programs that receive dumplings from the hub.
+
+``DumplingEater`` is netdumplings 0.5's helper (name, hub, chef_filter, async on_connect /
+on_dumpling / on_connection_lost, ``run(dumpling_count)``) with the hub's extensions: the
+chef filter is sent to the hub as a subscription so unwanted dumplings never cross the
+network, batches are unpacked, and with ``reconnect=True`` it comes back after a hub restart.
+Use it with callables or as a subclass overriding the ``on_*`` methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from typing import Any, Awaitable, Callable
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .wire import CLOSE_REASONS, OUT_PORT, PROTOCOL, parse_hub_address, ws_uri
+
+log = logging.getLogger("netdumplings.eater")
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class HubUnavailable(ConnectionError):
+    """The hub could not be reached (and ``reconnect`` is off)."""
+
+
+class DumplingEater:
+    """Connects to a hub's out-port and hands each dumpling (a dict) to ``on_dumpling``."""
+
+    def __init__(self, name: str = "nameless_eater", hub: str = f"127.0.0.1:{OUT_PORT}", *,
+                 chef_filter: list[str] | None = None,
+                 kitchen_filter: list[str] | None = None,
+                 driver_filter: list[str] | None = None,
+                 on_connect: Handler | None = None, on_dumpling: Handler | None = None,
+                 on_connection_lost: Handler | None = None, reconnect: bool = False,
+                 token: str | None = None, cafile: str | None = None,
+                 policy: str = "drop-oldest", queue_size: int | None = None,
+                 backoff_max: float = 10.0) -> None:
+        self.name = name
+        self.hub = hub
+        host, port, tls = parse_hub_address(hub, OUT_PORT)
+        self.hub_ws = ws_uri(host, port, tls)
+        self.chef_filter = chef_filter
+        self.kitchen_filter = kitchen_filter
+        self.driver_filter = driver_filter
+        self.reconnect = reconnect
+        self.token = token
+        self.policy = policy
+        self.queue_size = queue_size
+        self.backoff_max = backoff_max
+        self.ssl = ssl.create_default_context(cafile=cafile) if tls else None
+        if on_connect is not None:
+            self.on_connect = on_connect  # type: ignore[method-assign]
+        if on_dumpling is not None:
+            self.on_dumpling = on_dumpling  # type: ignore[method-assign]
+        if on_connection_lost is not None:
+            self.on_connection_lost = on_connection_lost  # type: ignore[method-assign]
+        self.received = 0
+        self.websocket: Any = None
+        self._stop = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, hub={self.hub!r})"
+
+    # -- handlers (override or pass callables) ---------------------------------------------
+
+    async def on_connect(self, hub_uri: str, websocket: Any) -> None:
+        pass
+
+    async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
+        pass
+
+    async def on_connection_lost(self, exc: BaseException) -> None:
+        pass
+
+    # -- running ----------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        hello: dict[str, Any] = {"eater_name": self.name, "protocol": PROTOCOL, "batch": True,
+                                 "policy": self.policy}
+        if self.chef_filter is not None:
+            hello["chefs"] = list(self.chef_filter)
+        if self.kitchen_filter is not None:
+            hello["kitchens"] = list(self.kitchen_filter)
+        if self.driver_filter is not None:
+            hello["drivers"] = list(self.driver_filter)
+        if self.token is not None:
+            hello["token"] = self.token
+        if self.queue_size is not None:
+            hello["queue_size"] = self.queue_size
+        return hello
+
+    def stop(self) -> None:
+        """Ask a running eater to return from ``run``/``eat`` after the current dumpling."""
+        self._stop = True
+        if self.websocket is not None:
+            asyncio.ensure_future(self.websocket.close())
+
+    async def eat(self, dumpling_count: int | None = None) -> None:
+        """Receive dumplings until ``dumpling_count`` have been handled (None: forever)."""
+        delay = 0.2
+        while not self._stop:
+            try:
+                async with connect(self.hub_ws, ssl=self.ssl, max_size=None,
+                                   compression=None, open_timeout=5) as ws:
+                    self.websocket = ws
+                    delay = 0.2
+                    await ws.send(orjson.dumps(self.hello()).decode())
+                    await self.on_connect(self.hub_ws, ws)
+                    if await self._consume(ws, dumpling_count):
+                        return
+            except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as exc:
+                if not self.reconnect:
+                    raise HubUnavailable(f"cannot reach the hub at {self.hub_ws}: "
+                                         f"{exc or type(exc).__name__}") from exc
+                await self.on_connection_lost(exc)
+            except ConnectionClosed as exc:
+                await self.on_connection_lost(exc)
+                if not self.reconnect or self._stop:
+                    return
+                if exc.rcvd is not None and exc.rcvd.code in CLOSE_REASONS and \
+                        exc.rcvd.code not in (1001,):
+                    log.warning("hub closed the connection: %s (%s)", exc.rcvd.reason,
+                                exc.rcvd.code)
+            finally:
+                self.websocket = None
+            if self._stop:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.backoff_max)
+
+    async def _consume(self, ws: Any, dumpling_count: int | None) -> bool:
+        """True when done (count reached or stopped)."""
+        async for message in ws:
+            obj = orjson.loads(message)
+            items = obj if isinstance(obj, list) else (obj,)
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                if "welcome" in item and "metadata" not in item:
+                    continue  # the hub's answer to our hello
+                if self.chef_filter is not None:  # a 0.5 hub does not filter for us
+                    chef = item.get("metadata", {}).get("chef")
+                    if chef not in self.chef_filter:
+                        continue
+                self.received += 1
+                await self.on_dumpling(item)
+                if dumpling_count is not None and self.received >= dumpling_count:
+                    await ws.close()
+                    return True
+                if self._stop:
+                    return True
+        raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+
+    def run(self, dumpling_count: int | None = None) -> None:
+        """Blocking: ``asyncio.run(self.eat(dumpling_count))``; Ctrl-C returns quietly."""
+        try:
+            asyncio.run(self.eat(dumpling_count))
+        except KeyboardInterrupt:
+            pass

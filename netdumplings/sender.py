@@ -1,0 +1,249 @@
+"""The kitchen's outbox and the link to the hub.
+
+Capture must never wait for the network: the kitchen thread puts encoded dumplings into a
+bounded outbox (size in bytes) and returns at once. A background thread runs an asyncio
+loop that connects to the hub (retrying with exponential backoff and jitter), says hello,
+and drains the outbox - in batches when the hub accepts them. When the hub is away,
+dumplings wait in the outbox; when the outbox is full the oldest are dropped and counted,
+and the count is logged and sent as a notice dumpling once the hub is back. Sequence numbers
+in the dumplings let eaters see exactly what was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .wire import PROTOCOL, ws_uri
+
+log = logging.getLogger("netdumplings.sender")
+
+
+class Outbox:
+    """Thread-safe bounded FIFO of encoded dumplings, bounded by total bytes."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._q: deque[bytes] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.dropped = 0          # since the last report
+        self.dropped_total = 0
+        self.put_total = 0
+
+    def put(self, data: bytes) -> None:
+        with self._lock:
+            self._q.append(data)
+            self._bytes += len(data)
+            self.put_total += 1
+            while self._bytes > self.max_bytes and len(self._q) > 1:
+                old = self._q.popleft()
+                self._bytes -= len(old)
+                self.dropped += 1
+                self.dropped_total += 1
+
+    def peek(self, n: int) -> list[bytes]:
+        with self._lock:
+            q = self._q
+            return [q[i] for i in range(min(n, len(q)))]
+
+    def pop(self, items: list[bytes]) -> None:
+        """Remove ``items`` (the head, as peeked) unless they were dropped meanwhile."""
+        with self._lock:
+            q = self._q
+            for item in items:
+                if q and q[0] is item:
+                    q.popleft()
+                    self._bytes -= len(item)
+
+    def take_dropped(self) -> int:
+        with self._lock:
+            n, self.dropped = self.dropped, 0
+            return n
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+class HubSender:
+    """Sends a kitchen's dumplings to the hub from a background thread."""
+
+    def __init__(self, host: str, port: int, hello: dict[str, Any], *, tls: bool = False,
+                 cafile: str | None = None, outbox_bytes: int = 64 << 20,
+                 batch_max: int = 500, backoff_max: float = 10.0,
+                 welcome_timeout: float = 2.0) -> None:
+        self.uri = ws_uri(host, port, tls)
+        self.hello = dict(hello)
+        self.hello.setdefault("protocol", PROTOCOL)
+        self.hello.setdefault("batch", True)
+        self.outbox = Outbox(outbox_bytes)
+        self.batch_max = batch_max
+        self.backoff_max = backoff_max
+        self.welcome_timeout = welcome_timeout
+        self.ssl: ssl.SSLContext | None = None
+        if tls:
+            self.ssl = ssl.create_default_context(cafile=cafile)
+        self.connected = threading.Event()
+        self.sent = 0
+        self.connects = 0
+        self.notice_hook = None  # callable(dropped) -> bytes | None, set by the kitchen
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._wake_pending = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="hub-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        self.outbox.put(data)
+        loop = self._loop
+        if loop is not None and not self._wake_pending:
+            self._wake_pending = True
+            try:
+                loop.call_soon_threadsafe(self._set_wake)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _set_wake(self) -> None:
+        self._wake_pending = False
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent."""
+        deadline = time.monotonic() + timeout
+        while len(self.outbox) and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        flushed = len(self.outbox) == 0
+        self._stopping = True
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._set_wake)
+            except RuntimeError:
+                pass
+        self._thread.join(timeout=3)
+        return flushed
+
+    # -- the sender thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        delay = 0.2
+        warned = False
+        while not self._stopping:
+            try:
+                async with connect(self.uri, ssl=self.ssl, max_size=None, compression=None,
+                                   open_timeout=5, ping_interval=20) as ws:
+                    self.connects += 1
+                    delay = 0.2
+                    if warned:
+                        log.warning("reconnected to the hub at %s", self.uri)
+                    warned = False
+                    batch = await self._handshake(ws)
+                    self.connected.set()
+                    await self._pump(ws, batch)
+            except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError,
+                    InvalidURI) as exc:
+                self.connected.clear()
+                if self._stopping:
+                    break
+                if not warned:
+                    log.warning("hub at %s not reachable (%s); retrying with backoff, "
+                                "holding dumplings in the outbox (%d MB)", self.uri,
+                                _why(exc), self.outbox.max_bytes >> 20)
+                    warned = True
+                await self._sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.backoff_max)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake_when_stopping(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wake_when_stopping(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def _handshake(self, ws: Any) -> bool:
+        await ws.send(orjson.dumps(self.hello).decode())
+        try:
+            raw = await asyncio.wait_for(ws.recv(), self.welcome_timeout)
+        except asyncio.TimeoutError:
+            log.info("hub sent no welcome: speaking netdumplings 0.5 (one dumpling a message)")
+            return False
+        try:
+            welcome = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        return bool(isinstance(welcome, dict) and welcome.get("welcome") and welcome.get("batch"))
+
+    async def _pump(self, ws: Any, batch: bool) -> None:
+        outbox = self.outbox
+        reader = asyncio.create_task(self._read(ws))
+        try:
+            while True:
+                dropped = outbox.take_dropped()
+                if dropped:
+                    log.warning("outbox overflowed while the hub was away: %d dumplings "
+                                "dropped (%d in total)", dropped, outbox.dropped_total)
+                    if self.notice_hook is not None:
+                        notice = self.notice_hook(dropped)
+                        if notice:
+                            await ws.send(notice.decode())
+                items = outbox.peek(self.batch_max if batch else 1)
+                if not items:
+                    if self._stopping:
+                        await ws.close()
+                        return
+                    self._wake.clear()
+                    if not len(outbox):
+                        await self._wake.wait()
+                    if reader.done():
+                        raise ConnectionClosed(None, None)
+                    continue
+                if batch and len(items) > 1:
+                    await ws.send(b"[" + b",".join(items) + b"]", text=True)
+                else:
+                    await ws.send(items[0], text=True)
+                outbox.pop(items)
+                self.sent += len(items)
+        finally:
+            reader.cancel()
+
+    async def _read(self, ws: Any) -> None:
+        """The hub sends nothing we need after the welcome; reading keeps pings answered
+        and notices a closed connection promptly."""
+        try:
+            async for _ in ws:
+                pass
+        except ConnectionClosed:
+            pass
+        if self._wake is not None:
+            self._wake.set()
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,147 @@
+"""The wire protocol between kitchens, the hub and eaters (WebSockets, JSON).
+
+Compatible with netdumplings 0.5: a kitchen connects to the hub's in-port and sends a JSON
+hello ``{"kitchen_name", "interface", "filter", "chefs", "poke_interval"}``, then one JSON
+dumpling per text message; an eater connects to the out-port, sends ``{"eater_name"}`` and
+receives one JSON dumpling per text message. Everything newer is an *extension*: extra keys
+in those hellos. The hub answers a hello that carries ``"protocol"`` with a ``welcome``
+message saying which extensions it accepted; a 0.5 client never sends ``protocol`` and so
+never sees anything but dumplings, and our clients fall back to 0.5 behaviour when a hub
+sends no welcome (a 0.5 hub).
+
+Extensions (both hellos): ``protocol`` ("netdumplings/1"), ``batch`` (true: messages may
+be JSON arrays of dumplings), ``encoding`` ("json" | "msgpack": binary frames, each one
+dumpling or a list of dumplings), ``token`` (auth). Eater hello only: ``chefs``,
+``kitchens``, ``drivers`` (subscription filters; null = all), ``policy``
+("drop-oldest" | "disconnect") and ``queue_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL = "netdumplings/1"
+DEFAULT_HOST = "127.0.0.1"
+IN_PORT = 11347
+OUT_PORT = 11348
+STATUS_CHEF = "SystemStatusChef"
+NOTICE_CHEF = "HubNoticeChef"
+
+# Close codes. 4101/4102 are netdumplings 0.5's; the rest are ours (4000-4999 is the
+# application range) or standard (RFC 6455).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008          # authentication failed / an eater tried to publish
+CLOSE_TOO_BIG = 1009         # message larger than the hub accepts
+CLOSE_CANCELLED = 4101       # 0.5: "connection cancelled"
+CLOSE_EATER_FULL = 4102      # 0.5: "dumpling eater is full" (disconnect policy)
+CLOSE_BAD_HELLO = 4103       # first message was not a valid hello
+CLOSE_HELLO_TIMEOUT = 4104   # no hello within the handshake timeout
+CLOSE_TOO_MANY = 4105        # connection limit for the role reached
+CLOSE_FLOOD = 4106           # a kitchen sending too many invalid dumplings
+
+CLOSE_REASONS = {
+    CLOSE_CANCELLED: "connection cancelled",
+    CLOSE_EATER_FULL: "dumpling eater is full",
+    CLOSE_BAD_HELLO: "invalid hello",
+    CLOSE_HELLO_TIMEOUT: "no hello received in time",
+    CLOSE_TOO_MANY: "too many connections",
+    CLOSE_FLOOD: "too many invalid dumplings",
+    CLOSE_POLICY: "authentication failed",
+    CLOSE_TOO_BIG: "message too big",
+}
+
+
+class KitchenHello(BaseModel):
+    """First message from a kitchen to the hub's in-port."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kitchen_name: str
+    interface: str | None = None
+    filter: str | None = None
+    chefs: list[str] = Field(default_factory=list)
+    poke_interval: float | None = None
+    # extensions
+    protocol: str | None = None
+    batch: bool = False
+    encoding: Literal["json", "msgpack"] = "json"
+    token: str | None = None
+    host: str | None = None
+
+
+class EaterHello(BaseModel):
+    """First message from an eater to the hub's out-port."""
+
+    model_config = ConfigDict(extra="allow")
+
+    eater_name: str
+    # extensions
+    protocol: str | None = None
+    chefs: list[str] | None = None
+    kitchens: list[str] | None = None
+    drivers: list[Literal["packet", "interval"]] | None = None
+    batch: bool = False
+    encoding: Literal["json", "msgpack"] = "json"
+    token: str | None = None
+    policy: Literal["drop-oldest", "disconnect"] = "drop-oldest"
+    queue_size: int | None = Field(default=None, ge=1)
+
+    def matches(self, chef: str, kitchen: str | None, driver: str) -> bool:
+        """Does a dumpling pass this eater's subscription? Hub status dumplings
+        (kitchen null) always pass the kitchen filter."""
+        if self.chefs is not None and chef not in self.chefs:
+            return False
+        if self.kitchens is not None and kitchen is not None and kitchen not in self.kitchens:
+            return False
+        if self.drivers is not None and driver not in self.drivers:
+            return False
+        return True
+
+
+class Welcome(BaseModel):
+    """The hub's answer to a hello that carries ``protocol``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    welcome: Literal["netdumplings"] = "netdumplings"
+    protocol: str = PROTOCOL
+    hub_version: str
+    role: Literal["kitchen", "eater"]
+    batch: bool
+    encoding: Literal["json", "msgpack"]
+    max_message_size: int
+
+
+def parse_hub_address(address: str, default_port: int) -> tuple[str, int, bool]:
+    """``host:port``, ``host``, ``ws://host:port`` or ``wss://host:port`` ->
+    (host, port, tls)."""
+    tls = False
+    if "://" in address:
+        scheme, address = address.split("://", 1)
+        if scheme not in ("ws", "wss"):
+            raise ValueError(f"unsupported scheme {scheme!r} (use ws:// or wss://)")
+        tls = scheme == "wss"
+        address = address.rstrip("/")
+    if address.startswith("["):  # [ipv6]:port
+        host, _, rest = address[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+        return host, port, tls
+    if address.count(":") == 1:
+        host, port_s = address.split(":")
+        if not port_s.isdigit():
+            raise ValueError(f"bad port in {address!r}")
+        return host or DEFAULT_HOST, int(port_s), tls
+    return address or DEFAULT_HOST, default_port, tls
+
+
+def ws_uri(host: str, port: int, tls: bool = False) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"{'wss' if tls else 'ws'}://{h}:{port}"
+
+
+def hello_summary(hello: dict[str, Any]) -> dict[str, Any]:
+    """What the hub shows of a hello in status dumplings (never the token)."""
+    return {k: v for k, v in hello.items() if k != "token"}
