@@ -1,0 +1,177 @@
+"""Every TCP packet's flags and sizes, and a summary of every TCP connection.
+
+A debugging view of the transport under the protocol chefs: did the handshake happen,
+who sent how much, did the connection end with FIN, RST, or just stop. It follows ALL
+TCP flows, so it is chatty (one dumpling per TCP packet, plus one per connection) and
+makes the kitchen reassemble every TCP stream; select it explicitly when you need it,
+or set ``packets=false`` to keep only the per-connection summaries.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, ClassVar, Iterator
+
+from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.flows import format_endpoint
+from netdumplings.packet import TCP_ACK, TCP_SYN, tcp_flag_names
+
+#: Flags shown per packet, in the order tools usually print them.
+SHOWN_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
+
+
+class TcpConnChef(StreamChef):
+    """Per TCP packet: flags (SYN, ACK, PSH, FIN, RST...), frame size and payload size.
+    Per connection, when it ends: duration, packets and bytes each way, and how it ended
+    (``fin``, ``rst``, ``timeout``, ``evicted`` or ``end`` of the capture).
+
+    The kitchen closes a flow at its second FIN (or a RST), but the peer still sends the
+    last ACK after that. So a FIN/RST summary lingers for ``linger`` seconds of capture
+    time (or until the next interval poke) and absorbs such trailing packets, which makes
+    the counts match what tcpdump/tshark show for the whole conversation.
+    """
+
+    #: The kitchen attaches this chef to every TCP flow, whatever its ports.
+    all_flows: ClassVar[bool] = True
+
+    class Options(FlowChefOptions):
+        #: One dumpling per TCP packet (False: only the per-connection summaries).
+        packets: bool = True
+        #: Seconds a closed connection's summary waits for trailing ACKs/RSTs.
+        linger: float = 1.0
+        #: Closed connections waiting at once (the oldest is sent when full).
+        max_lingering: int = 10_000
+
+    def __init__(self, kitchen: Any = None, **options: Any) -> None:
+        # The base class registers with the kitchen before FlowChef sets ``ports``.
+        self.ports = frozenset()
+        super().__init__(kitchen, **options)
+        if kitchen is not None:
+            kitchen.register_chef(self)
+        self.connections_closed = 0
+        self.trailing_packets = 0
+        # conversation key -> (summary payload, close time); oldest close first
+        self._lingering: OrderedDict[tuple, tuple[dict[str, Any], float]] = OrderedDict()
+        # conversations whose trailing packets were absorbed: the kitchen made a new,
+        # bare flow of them, which must not be reported as a connection of its own
+        self._absorbed: OrderedDict[tuple, None] = OrderedDict()
+
+    def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
+        return True
+
+    def packet_handler(self, packet: Any) -> Iterator[dict[str, Any]]:
+        if packet.l4 != "tcp":
+            return
+        ts = packet.time
+        src = format_endpoint(packet.ip_src, packet.sport)
+        dst = format_endpoint(packet.ip_dst, packet.dport)
+        flags = packet.tcp_flags
+        if self._lingering:
+            key = (src, dst) if src <= dst else (dst, src)
+            held = self._lingering.get(key)
+            if held is not None and not flags & TCP_SYN:
+                self._absorb(held[0], src, packet)
+                self._absorbed[key] = None
+                self._absorbed.move_to_end(key)
+                while len(self._absorbed) > self.options.max_lingering:
+                    self._absorbed.popitem(last=False)
+            elif held is not None:  # the 4-tuple is reused by a new connection
+                del self._lingering[key]
+                yield held[0]
+            yield from self._flush(ts - self.options.linger)
+        if not self.options.packets:
+            return
+        names = tcp_flag_names(flags)
+        shown = ",".join(n for n in SHOWN_FLAGS if n in names)
+        yield {
+            "event": "packet",
+            "src": src,
+            "dst": dst,
+            "timestamp": ts,
+            "flags": names,
+            "flags_value": flags,
+            "size": packet.wirelen,
+            "payload_size": packet.l4_length,
+            "seq": packet.tcp_seq,
+            "ack": packet.tcp_ack if flags & TCP_ACK else None,
+            "summary": f"{src} -> {dst}  [{shown}] seq={packet.tcp_seq} "
+                       f"len={packet.l4_length} size={packet.wirelen}",
+        }
+
+    def on_close(self, flow: Any, reason: CloseReason) -> Iterator[dict[str, Any]]:
+        key = _key(flow)
+        if key in self._absorbed and not flow.roles_known:
+            # Only the trailing packets of a connection already summarised.
+            del self._absorbed[key]
+            return
+        self.connections_closed += 1
+        payload = self._summary(flow, reason)
+        if reason in (CloseReason.FIN, CloseReason.RST):
+            old = self._lingering.pop(key, None)
+            if old is not None:
+                yield old[0]
+            self._lingering[key] = (payload, flow.last_seen)
+            while len(self._lingering) > self.options.max_lingering:
+                yield self._lingering.popitem(last=False)[1][0]
+        else:
+            yield payload
+
+    def interval_handler(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
+        """Sends every lingering summary (a poke also ends a capture file)."""
+        yield from self._flush(None)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _flush(self, before: float | None) -> Iterator[dict[str, Any]]:
+        lingering = self._lingering
+        while lingering:
+            key, (payload, closed_at) = next(iter(lingering.items()))
+            if before is not None and closed_at >= before:
+                break
+            del lingering[key]
+            yield payload
+
+    def _absorb(self, payload: dict[str, Any], src: str, packet: Any) -> None:
+        self.trailing_packets += 1
+        d = "client_to_server" if src == payload["src"] else "server_to_client"
+        payload["packets"][d] += 1
+        payload["bytes"][d] += packet.wirelen
+        payload["payload_bytes"][d] += packet.l4_length
+        payload["trailing_packets"] += 1
+        if packet.time > payload["end_timestamp"]:
+            payload["end_timestamp"] = packet.time
+            payload["duration"] = packet.time - payload["timestamp"]
+        payload["summary"] = _summary_line(payload)
+
+    def _summary(self, flow: Any, reason: CloseReason) -> dict[str, Any]:
+        info = flow.summary()
+        payload = {
+            "event": "connection",
+            "flow": flow.describe(),
+            "src": flow.client_str,
+            "dst": flow.server_str,
+            "direction": str(Direction.CLIENT_TO_SERVER),
+            "timestamp": info["first_seen"],
+            "end_timestamp": info["last_seen"],
+            "duration": info["duration"],
+            "ended": str(reason),
+            "handshake_seen": bool(flow.roles_known),
+            "packets": info["packets"],
+            "bytes": info["bytes"],
+            "payload_bytes": info["payload_bytes"],
+            "trailing_packets": 0,
+        }
+        payload["summary"] = _summary_line(payload)
+        return payload
+
+
+def _key(flow: Any) -> tuple[str, str]:
+    a, b = flow.client_str, flow.server_str
+    return (a, b) if a <= b else (b, a)
+
+
+def _summary_line(p: dict[str, Any]) -> str:
+    pk, by = p["packets"], p["bytes"]
+    return (f"{p['src']} -> {p['dst']}  closed ({p['ended']}) after {p['duration']:.3f} s: "
+            f"{pk['client_to_server']} pkts/{by['client_to_server']} B ->, "
+            f"{pk['server_to_client']} pkts/{by['server_to_client']} B <-")
