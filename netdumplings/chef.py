@@ -103,8 +103,12 @@ class DumplingChef:
         self.options = self.Options(**options)
         self.dumplings_sent_count = 0
         self.logger = logging.getLogger(f"netdumplings.chef.{self.name}")
+        self._configure()
         if kitchen is not None:
             kitchen.register_chef(self)
+
+    def _configure(self) -> None:
+        """Derive settings from ``self.options`` before the kitchen sees the chef."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kitchen={self.kitchen!r})"
@@ -153,10 +157,12 @@ class FlowChef(DumplingChef):
     #: Server ports followed when the user gives no ``ports`` option.
     default_ports: ClassVar[tuple[int, ...]] = ()
 
-    def __init__(self, kitchen: Any = None, **options: Any) -> None:
-        super().__init__(kitchen, **options)
+    ports: frozenset[int]
+
+    def _configure(self) -> None:
+        super()._configure()
         ports = getattr(self.options, "ports", None)
-        self.ports: frozenset[int] = frozenset(self.default_ports if ports is None else ports)
+        self.ports = frozenset(self.default_ports if ports is None else ports)
 
     # -- selection --------------------------------------------------------------------
 

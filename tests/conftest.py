@@ -1,0 +1,178 @@
+"""Shared fixtures: paths to test captures, live capture on lo, free ports, a running hub."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from netdumplings.dumpling import decode
+from netdumplings.kitchen import Kitchen
+from netdumplings.registry import resolve_chefs
+from netdumplings.sources import LiveSource
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
+VENV_BIN = Path(sys.executable).parent
+
+
+def data_file(name: str) -> Path:
+    return DATA / name
+
+
+def expected(name: str) -> dict[str, Any]:
+    """The ground truth beside a test capture (``NAME.pcap`` -> ``NAME.expected.json``)."""
+    stem = name.rsplit(".", 1)[0]
+    with open(DATA / f"{stem}.expected.json") as fh:
+        return json.load(fh)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def can_capture() -> bool:
+    try:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except (PermissionError, AttributeError, OSError):
+        return False
+    s.close()
+    return True
+
+
+needs_capture = pytest.mark.skipif(not can_capture(), reason="live capture needs root")
+
+
+class LiveKitchen:
+    """A kitchen sniffing ``lo`` in a thread; dumplings collected as dicts."""
+
+    def __init__(self, bpf_filter: str, chefs: list, chef_options: dict | None = None,
+                 poke_interval: float | None = None, interface: str = "lo") -> None:
+        self.dumplings: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.source = LiveSource([interface], bpf_filter, poll_timeout=0.05)
+        self.kitchen = Kitchen("live-test", resolve_chefs(chefs), sink=self._sink,
+                               poke_interval=poke_interval, chef_options=chef_options,
+                               interface=interface, bpf_filter=bpf_filter)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _sink(self, dumpling: dict, data: bytes) -> None:
+        with self._lock:
+            self.dumplings.append(decode(data))
+
+    def _run(self) -> None:
+        try:
+            self.kitchen.run(self.source, stop=self._stop.is_set)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def start(self) -> "LiveKitchen":
+        self._thread.start()
+        return self
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(list(self.dumplings)):
+                    return True
+            time.sleep(0.05)
+        with self._lock:
+            return predicate(list(self.dumplings))
+
+    def stop(self, settle: float = 0.3) -> None:
+        time.sleep(settle)  # let the last packets of the exchange arrive
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.source.close()
+        self.kitchen.finish()
+        if self.error is not None:
+            raise self.error
+
+    def payloads(self, chef: str | None = None) -> list[Any]:
+        with self._lock:
+            return [d["payload"] for d in self.dumplings
+                    if chef is None or d["metadata"]["chef"] == chef]
+
+
+@pytest.fixture
+def live_kitchen():
+    """``with live_kitchen(filter, chefs) as lk: ...`` sniffs lo while the block runs."""
+    if not can_capture():
+        pytest.skip("live capture needs root (CAP_NET_RAW)")
+
+    @contextlib.contextmanager
+    def _live(bpf_filter: str, chefs: list, chef_options: dict | None = None,
+              poke_interval: float | None = None) -> Iterator[LiveKitchen]:
+        lk = LiveKitchen(bpf_filter, chefs, chef_options, poke_interval).start()
+        time.sleep(0.1)
+        try:
+            yield lk
+        finally:
+            lk.stop()
+
+    return _live
+
+
+def nd_command(name: str) -> list[str]:
+    """The console script from this venv (falls back to running the module)."""
+    exe = VENV_BIN / name
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    module = {"nd-sniff": "sniff", "nd-hub": "hub", "nd-print": "print",
+              "nd-hubstatus": "hubstatus", "nd-hubdetails": "hubdetails"}[name]
+    return [sys.executable, "-m", f"netdumplings.cli.{module}"]
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@pytest.fixture
+def hub_process():
+    """Start ``nd-hub`` on free ports; yields (in_port, out_port, popen)."""
+    import subprocess
+
+    procs = []
+
+    def _start(*extra: str, status_freq: float = 1.0) -> tuple[int, int, Any]:
+        in_port, out_port = free_port(), free_port()
+        cmd = nd_command("nd-hub") + ["--in-port", str(in_port), "--out-port", str(out_port),
+                                      "--status-freq", str(status_freq), *extra]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        procs.append(p)
+        wait_port(in_port)
+        wait_port(out_port)
+        return in_port, out_port, p
+
+    yield _start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except Exception:
+                p.kill()
