@@ -1,0 +1,735 @@
+"""HTTP/1.x request/response transactions, seen passively from both directions.
+
+Parser choice: **h11**. It is pure Python (already a dependency, no C build), sans-I/O by
+design, strict about framing (Content-Length vs chunked, HEAD/204/304 bodies, 1xx, CONNECT
+and Upgrade switches) and it bounds the bytes it buffers for an incomplete head
+(``max_incomplete_event_size``), which is exactly what a sniffer fed hostile bytes needs.
+httptools would be faster, but its callback API hides body framing decisions we need to
+mirror per request (HEAD, CONNECT) and it is a C extension.
+
+h11 models *one endpoint*, while a sniffer watches *both*. So each flow runs two h11
+connections: a SERVER-role one fed the client's bytes (it yields requests) and a CLIENT-role
+one fed the server's bytes (it yields responses). The client-role connection is told about
+each request (``send(Request)``, output discarded) so h11 applies the request-dependent
+framing rules. A fresh h11 connection is started for every message, seeded with the bytes
+left over from the previous one: that is what lets us follow pipelining (requests parsed
+ahead of their responses) without h11's one-request-at-a-time state machine stalling.
+Responses are matched to requests in order (HTTP/1.1 has no other correlation).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import weakref
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import h11
+from pydantic import Field
+
+from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.flows import Flow
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+#: Key in ``flow.state`` set when a flow leaves HTTP/1 (101 Switching Protocols or a
+#: successful CONNECT), so another chef (e.g. the HTTP/2 chef for ``h2c``) can take over.
+UPGRADE_STATE_KEY = "http1.upgrade"
+
+#: A request line, as the first client bytes of a flow on a port we do not follow.
+REQUEST_LINE = re.compile(rb"^[A-Z]+ \S+ HTTP/1\.[01]\r\n")
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n"
+
+MAX_HEADERS_SHOWN = 100
+MAX_VALUE_CHARS = 1024
+MAX_CHUNK_SIZES = 64
+MAX_INFORMATIONAL = 8
+
+_log = logging.getLogger(__name__)
+
+
+def as_text(raw: bytes, limit: int = MAX_VALUE_CHARS) -> str:
+    """Bytes as JSON-safe text: printable ASCII/UTF-8 as is, anything else as hex.
+
+    Over ``limit`` characters the text is cut and the original byte size is stated, so a
+    reader never mistakes a cut value for the real one."""
+    try:
+        text = raw.decode("utf-8")
+        if not all(c.isprintable() or c in "\t\r\n" for c in text):
+            raise ValueError
+    except ValueError:
+        text = "hex:" + raw.hex()
+    if len(text) > limit:
+        text = f"{text[:limit]}...[{len(raw)} bytes]"
+    return text
+
+
+@dataclass
+class HttpMessage:
+    """One request or response as far as it was seen."""
+
+    start: float | None = None            # capture time of its first byte
+    end: float | None = None              # capture time of its last byte (None: unfinished)
+    version: str = ""
+    headers: list[list[str]] = field(default_factory=list)
+    headers_total: int = 0
+    body_length: int = 0
+    body_preview: bytearray = field(default_factory=bytearray)
+    chunked: bool = False
+    chunk_sizes: list[int] = field(default_factory=list)
+    # request only
+    method: str = ""
+    target: str = ""
+    # response only
+    status: int | None = None
+    reason: str = ""
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return None
+
+
+@dataclass
+class Transaction:
+    """A request and (as far as it came) its response - the decoder's main event.
+
+    ``outcome``: "complete"; "no_response" (none started; ``note`` says why we gave up:
+    timeout, close, gap, error); "incomplete" (the response, or the request, was cut off);
+    "upgraded" (101 / CONNECT 2xx: the flow left HTTP/1 here)."""
+
+    index: int
+    request: HttpMessage
+    response: HttpMessage | None = None
+    informational: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "complete"
+    note: str | None = None
+    upgrade: str | None = None
+    late: bool = False                  # the response came after a timeout was reported
+    timeout_reported: bool = False
+    wants_switch: bool = False          # Upgrade header or CONNECT: the flow may leave HTTP/1
+    request_done: bool = False
+    h11_request: Any = field(default=None, repr=False)   # to prime the response parser
+
+
+@dataclass
+class Problem:
+    """Something the decoder could not parse; the flow's decoding stopped (``stopped``)."""
+
+    direction: Direction
+    kind: str            # protocol_error | gap | overflow | unmatched_response | truncated | not_http1
+    message: str
+    timestamp: float | None
+    stopped: bool = True
+
+
+Event = Transaction | Problem
+
+
+class _Side:
+    """One direction's parser state: the current h11 connection and message timing."""
+
+    __slots__ = ("conn", "started", "start_ts", "last_ts", "tx")
+
+    def __init__(self) -> None:
+        self.conn: h11.Connection | None = None
+        self.started = False
+        self.start_ts: float | None = None
+        self.last_ts: float | None = None
+        self.tx: Transaction | None = None   # message being parsed on this side
+
+
+class Http1Decoder:
+    """Sans-I/O HTTP/1.x decoder for one TCP connection, fed both directions.
+
+    ``feed`` / ``gap`` / ``close`` / ``expire`` return lists of ``Transaction`` and
+    ``Problem`` events. After a problem, a gap or a protocol switch the decoder stops and
+    only counts the bytes it skips: resyncing mid-stream could pair responses with the
+    wrong requests, which is worse than saying nothing.
+    """
+
+    def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
+                 max_pipelined: int = 64, max_held: int = 65536) -> None:
+        self.body_preview = body_preview
+        self.max_header_bytes = max_header_bytes
+        self.max_pipelined = max_pipelined
+        self.max_held = max_held
+        self._req = _Side()
+        self._resp = _Side()
+        self._pending: deque[Transaction] = deque()   # requests whose response is not done
+        self._held_s2c = bytearray()       # server bytes before any request to pair them with
+        self._held_s2c_ts: float | None = None
+        self._held_c2s: bytearray | None = None  # client bytes while a switch is undecided
+        self._held_c2s_ts: float | None = None
+        self._count = 0
+        self._total = [0, 0]                # bytes seen per direction (c2s, s2c)
+        self._switch_c2s_offset = 0
+        self.stopped: str | None = None
+        self.skipped = [0, 0]               # bytes ignored after stopping, per direction
+        #: set on 101 / CONNECT 2xx: protocol and the byte offsets where HTTP/1 ends
+        self.switched: dict[str, Any] | None = None
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> list[Event]:
+        out: list[Event] = []
+        if not data:
+            return out
+        self._total[direction is S2C] += len(data)
+        if self.stopped:
+            self.skipped[direction is S2C] += len(data)
+            return out
+        if direction is C2S:
+            self._feed_requests(data, timestamp, out)
+        else:
+            self._feed_responses(data, timestamp, out)
+        return out
+
+    def gap(self, direction: Direction, size: int, timestamp: float | None) -> list[Event]:
+        out: list[Event] = []
+        if self.stopped:
+            self.skipped[direction is S2C] += size
+            return out
+        self._stop(out, Problem(direction, "gap", f"{size} bytes lost in {direction}",
+                                timestamp), note="gap")
+        return out
+
+    def close(self, reason: str, clean: bool, timestamp: float | None) -> list[Event]:
+        """The connection ended. ``clean`` (a FIN) lets a response without a length end
+        here; otherwise such a response is reported as incomplete."""
+        out: list[Event] = []
+        if self.stopped:
+            return out
+        resp = self._resp
+        if clean and resp.conn is not None and resp.tx is not None and resp.tx.response:
+            try:
+                resp.conn.receive_data(b"")
+                self._pump_responses(timestamp or resp.last_ts or 0.0, out)
+            except h11.RemoteProtocolError:
+                pass  # body shorter than announced: reported below as incomplete
+        if self.stopped:
+            return out
+        if self._req.started and self._req.tx is None:
+            out.append(Problem(C2S, "truncated", "connection closed inside a request head",
+                               timestamp, stopped=False))
+        if self._held_s2c:
+            out.append(Problem(S2C, "unmatched_response",
+                               f"{len(self._held_s2c)} server bytes without a request",
+                               timestamp, stopped=False))
+        self._flush_pending(out, f"connection closed ({reason})")
+        self.stopped = "closed"
+        return out
+
+    def expire(self, now: float, timeout: float) -> list[Event]:
+        """Report requests whose response has not started ``timeout`` s after they were
+        sent. They stay queued so a late response still pairs with the right request."""
+        out: list[Event] = []
+        for tx in self._pending:
+            if tx.timeout_reported or tx.response is not None or tx.informational:
+                continue
+            sent = tx.request.end if tx.request.end is not None else tx.request.start
+            if sent is not None and now - sent >= timeout:
+                tx.timeout_reported = True
+                out.append(self._snapshot(tx, "no_response", f"no response after {timeout:g}s"))
+        return out
+
+    # -- client -> server ---------------------------------------------------------------
+
+    def _new_side_conn(self, side: _Side, role: Any, leftover: bytes, ts: float) -> None:
+        side.conn = h11.Connection(role, max_incomplete_event_size=self.max_header_bytes)
+        side.started = bool(leftover)
+        side.start_ts = ts if leftover else None
+        side.tx = None
+        if leftover:
+            side.conn.receive_data(leftover)
+
+    def _feed_requests(self, data: bytes, ts: float, out: list[Event]) -> None:
+        if self._held_c2s is not None:
+            self._hold_c2s(data, ts, out)
+            return
+        side = self._req
+        if side.conn is None:
+            if self._total[0] == len(data) and data.startswith(_H2_PREFACE):
+                self._stop(out, Problem(C2S, "not_http1", "HTTP/2 prior-knowledge preface", ts))
+                self.skipped[0] += len(data)
+                return
+            self._new_side_conn(side, h11.SERVER, b"", ts)
+        if not side.started:
+            side.started, side.start_ts = True, ts
+        side.last_ts = ts
+        try:
+            side.conn.receive_data(data)  # type: ignore[union-attr]
+            self._pump_requests(ts, out)
+        except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
+            self._stop(out, Problem(C2S, "protocol_error", f"bad request: {exc}", ts),
+                       note="request parse error")
+
+    def _pump_requests(self, ts: float, out: list[Event]) -> None:
+        side = self._req
+        while not self.stopped and side.conn is not None:
+            ev = side.conn.next_event()
+            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+                return
+            if isinstance(ev, h11.Request):
+                self._on_request(ev, side.start_ts if side.start_ts is not None else ts, out)
+                if self.stopped:
+                    return
+            elif isinstance(ev, h11.Data):
+                if side.tx is not None:
+                    self._add_body(side.tx.request, ev)
+            elif isinstance(ev, h11.EndOfMessage):
+                tx = side.tx
+                leftover = side.conn.trailing_data[0]
+                if tx is not None:
+                    tx.request.end = ts
+                    tx.request_done = True
+                    if tx.wants_switch and tx in self._pending:
+                        # bytes after an Upgrade/CONNECT request may not be HTTP/1: wait
+                        # for the response before parsing them
+                        self._switch_c2s_offset = self._total[0] - len(leftover)
+                        side.conn = None
+                        side.started = False
+                        self._held_c2s = bytearray()
+                        self._held_c2s_ts = ts if leftover else None
+                        self._hold_c2s(leftover, ts, out)
+                        return
+                self._new_side_conn(side, h11.SERVER, leftover, ts)
+
+    def _on_request(self, ev: h11.Request, start: float, out: list[Event]) -> None:
+        self._count += 1
+        msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
+                          method=as_text(ev.method, 64), target=as_text(ev.target))
+        self._set_headers(msg, ev.headers.raw_items())
+        lower = {n.lower() for n, _ in ev.headers}
+        msg.chunked = b"transfer-encoding" in lower and _is_chunked(ev.headers)
+        tx = Transaction(self._count, msg, h11_request=ev,
+                         wants_switch=ev.method == b"CONNECT" or b"upgrade" in lower)
+        self._req.tx = tx
+        if len(self._pending) >= self.max_pipelined:
+            self._stop(out, Problem(C2S, "overflow", f"more than {self.max_pipelined} "
+                                    "requests waiting for responses", start),
+                       note="too many pipelined requests")
+            return
+        self._pending.append(tx)
+        if len(self._pending) == 1 and self._resp.conn is None:
+            if self._prime_response_side(tx, start, out):
+                self._release_held_s2c(start, out)
+
+    def _hold_c2s(self, data: bytes, ts: float, out: list[Event]) -> None:
+        held = self._held_c2s
+        assert held is not None
+        if not data:
+            return
+        if self._held_c2s_ts is None:
+            self._held_c2s_ts = ts
+        if len(held) + len(data) > self.max_held:
+            self._stop(out, Problem(C2S, "overflow", "client kept sending while a protocol "
+                                    "switch was undecided", ts), note="buffer overflow")
+            return
+        held.extend(data)
+
+    # -- server -> client ---------------------------------------------------------------
+
+    def _prime_response_side(self, tx: Transaction, ts: float, out: list[Event]) -> bool:
+        """Start the client-role h11 connection for the response to ``tx``'s request."""
+        side = self._resp
+        req: h11.Request = tx.h11_request
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
+        headers = [(n, v) for n, v in req.headers.raw_items()
+                   if n.lower() not in (b"content-length", b"transfer-encoding")]
+        if not any(n.lower() == b"host" for n, _ in headers):
+            headers.append((b"Host", b"unknown"))  # HTTP/1.0 requests may omit it
+        try:
+            conn.send(h11.Request(method=req.method, target=req.target, headers=headers))
+            conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            self._stop(out, Problem(C2S, "protocol_error", f"cannot follow request: {exc}", ts))
+            return False
+        side.conn = conn
+        side.tx = tx
+        side.started = False
+        side.start_ts = None
+        return True
+
+    def _release_held_s2c(self, ts: float, out: list[Event]) -> None:
+        if self._held_s2c and not self.stopped:
+            held, held_ts = bytes(self._held_s2c), self._held_s2c_ts or ts
+            self._held_s2c.clear()
+            self._held_s2c_ts = None
+            self._feed_responses(held, held_ts, out)
+
+    def _feed_responses(self, data: bytes, ts: float, out: list[Event]) -> None:
+        # a loop, not recursion: one chunk may end many pipelined responses
+        chunk: bytes | None = data
+        while chunk is not None and not self.stopped:
+            chunk = self._feed_one_response(chunk, ts, out)
+
+    def _feed_one_response(self, data: bytes, ts: float, out: list[Event]) -> bytes | None:
+        side = self._resp
+        if side.conn is None:
+            if not data:
+                return None
+            if len(self._held_s2c) + len(data) > self.max_held:
+                self._stop(out, Problem(S2C, "unmatched_response", "server sent "
+                                        f"{len(self._held_s2c) + len(data)} bytes with no "
+                                        "request to answer", ts), note="unmatched response")
+                return None
+            if not self._held_s2c:
+                self._held_s2c_ts = ts
+            self._held_s2c.extend(data)
+            return None
+        if data and not side.started:
+            side.started, side.start_ts = True, ts
+        side.last_ts = ts
+        try:
+            side.conn.receive_data(data)
+            return self._pump_responses(ts, out)
+        except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
+            self._stop(out, Problem(S2C, "protocol_error", f"bad response: {exc}", ts),
+                       note="response parse error")
+            return None
+
+    def _pump_responses(self, ts: float, out: list[Event]) -> bytes | None:
+        """Turn h11 events into transactions; returns bytes left over after a finished
+        response when the next request's response parser is ready for them."""
+        side = self._resp
+        while not self.stopped and side.conn is not None:
+            ev = side.conn.next_event()
+            tx = side.tx
+            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+                return None
+            assert tx is not None
+            if isinstance(ev, h11.InformationalResponse):
+                if ev.status_code == 101 and tx.wants_switch:
+                    tx.response = self._response_head(ev, ts)
+                    tx.response.end = ts
+                    self._switch(tx, out)
+                    return None
+                if len(tx.informational) < MAX_INFORMATIONAL:
+                    tx.informational.append({"status": ev.status_code,
+                                             "reason": as_text(ev.reason, 128),
+                                             "timestamp": ts})
+                side.start_ts = None  # the final response starts with its own first byte
+            elif isinstance(ev, h11.Response):
+                tx.response = self._response_head(ev, ts)
+                if tx.request.method == "CONNECT" and 200 <= ev.status_code < 300:
+                    tx.response.end = ts
+                    self._switch(tx, out)
+                    return None
+            elif isinstance(ev, h11.Data):
+                if tx.response is not None:
+                    self._add_body(tx.response, ev)
+            elif isinstance(ev, h11.EndOfMessage):
+                leftover = side.conn.trailing_data[0]
+                self._finish(tx, ts, out)
+                side.conn = None
+                side.tx = None
+                side.started = False
+                side.start_ts = None
+                if tx.wants_switch and self._held_c2s is not None:
+                    # the server declined the switch: the held client bytes are HTTP/1
+                    held, held_ts = bytes(self._held_c2s), self._held_c2s_ts or ts
+                    self._held_c2s = None
+                    self._held_c2s_ts = None
+                    self._new_side_conn(self._req, h11.SERVER, b"", held_ts)
+                    if held:
+                        self._feed_requests(held, held_ts, out)
+                if self.stopped:
+                    return None
+                if side.conn is None and self._pending:
+                    if not self._prime_response_side(self._pending[0], ts, out):
+                        return None
+                if side.conn is not None:
+                    return leftover or None   # b"" would tell h11 the connection closed
+                if leftover:
+                    if not self._held_s2c:
+                        self._held_s2c_ts = ts
+                    self._held_s2c.extend(leftover)
+                return None
+        return None
+
+    def _response_head(self, ev: h11.InformationalResponse | h11.Response,
+                       ts: float) -> HttpMessage:
+        start = self._resp.start_ts if self._resp.start_ts is not None else ts
+        msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
+                          status=ev.status_code, reason=as_text(ev.reason, 256))
+        self._set_headers(msg, ev.headers.raw_items())
+        msg.chunked = _is_chunked(ev.headers)
+        return msg
+
+    def _finish(self, tx: Transaction, ts: float, out: list[Event]) -> None:
+        assert tx.response is not None
+        tx.response.end = ts
+        if self._pending and self._pending[0] is tx:
+            self._pending.popleft()
+        tx.late = tx.timeout_reported
+        tx.outcome = "complete" if tx.request_done else "incomplete"
+        if not tx.request_done:
+            tx.note = "response ended before the request body"
+        out.append(tx)
+
+    def _switch(self, tx: Transaction, out: list[Event]) -> None:
+        proto = tx.response.header("Upgrade") if tx.response else None
+        if tx.request.method == "CONNECT":
+            proto = "tunnel"
+        tx.upgrade = (proto or tx.request.header("Upgrade") or "unknown").strip()
+        tx.outcome = "upgraded"
+        s2c_left = len(self._resp.conn.trailing_data[0]) if self._resp.conn else 0
+        self.switched = {
+            "protocol": tx.upgrade,
+            "status": tx.response.status if tx.response else None,
+            # where the new protocol starts in each direction's byte stream
+            "client_offset": self._switch_c2s_offset,
+            "server_offset": self._total[1] - s2c_left - len(self._held_s2c),
+            "http2_settings": tx.request.header("HTTP2-Settings"),
+            "request": {"method": tx.request.method, "path": tx.request.target},
+        }
+        if self._pending and self._pending[0] is tx:
+            self._pending.popleft()
+        out.append(tx)
+        self._flush_pending(out, "connection switched protocol")
+        self.stopped = "switched"
+        self._held_c2s = None
+        self._held_s2c.clear()
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def _set_headers(self, msg: HttpMessage, raw: list[tuple[bytes, bytes]]) -> None:
+        msg.headers_total = len(raw)
+        msg.headers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
+
+    def _add_body(self, msg: HttpMessage, ev: h11.Data) -> None:
+        n = len(ev.data)
+        msg.body_length += n
+        room = self.body_preview - len(msg.body_preview)
+        if room > 0:
+            msg.body_preview.extend(ev.data[:room])
+        if msg.chunked:
+            if ev.chunk_start or not msg.chunk_sizes:
+                if len(msg.chunk_sizes) < MAX_CHUNK_SIZES:
+                    msg.chunk_sizes.append(0)
+                else:
+                    return
+            if msg.chunk_sizes:
+                msg.chunk_sizes[-1] += n
+
+    def _snapshot(self, tx: Transaction, outcome: str, note: str) -> Transaction:
+        """A report of ``tx`` as it stands, without disturbing the live one."""
+        return Transaction(tx.index, tx.request, tx.response, list(tx.informational),
+                           outcome=outcome, note=note, wants_switch=tx.wants_switch,
+                           request_done=tx.request_done)
+
+    def _flush_pending(self, out: list[Event], why: str) -> None:
+        while self._pending:
+            tx = self._pending.popleft()
+            if tx.timeout_reported and tx.response is None:
+                continue  # already reported as unanswered
+            started = tx.response is not None or bool(tx.informational)
+            if not started and self._resp.tx is tx and self._resp.started:
+                started = True
+            tx.outcome = "incomplete" if started or not tx.request_done else "no_response"
+            tx.note = why
+            out.append(tx)
+
+    def _stop(self, out: list[Event], problem: Problem, note: str | None = None) -> None:
+        out.append(problem)
+        self._flush_pending(out, note or problem.kind)
+        self.stopped = problem.kind
+        self._req.conn = self._resp.conn = None
+        self._held_s2c.clear()
+        self._held_c2s = None
+
+
+def _is_chunked(headers: Any) -> bool:
+    return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
+
+
+# -- the chef ---------------------------------------------------------------------------
+
+
+class Http1Chef(StreamChef):
+    """HTTP/1.x: one dumpling per request/response transaction, with latency.
+
+    Transactions are matched in order per connection; a request left unanswered is reported
+    after ``response_timeout`` seconds of capture time (from the interval poke) and at
+    connection close. Decoding problems give an ``"event": "error"`` dumpling and stop that
+    connection's decoding.
+    """
+
+    default_ports: ClassVar[tuple[int, ...]] = (80, 8000, 8080)
+
+    class Options(FlowChefOptions):
+        #: seconds (capture time) to wait for a response before reporting the request
+        response_timeout: float = Field(30.0, gt=0)
+        #: body bytes shown per message (lengths are always reported in full)
+        body_preview: int = Field(256, ge=0, le=65536)
+        #: largest request/response head accepted, in bytes
+        max_header_bytes: int = Field(65536, ge=1024, le=1 << 20)
+        #: requests that may wait for their responses on one connection
+        max_pipelined: int = Field(64, ge=1, le=10000)
+
+    def __init__(self, kitchen: Any = None, **options: Any) -> None:
+        super().__init__(kitchen, **options)
+        self.counts: Counter[str] = Counter()
+        self._waiting: weakref.WeakValueDictionary[int, Flow] = weakref.WeakValueDictionary()
+
+    def detect(self, flow: Flow, direction: Direction, data: bytes) -> bool:
+        return direction is C2S and REQUEST_LINE.match(data) is not None
+
+    def new_flow_state(self, flow: Flow) -> Http1Decoder:
+        o = self.options
+        return Http1Decoder(body_preview=o.body_preview,  # type: ignore[attr-defined]
+                            max_header_bytes=o.max_header_bytes,  # type: ignore[attr-defined]
+                            max_pipelined=o.max_pipelined)  # type: ignore[attr-defined]
+
+    def on_data(self, flow: Flow, direction: Direction, data: bytes,
+                timestamp: float) -> Iterator[dict[str, Any]]:
+        decoder: Http1Decoder = self.flow_state(flow)
+        events = decoder.feed(direction, data, timestamp)
+        if decoder.pending:
+            self._waiting[flow.id] = flow
+        yield from self._payloads(flow, decoder, events)
+
+    def on_gap(self, flow: Flow, direction: Direction, size: int) -> Iterator[dict[str, Any]]:
+        decoder: Http1Decoder = self.flow_state(flow)
+        yield from self._payloads(flow, decoder, decoder.gap(direction, size, self.now))
+
+    def on_close(self, flow: Flow, reason: CloseReason) -> Iterator[dict[str, Any]]:
+        decoder: Http1Decoder = self.flow_state(flow)
+        self._waiting.pop(flow.id, None)
+        events = decoder.close(str(reason), reason is CloseReason.FIN, flow.last_seen)
+        yield from self._payloads(flow, decoder, events)
+
+    def interval_handler(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
+        now = self.now
+        if now is None:
+            return
+        timeout = self.options.response_timeout  # type: ignore[attr-defined]
+        for flow_id, flow in list(self._waiting.items()):
+            decoder = flow.state.get(self.name)
+            if not isinstance(decoder, Http1Decoder) or not decoder.pending or decoder.stopped:
+                self._waiting.pop(flow_id, None)
+                continue
+            yield from self._payloads(flow, decoder, decoder.expire(now, timeout))
+
+    # -- payloads ---------------------------------------------------------------------
+
+    def _payloads(self, flow: Flow, decoder: Http1Decoder,
+                  events: list[Event]) -> Iterator[dict[str, Any]]:
+        for ev in events:
+            if isinstance(ev, Problem):
+                self.counts[ev.kind] += 1
+                if ev.kind == "not_http1":
+                    self.logger.debug("%s: %s", flow.label(), ev.message)
+                    continue
+                self.logger.info("%s: %s: %s", flow.label(ev.direction), ev.kind, ev.message)
+                yield self._problem_payload(flow, ev)
+            else:
+                self.counts["transactions"] += 1
+                self.counts[ev.outcome] += 1
+                if ev.upgrade is not None and decoder.switched is not None:
+                    flow.state[UPGRADE_STATE_KEY] = dict(decoder.switched, by=self.name)
+                yield transaction_payload(flow, ev)
+
+    def _problem_payload(self, flow: Flow, ev: Problem) -> dict[str, Any]:
+        stop = "; stopped decoding" if ev.stopped else ""
+        return {
+            "event": "error",
+            "flow": flow.describe(),
+            "src": flow.src(ev.direction),
+            "dst": flow.dst(ev.direction),
+            "direction": str(ev.direction),
+            "timestamp": ev.timestamp,
+            "kind": ev.kind,
+            "message": ev.message,
+            "summary": f"{flow.label(ev.direction)}  HTTP/1 {ev.kind.upper()} "
+                       f"{ev.message}{stop}"[:400],
+        }
+
+
+def _message_fields(msg: HttpMessage | None, prefix: str) -> dict[str, Any]:
+    if msg is None:
+        return {f"{prefix}_headers": None, f"{prefix}_body_length": None}
+    out: dict[str, Any] = {
+        f"{prefix}_headers": msg.headers,
+        f"{prefix}_body_length": msg.body_length,
+    }
+    if msg.headers_total > len(msg.headers):
+        out[f"{prefix}_headers_total"] = msg.headers_total
+    if msg.body_preview:
+        out[f"{prefix}_body"] = as_text(bytes(msg.body_preview), 4 * len(msg.body_preview))
+    return out
+
+
+def transaction_payload(flow: Flow, tx: Transaction) -> dict[str, Any]:
+    """The dumpling payload of one transaction (the keys the printer and dashboard use)."""
+    req, resp = tx.request, tx.response
+    latency = None
+    if req.start is not None and resp is not None and resp.end is not None:
+        latency = max(0.0, resp.end - req.start)
+    payload: dict[str, Any] = {
+        "event": "transaction",
+        "flow": flow.describe(),
+        "src": flow.client_str,
+        "dst": flow.server_str,
+        "direction": str(C2S),
+        "timestamp": req.start,
+        "index": tx.index,
+        "outcome": tx.outcome,
+        "method": req.method,
+        "host": req.header("Host"),
+        "path": req.target,
+        "version": req.version,
+        "request_chunked": req.chunked,
+        **_message_fields(req, "request"),
+        "status": resp.status if resp else None,
+        "reason": resp.reason if resp else None,
+        "response_version": resp.version if resp else None,
+        **_message_fields(resp, "response"),
+        "content_type": resp.header("Content-Type") if resp else None,
+        "chunked": resp.chunked if resp else None,
+        "latency": latency,
+    }
+    if resp is not None and resp.chunked:
+        payload["chunk_sizes"] = resp.chunk_sizes
+    if tx.informational:
+        payload["informational"] = tx.informational
+    if tx.upgrade is not None:
+        payload["upgrade"] = tx.upgrade
+    if tx.note:
+        payload["note"] = tx.note
+    if tx.late:
+        payload["late"] = True
+    payload["summary"] = _summary(flow, tx, latency)
+    return payload
+
+
+def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:
+    req, resp = tx.request, tx.response
+    target = req.target if len(req.target) <= 120 else req.target[:117] + "..."
+    line = f"{flow.label(C2S)}  {req.method} {target} -> "
+    if resp is None or resp.status is None:
+        line += "(no response"
+        line += f": {tx.note})" if tx.note else ")"
+        return line
+    line += f"{resp.status} {resp.reason}".rstrip()
+    if tx.upgrade is not None:
+        line += f" UPGRADE {tx.upgrade}"
+    else:
+        line += f" {resp.body_length}B"
+    if latency is not None:
+        line += f" {latency * 1000:.1f}ms"
+    if tx.outcome != "complete" and tx.outcome != "upgraded":
+        line += f" ({tx.outcome}{': ' + tx.note if tx.note else ''})"
+    if tx.late:
+        line += " (late)"
+    return line
