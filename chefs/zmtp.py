@@ -438,6 +438,8 @@ class ZmtpDecoder:
         except (IndexError, ValueError) as exc:  # pragma: no cover - parsers check lengths
             fields["error"] = f"cannot parse {name}: {exc}"
             self.errors += 1
+        if name == "ERROR":
+            fields["body_hex"] = body[:self.max_shown].hex()  # the whole body, name included
         if name in HANDSHAKE_END:
             self.handshake_done = True
         if name == "ERROR":
@@ -470,7 +472,6 @@ class ZmtpDecoder:
             if len(reason) < n:
                 fields["error"] = "reason is cut short"
                 self.errors += 1
-            fields["body_hex"] = data[:self.max_shown].hex()
         elif name in ("SUBSCRIBE", "CANCEL"):
             fields["topic"] = show(data[:self.max_shown])
             fields["topic_hex"] = data[:self.max_shown].hex()
