@@ -1,0 +1,81 @@
+"""nd-hubstatus's eater: a live one-screen view of a hub from its status dumplings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from netdumplings.eater import DumplingEater
+from netdumplings.wire import STATUS_CHEF
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def _who(entry: dict[str, Any], key: str, name_key: str) -> str:
+    info = entry.get(key) or {}
+    hub = entry.get("info_from_hub") or {}
+    return f"{info.get(name_key, '?')} ({hub.get('host', '?')}:{hub.get('port', '?')})"
+
+
+def render_status(status: dict[str, Any], rates: tuple[float, float] | None = None,
+                  hub: str = "") -> str:
+    """The status screen as text (also used by tests)."""
+    lines = [f"netdumplings hub {hub}  uptime {_duration(status.get('server_uptime', 0))}"]
+    rin, rout = rates if rates else (0.0, 0.0)
+    lines.append(f"dumplings in: {status.get('total_dumplings_in', 0)} ({rin:.1f}/s)   "
+                 f"out: {status.get('total_dumplings_out', 0)} ({rout:.1f}/s)   "
+                 f"dropped: {status.get('total_dumplings_dropped', 0)}   "
+                 f"invalid: {status.get('total_dumplings_invalid', 0)}")
+    kitchens = status.get("dumpling_kitchens") or []
+    lines.append(f"kitchens: {status.get('dumpling_kitchen_count', len(kitchens))}")
+    for k in kitchens:
+        info = k.get("info_from_kitchen") or {}
+        extra = f"  {k['dumplings']} dumplings" if "dumplings" in k else ""
+        lines.append(f"  {_who(k, 'info_from_kitchen', 'kitchen_name')}  "
+                     f"interface={info.get('interface')} filter={info.get('filter')!r} "
+                     f"chefs={','.join(info.get('chefs') or [])}{extra}")
+    eaters = status.get("dumpling_eaters") or []
+    lines.append(f"eaters: {status.get('dumpling_eater_count', len(eaters))}")
+    for e in eaters:
+        extra = ""
+        if "queue_depth" in e:
+            extra = (f"  sent={e.get('sent', 0)} queue={e['queue_depth']}/"
+                     f"{e.get('queue_size', '?')} dropped={e.get('dropped', 0)}")
+        lines.append(f"  {_who(e, 'info_from_eater', 'eater_name')}{extra}")
+    return "\n".join(lines)
+
+
+class HubStatusEater(DumplingEater):
+    def __init__(self, *, once: bool = False, out: TextIO | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("chef_filter", [STATUS_CHEF])
+        super().__init__(**kwargs)
+        self.once = once
+        self.out = out or sys.stdout
+        self._last: tuple[float, int, int] | None = None
+
+    async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
+        md = dumpling.get("metadata") or {}
+        if md.get("chef") != STATUS_CHEF:
+            return
+        status = dumpling.get("payload") or {}
+        now = time.monotonic()
+        din, dout = status.get("total_dumplings_in", 0), status.get("total_dumplings_out", 0)
+        rates = None
+        if self._last is not None:
+            dt = max(now - self._last[0], 1e-6)
+            rates = ((din - self._last[1]) / dt, (dout - self._last[2]) / dt)
+        self._last = (now, din, dout)
+        text = render_status(status, rates, self.hub)
+        if self.out.isatty() and not self.once:
+            self.out.write("\x1b[H\x1b[2J")
+        self.out.write(text + "\n")
+        self.out.flush()
+        if self.once:
+            self.stop()

@@ -1,0 +1,79 @@
+"""nd-print: print the dumplings a hub relays."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..eater import HubUnavailable
+from ..wire import OUT_PORT
+from .common import add_color_flags, fail, parser, secret, setup_logging
+
+PROG = "nd-print"
+EPILOG = """\
+examples:
+  nd-print                                    everything from the hub on 127.0.0.1:11348
+  nd-print --chef DNSLookupChef --no-interval-dumplings
+  nd-print --json | jq .payload               one compact JSON dumpling per line
+  nd-print --format '{timestamp:%H:%M:%S} {kitchen} {chef} {payload[summary]}'
+Format fields: metadata, payload, chef, kitchen, driver, sequence, creation_time,
+capture_time, timestamp (a datetime), src, dst, summary, json; missing ones print '-'.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, "Print dumplings from nd-hub.", EPILOG)
+    p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
+                   help="hub out-port address host:port, ws:// or wss:// (default: %(default)s)")
+    p.add_argument("-c", "--chef", action="append", help="only this chef (repeatable)")
+    p.add_argument("-k", "--kitchen", action="append", help="only this kitchen (repeatable)")
+    p.add_argument("-n", "--eater-name", default="nd-print", help="name shown by the hub")
+    p.add_argument("--interval-dumplings", action=argparse.BooleanOptionalAction, default=True,
+                   help="show interval dumplings (default: yes)")
+    p.add_argument("--packet-dumplings", action=argparse.BooleanOptionalAction, default=True,
+                   help="show packet dumplings (default: yes)")
+    p.add_argument("--payload", action=argparse.BooleanOptionalAction, default=True,
+                   help="show payloads, not just who/when (default: yes)")
+    add_color_flags(p)
+    p.add_argument("--json", action="store_true", help="one compact JSON dumpling per line")
+    p.add_argument("--format", metavar="FMT", help="Python format string over each dumpling")
+    p.add_argument("--count", type=int, metavar="N", help="exit after printing N dumplings")
+    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=True,
+                   help="reconnect when the hub goes away (default: yes)")
+    p.add_argument("--token", help="eater token (prefer $ND_EATER_TOKEN or --token-file)")
+    p.add_argument("--token-file", help="read the eater token from a file")
+    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    from netdumplings.eaters.print import PrintEater, Printer
+
+    drivers = [d for d, on in (("packet", args.packet_dumplings),
+                               ("interval", args.interval_dumplings)) if on]
+    if not drivers:
+        fail(PROG, "--no-packet-dumplings and --no-interval-dumplings leave nothing to print", 2)
+    color = args.color if args.color is not None else sys.stdout.isatty()
+    printer = Printer(mode="json" if args.json else "pretty", fmt=args.format,
+                      payload=args.payload, color=color,
+                      packet_dumplings=args.packet_dumplings,
+                      interval_dumplings=args.interval_dumplings)
+    try:
+        eater = PrintEater(printer, count=args.count, name=args.eater_name, hub=args.hub,
+                           chef_filter=args.chef, kitchen_filter=args.kitchen,
+                           driver_filter=drivers if len(drivers) == 1 else None,
+                           reconnect=args.reconnect, cafile=args.cafile,
+                           token=secret(args.token, args.token_file, "ND_EATER_TOKEN"))
+    except ValueError as exc:
+        fail(PROG, f"--hub: {exc}", 2)
+    try:
+        eater.run()
+    except HubUnavailable as exc:
+        fail(PROG, str(exc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""nd-sniff: a kitchen. Captures packets and sends the chefs' dumplings to a hub."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from ..chef import ChefLoadError
+from ..dumpling import encode
+from ..kitchen import Kitchen
+from ..registry import load_chefs
+from ..sources import CaptureError, LiveSource, PcapSource
+from ..wire import IN_PORT, parse_hub_address
+from .common import fail, parser, secret, setup_logging
+
+PROG = "nd-sniff"
+EPILOG = """\
+examples:
+  nd-sniff -i lo -f "tcp port 24224" -c FluentdForwardChef          live, to the hub on 127.0.0.1:11347
+  nd-sniff -i eth0 -i eth1 -m mychefs.py --hub hub.example:11347    several interfaces, your chefs
+  nd-sniff -r capture.pcap --print                                  a file, dumplings on stdout
+  tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
+  nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
+  nd-sniff -l                                                       list the chefs available
+
+Chefs: with no --chef, every chef of the --chef-module modules runs; with neither, the
+bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
+--chef-option FluentdForwardChef.ports=24224,24225 (repeatable).
+Live capture needs root or CAP_NET_RAW. Tokens: $ND_KITCHEN_TOKEN or --token-file.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, "A netdumplings kitchen: sniff packets (live, from a file, or from stdin),"
+                     " run chefs over them, and send their dumplings to nd-hub.", EPILOG)
+    p.add_argument("-n", "--kitchen-name", default="default", help="name of this kitchen "
+                   "(default: %(default)s)")
+    p.add_argument("--hub", default=f"127.0.0.1:{IN_PORT}",
+                   help="hub in-port address host:port, ws:// or wss:// (default: %(default)s)")
+    p.add_argument("-i", "--interface", action="append", metavar="IFACE",
+                   help="interface to sniff (repeatable; default: all; 'all' or 'any' = all)")
+    p.add_argument("-f", "--filter", default=None, metavar="BPF",
+                   help="BPF capture filter, as tcpdump's (default: every packet)")
+    p.add_argument("-r", "--read", metavar="FILE",
+                   help="read a pcap/pcapng file instead of sniffing ('-' = stdin)")
+    p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
+                   help="dotted module name or path to a .py file with chefs (repeatable)")
+    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
+                   help="chef class to run (repeatable; default: all of the modules)")
+    p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
+                   help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
+    p.add_argument("-l", "--chef-list", action="store_true",
+                   help="list the available chefs and exit")
+    p.add_argument("-p", "--poke-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="call chefs' interval handlers every SECONDS (default: %(default)s)")
+    p.add_argument("--print", action="store_true",
+                   help="no hub: print dumplings to stdout (JSON lines, or --format)")
+    p.add_argument("--format", metavar="FMT",
+                   help="with --print: Python format string over a dumpling, e.g. "
+                        "'{timestamp} {chef} {payload[summary]}'")
+    p.add_argument("-s", "--snaplen", type=int, default=262144,
+                   help="live capture: bytes kept per packet (default: %(default)s)")
+    p.add_argument("--outbox-mb", type=float, default=64.0,
+                   help="dumplings held while the hub is unreachable, in MB (default: "
+                        "%(default)s); beyond it the oldest are dropped and counted")
+    p.add_argument("--flush-timeout", type=float, default=30.0,
+                   help="at the end of a file, wait up to SECONDS for the hub to take the "
+                        "last dumplings (default: %(default)s)")
+    p.add_argument("--max-flows", type=int, default=100_000,
+                   help="flow table size; the least recently active flow is evicted beyond it")
+    p.add_argument("--flow-timeout", type=float, default=300.0,
+                   help="idle seconds (capture time) before a flow is closed")
+    p.add_argument("--token", help="kitchen token for the hub (prefer $ND_KITCHEN_TOKEN)")
+    p.add_argument("--token-file", help="read the kitchen token from a file")
+    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress on stderr while reading a file (default: when a terminal)")
+    return p
+
+
+def parse_chef_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        chef, dot, key = name.partition(".")
+        if not sep or not dot or not chef or not key:
+            raise ValueError(f"bad --chef-option {item!r} (expected CHEF.KEY=VALUE)")
+        out.setdefault(chef, {})[key] = value
+    return out
+
+
+def select_chefs(args: argparse.Namespace) -> tuple[dict[str, type], list[str]]:
+    available = load_chefs(args.chef_module)
+    if args.chef:
+        names = list(dict.fromkeys(args.chef))
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ChefLoadError(f"unknown chef(s): {', '.join(unknown)} "
+                                f"(available: {', '.join(available)})")
+    elif args.chef_module:
+        from ..chef import chefs_in_module
+        names = []
+        for spec in args.chef_module:
+            names.extend(n for n in chefs_in_module(spec) if n not in names)
+    else:
+        names = [n for n, cls in available.items() if not getattr(cls, "opt_in", False)]
+    return available, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    log = logging.getLogger("netdumplings.sniff")
+    try:
+        available, names = select_chefs(args)
+    except ChefLoadError as exc:
+        fail(PROG, str(exc), 2)
+    if args.chef_list:
+        for name, cls in available.items():
+            doc = (cls.__doc__ or "").strip().splitlines()
+            print(f"{name:24s} {cls.__module__:32s} {doc[0] if doc else ''}")
+        return 0
+    try:
+        chef_options = parse_chef_options(args.chef_option)
+    except ValueError as exc:
+        fail(PROG, str(exc), 2)
+    for chef in chef_options:
+        if chef not in names:
+            fail(PROG, f"--chef-option for {chef}, which is not running", 2)
+    interfaces = [i for i in (args.interface or []) if i not in ("all", "any")] or None
+
+    # Sink: stdout or the hub.
+    sender = None
+    printer = None
+    if args.print:
+        from netdumplings.eaters.print import Printer
+        printer = Printer(mode="json", fmt=args.format)
+
+        def sink(dumpling: dict, data: bytes) -> None:
+            printer.print(dumpling, data)
+    else:
+        from ..sender import HubSender
+        try:
+            host, port, tls = parse_hub_address(args.hub, IN_PORT)
+        except ValueError as exc:
+            fail(PROG, f"--hub: {exc}", 2)
+        hello = {"kitchen_name": args.kitchen_name,
+                 "interface": args.read and f"file:{args.read}" or ",".join(interfaces or ["all"]),
+                 "filter": args.filter, "chefs": names, "poke_interval": args.poke_interval}
+        token = secret(args.token, args.token_file, "ND_KITCHEN_TOKEN")
+        if token:
+            hello["token"] = token
+        sender = HubSender(host, port, hello, tls=tls, cafile=args.cafile,
+                           outbox_bytes=int(args.outbox_mb * (1 << 20)))
+        sink = lambda dumpling, data: sender.put(data)  # noqa: E731
+
+    try:
+        kitchen = Kitchen(args.kitchen_name, [available[n] for n in names], sink=sink,
+                          poke_interval=args.poke_interval, interface=args.interface and
+                          ",".join(args.interface), bpf_filter=args.filter,
+                          chef_options=chef_options, max_flows=args.max_flows,
+                          flow_idle_timeout=args.flow_timeout)
+    except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
+        fail(PROG, f"cannot set up chefs: {exc}", 2)
+
+    if sender is not None:
+        def notice(dropped: int) -> bytes:
+            # Sequence numbers already show the gap to eaters; this says why.
+            return encode({"metadata": {"chef": "KitchenNoticeChef", "kitchen": kitchen.name,
+                                        "creation_time": time.time(), "driver": "interval",
+                                        "host": kitchen.host},
+                           "payload": {"notice": "outbox_overflow", "dropped": dropped,
+                                       "dropped_total": sender.outbox.dropped_total}})
+        sender.notice_hook = notice
+        sender.start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    started = time.monotonic()
+    error: str | None = None
+    source: Any = None
+    try:
+        if args.read:
+            source = PcapSource(args.read)
+            progress = None
+            show = args.progress if args.progress is not None else sys.stderr.isatty()
+            if show and source.size:
+                progress = _progress(source, kitchen, started)
+            kitchen.run(source, stop=stop.is_set, progress=progress)
+            if progress:
+                sys.stderr.write("\r\x1b[K")
+        else:
+            source = LiveSource(interfaces, args.filter, snaplen=args.snaplen)
+            log.info("sniffing %s filter=%r chefs=%s", ",".join(interfaces or ["all"]),
+                     args.filter, ",".join(names))
+            kitchen.run(source, stop=stop.is_set)
+    except CaptureError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if isinstance(source, LiveSource):
+            source.close()
+    kitchen.finish()
+    code = 0
+    if error and source is None:
+        # Could not start at all (bad interface, filter, permissions, unreadable file).
+        if sender is not None:
+            sender.close(timeout=0.5)
+        fail(PROG, error)
+    if sender is not None:
+        if not sender.close(timeout=args.flush_timeout):
+            print(f"{PROG}: error: the hub at {args.hub} did not take "
+                  f"{len(sender.outbox)} dumplings within {args.flush_timeout:.0f}s",
+                  file=sys.stderr)
+            code = 1
+    elapsed = time.monotonic() - started
+    st = kitchen.stats
+    live = ""
+    if isinstance(source, LiveSource):
+        ks = source.stats()
+        live = f", {ks['kernel_drops']} dropped by the kernel"
+    dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
+        sender.outbox.dropped_total else ""
+    if not args.quiet:
+        print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
+              f"errors{dropped}{live} in {elapsed:.2f}s "
+              f"({st.packets / elapsed if elapsed > 0 else 0:.0f} packets/s)", file=sys.stderr)
+    if error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        code = 1
+    return code
+
+
+def _progress(source: PcapSource, kitchen: Kitchen, started: float):
+    size = source.size or 1
+    last = [0.0]
+
+    def show() -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2:
+            return
+        last[0] = now
+        el = max(now - started, 1e-6)
+        sys.stderr.write(f"\r{PROG}: {100 * source.offset / size:5.1f}%  "
+                         f"{kitchen.stats.packets} packets  {kitchen.stats.dumplings} dumplings  "
+                         f"{kitchen.stats.packets / el:.0f} packets/s\x1b[K")
+        sys.stderr.flush()
+    return show
+
+
+if __name__ == "__main__":
+    sys.exit(main())
