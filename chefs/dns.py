@@ -112,6 +112,17 @@ def _class_name(code: int) -> str:
     return str(dnslib.CLASS.get(code, f"CLASS{code}"))
 
 
+#: Extended response codes (RFC 6891 and later) that dnslib's RCODE table lacks.
+EXTENDED_RCODES = {16: "BADVERS", 17: "BADKEY", 18: "BADTIME", 19: "BADMODE",
+                   20: "BADNAME", 21: "BADALG", 22: "BADTRUNC", 23: "BADCOOKIE"}
+
+
+def _rcode_name(code: int) -> str:
+    if code in EXTENDED_RCODES:
+        return EXTENDED_RCODES[code]
+    return str(dnslib.RCODE.get(code, f"RCODE{code}"))
+
+
 def _rdata_text(rr: Any) -> str:
     try:
         text = str(rr.rdata)
@@ -175,7 +186,7 @@ def parse_message(data: bytes) -> DnsMessage:
         "ra": bool(h.ra),
         "ad": bool(h.ad),
         "cd": bool(h.cd),
-        "rcode": str(dnslib.RCODE.get(rcode, f"RCODE{rcode}")),
+        "rcode": _rcode_name(rcode),
     }
     questions = [{"name": _name(q.qname), "type": _type_name(q.qtype),
                   "class": _class_name(q.qclass)} for q in rec.questions[:MAX_RECORDS]]
