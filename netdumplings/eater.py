@@ -64,6 +64,7 @@ class DumplingEater:
         self.received = 0
         self.websocket: Any = None
         self._stop = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, hub={self.hub!r})"
@@ -97,13 +98,25 @@ class DumplingEater:
         return hello
 
     def stop(self) -> None:
-        """Ask a running eater to return from ``run``/``eat`` after the current dumpling."""
+        """Ask a running eater to return from ``run``/``eat`` after the current dumpling.
+
+        Safe to call from the eater's own handlers or from another thread."""
         self._stop = True
-        if self.websocket is not None:
-            asyncio.ensure_future(self.websocket.close())
+        ws, loop = self.websocket, self._loop
+        if ws is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(ws.close())
+        else:
+            asyncio.run_coroutine_threadsafe(ws.close(), loop)
 
     async def eat(self, dumpling_count: int | None = None) -> None:
         """Receive dumplings until ``dumpling_count`` have been handled (None: forever)."""
+        self._loop = asyncio.get_running_loop()
         delay = 0.2
         while not self._stop:
             try:
@@ -156,7 +169,9 @@ class DumplingEater:
                     return True
                 if self._stop:
                     return True
-        raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+        if self._stop:
+            return True
+        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
 
     def run(self, dumpling_count: int | None = None) -> None:
         """Blocking: ``asyncio.run(self.eat(dumpling_count))``; Ctrl-C returns quietly."""

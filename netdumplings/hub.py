@@ -15,7 +15,6 @@ from collections import deque
 from typing import Any
 
 import orjson
-import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -281,8 +280,9 @@ class Hub:
         self.eaters[ws] = conn
         log.info("eater %s connected from %s:%s", hello.eater_name, host, port)
         reader = asyncio.create_task(self._drain_incoming(ws))
+        reader.add_done_callback(lambda _: conn.event.set())  # wake the writer to notice
         try:
-            await self._feed_eater(conn)
+            await self._feed_eater(conn, reader)
         except ConnectionClosed:
             pass
         finally:
@@ -302,12 +302,14 @@ class Hub:
         except ConnectionClosed:
             pass
 
-    async def _feed_eater(self, conn: EaterConn) -> None:
+    async def _feed_eater(self, conn: EaterConn, reader: asyncio.Task) -> None:
         ws = conn.ws
         q = conn.queue
         while True:
             await conn.event.wait()
             conn.event.clear()
+            if reader.done():
+                return
             while q:
                 if conn.missed:
                     missed, conn.missed = conn.missed, 0
@@ -322,8 +324,6 @@ class Hub:
                     await ws.send(q.popleft(), text=True)
                     conn.sent += 1
                     self.dumplings_out += 1
-            if ws.state is websockets.protocol.State.CLOSED:
-                return
 
     def _notice(self, conn: EaterConn, missed: int) -> str:
         return encode({
