@@ -48,7 +48,7 @@ class TcpDirection:
 
     __slots__ = (
         "max_buffer", "max_segments", "_next", "_fin", "_starts", "_chunks", "_plain",
-        "buffered", "finished", "delivered", "gaps", "gap_bytes", "duplicates", "overlaps",
+        "_end", "buffered", "finished", "delivered", "gaps", "gap_bytes", "duplicates", "overlaps",
         "evictions", "after_fin",
     )
 
@@ -57,6 +57,7 @@ class TcpDirection:
         self.max_segments = max(1, int(max_segments))
         self._next: int | None = None   # unwrapped next expected sequence number
         self._fin: int | None = None    # unwrapped sequence number of the FIN, once seen
+        self._end: int | None = None    # where the stream ended (FIN or RST), once finished
         # Held pieces, non-overlapping, all at or after _next: sorted starts, and
         # start -> (end, bytes) for captured data or (end, None) for bytes known lost.
         self._starts: list[int] = []
@@ -135,7 +136,12 @@ class TcpDirection:
                 payload = b""
         if self.finished:
             if payload or missing:
-                self.after_fin += 1
+                end = self._end
+                if (end is not None and self._next is not None and end >= self._unwrap(
+                        (seq + 1) & MASK if syn else seq) + len(payload) + missing):
+                    self.duplicates += 1    # a late retransmission, not data after the end
+                else:
+                    self.after_fin += 1
             return events
         start = (seq + 1) & MASK if syn else seq
         if self._next is None:
@@ -150,8 +156,10 @@ class TcpDirection:
             self._enforce_limits(events)
         if rst and not self.finished:
             self._flush(events)
-            self.finished = True
-            self._fin = None
+            if not self.finished:
+                self.finished = True
+                self._fin = None
+                self._end = self._next
         self._update()
         return events
 
@@ -301,6 +309,7 @@ class TcpDirection:
             del starts[:k]
         self._next = nxt
         if self._fin is not None and nxt >= self._fin:
+            self._end = self._fin
             self._next = self._fin + 1          # the FIN takes one sequence number
             self._fin = None
             self.finished = True
