@@ -319,6 +319,9 @@ class FluentdForwardChef(StreamChef):
             for msg in decoder.close():
                 yield self._payload(flow, direction, state, msg, self.now)
         c2s, s2c = state.decoders[Direction.CLIENT_TO_SERVER], state.decoders[Direction.SERVER_TO_CLIENT]
+        if not (c2s.stream.objects or s2c.stream.objects or c2s.stream.errors
+                or s2c.stream.errors):
+            return  # nothing was said on this flow (e.g. a lone ACK after the close)
         unacked = list(state.pending)[:20]
         auth = {None: "", True: " auth=ok", False: " auth=FAILED"}[state.auth]
         yield {

@@ -59,7 +59,7 @@ def packed_size(obj: Any) -> int | None:
     """Encoded size of a decoded value, to state what a truncated display stood for."""
     try:
         return len(msgpack.packb(obj, default=_pack_default, unicode_errors="surrogateescape",
-                                 strict_types=False))
+                                 strict_types=True))
     except Exception:  # exotic keys and the like: the size is a nicety, not a must
         return None
 
@@ -383,6 +383,10 @@ class MsgpackStreamDecoder:
     def _drain(self, events: list[MsgpackEvent], timestamp: float | None) -> None:
         while not self.stopped:
             try:
+                if self._buf and not self._can_start(self._buf[0]):
+                    # checked here, not left to the Unpacker: a top-level str header that
+                    # claims gigabytes would otherwise just wait for them
+                    raise ValueError(f"byte 0x{self._buf[0]:02x} cannot start a message")
                 value = next(self._unpacker)
             except StopIteration:
                 return
