@@ -22,6 +22,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
+from pydantic import Field
+
 from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ FLAG_RESERVED = 0xF8
 HANDSHAKE_END = frozenset({"READY", "INITIATE", "ERROR"})
 #: Commands whose bodies are CurveZMQ boxes (encrypted); only their names are meaningful.
 CURVE_BOXED = frozenset({"HELLO", "WELCOME", "INITIATE", "READY", "MESSAGE"})
+#: Captured chunks tried for a frame boundary when joining a connection mid-stream.
+SYNC_TRIES = 8
 #: Socket types that send subscriptions (as 0x01/0x00 messages before ZMTP 3.1).
 SUBSCRIBERS = frozenset({"SUB", "XSUB"})
 
@@ -84,6 +88,14 @@ class NotZmtp:
 
     protocol: str
     first_bytes_hex: str
+
+
+@dataclass(slots=True)
+class Joined:
+    """The capture started after the greeting; frames are decoded from a boundary found
+    where a captured chunk parsed as whole frames (mechanism and version unknown)."""
+
+    skipped: int
 
 
 @dataclass(slots=True)
@@ -146,7 +158,7 @@ class DecodeError:
     skipped: int = 0
 
 
-Event = Greeting | NotZmtp | Command | Message | DecodeError
+Event = Greeting | NotZmtp | Joined | Command | Message | DecodeError
 
 
 # -- the decoder --------------------------------------------------------------------------
@@ -164,7 +176,8 @@ class ZmtpDecoder:
     """
 
     def __init__(self, max_shown: int = 2048, max_frames: int = 64,
-                 max_command: int = 65536, max_frame: int = 1 << 32) -> None:
+                 max_command: int = 65536, max_frame: int = 1 << 32,
+                 midstream: bool = False) -> None:
         self.max_shown = max_shown
         self.max_frames = max_frames
         self.max_command = max_command
@@ -192,6 +205,9 @@ class ZmtpDecoder:
         self._parts: list[Frame] = []    # frames of the message in progress
         self._part_count = 0
         self._part_size = 0
+        #: The connection was already open when the capture began: no greeting to expect.
+        self._midstream = midstream
+        self._sync_tries = 0
 
     # -- public -------------------------------------------------------------------------
 
@@ -210,6 +226,11 @@ class ZmtpDecoder:
         self.bytes_seen += len(data)
         view = memoryview(data)
         pos, n = 0, len(view)
+        if self._midstream and self._state == _S_GREETING and not self._buf and data:
+            if data[0] != 0xFF:
+                if not self._sync(data, events):
+                    return events
+            self._midstream = False
         while pos < n:
             state = self._state
             if state == _S_STOPPED:
@@ -272,6 +293,27 @@ class ZmtpDecoder:
             self._parts, self._part_count, self._part_size = [], 0, 0
         self._state = _S_STOPPED
         return events
+
+    def _sync(self, data: bytes, events: list[Event]) -> bool:
+        """Mid-stream: start at this chunk if it is whole frames, else drop it (counted)."""
+        pos, n = 0, len(data)
+        while pos < n:
+            flags = data[pos]
+            need = 9 if flags & FLAG_LONG else 2
+            if flags & FLAG_RESERVED or pos + need > n:
+                break
+            pos += need + int.from_bytes(data[pos + 1:pos + need], "big")
+        if pos == n:
+            self._state = _S_HEAD
+            events.append(Joined(self.skipped_bytes))
+            return True
+        self.skipped_bytes += n
+        self._sync_tries += 1
+        if self._sync_tries >= SYNC_TRIES:
+            self._state = _S_STOPPED
+            events.append(NotZmtp("not ZMTP (joined mid-stream, no frame boundary found)",
+                                  data[:16].hex()))
+        return False
 
     # -- greeting ------------------------------------------------------------------------
 
@@ -597,13 +639,13 @@ class ZmtpChef(StreamChef):
 
     class Options(FlowChefOptions):
         #: Bytes of each frame shown (the rest is counted and hashed).
-        max_shown: int = 2048
+        max_shown: int = Field(2048, ge=0, le=1 << 20)
         #: Frames of one message shown (the rest are counted).
-        max_frames: int = 64
+        max_frames: int = Field(64, ge=1, le=10_000)
         #: Bytes of a command body kept for decoding.
-        max_command: int = 65536
+        max_command: int = Field(65536, ge=64, le=1 << 24)
         #: A declared frame length above this is taken as a lie (stream out of step).
-        max_frame: int = 1 << 32
+        max_frame: int = Field(1 << 32, ge=0)
         #: Also make a dumpling for each connection's end (handshake result, counts).
         report_close: bool = True
 
@@ -622,8 +664,9 @@ class ZmtpChef(StreamChef):
 
     def new_flow_state(self, flow: Any) -> _FlowDecoders:
         o = self.options
+        midstream = not getattr(flow, "roles_known", True)
         return _FlowDecoders(lambda: ZmtpDecoder(o.max_shown, o.max_frames, o.max_command,
-                                                 o.max_frame))
+                                                 o.max_frame, midstream))
 
     def on_data(self, flow: Any, direction: Direction, data: bytes,
                 timestamp: float) -> Iterator[dict[str, Any]]:
@@ -647,12 +690,14 @@ class ZmtpChef(StreamChef):
                 events = decoder.end()
             except Exception as exc:
                 events = [self._crashed(decoder, exc)]
-            yield from self._payloads(flow, direction, state, events, None)
+            yield from self._payloads(flow, direction, state, events,
+                                      getattr(flow, "last_seen", None))
         if not self.options.report_close or state.reported_not_zmtp:
             return
         c2s = state.decoders[Direction.CLIENT_TO_SERVER]
         s2c = state.decoders[Direction.SERVER_TO_CLIENT]
-        if c2s.greeting is None and s2c.greeting is None:
+        if all(d.greeting is None and not d.messages and not d.commands
+               for d in (c2s, s2c)):
             return
         result = handshake_result(c2s, s2c)
         counts = {str(d): {"messages": dec.messages, "commands": dec.commands,
@@ -735,6 +780,10 @@ class ZmtpChef(StreamChef):
                 kind, topic = ev.subscription
                 out["subscription"] = {"command": kind, "topic": show(topic)}
                 out["summary"] += f" ({kind} {show(topic)!r}, ZMTP 3.0 style)"
+        elif isinstance(ev, Joined):
+            out.update(type="joined", skipped=ev.skipped)
+            out["summary"] = (f"{label}  JOINED mid-stream (greeting not captured"
+                              f"{f', {ev.skipped} bytes skipped' if ev.skipped else ''})")
         elif isinstance(ev, NotZmtp):
             out.update(type="not_zmtp", protocol=ev.protocol, first_bytes_hex=ev.first_bytes_hex)
             out["summary"] = f"{label}  {ev.protocol}: not decoded (first bytes {ev.first_bytes_hex})"

@@ -26,7 +26,8 @@ from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 from netdumplings.chefs.zmtp import (
-    Command, DecodeError, Greeting, Message, NotZmtp, ZmtpChef, ZmtpDecoder, parse_properties)
+    Command, DecodeError, Greeting, Joined, Message, NotZmtp, ZmtpChef, ZmtpDecoder,
+    parse_properties)
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name[:-len(".expected.json")] for p in DATA.glob("zmtp-*.expected.json"))
@@ -604,3 +605,40 @@ def test_live_plain_auth(kitchen_fixture: Any) -> None:
     assert any(p.get("command") == "WELCOME" for p in payloads)
     assert [p["reason"] for p in payloads if p.get("command") == "ERROR"][:1] == ["400"]
     assert _messages(live, port, C2S) == [["authenticated"]]
+
+
+def test_joined_mid_stream_decodes_from_a_frame_boundary(tmp_path: Path) -> None:
+    """A capture that starts after the greeting (live sniffing of an open connection)."""
+    from scapy.all import Raw, rdpcap, wrpcap
+
+    truth = load("zmtp-push-pull")
+    (conn,) = truth["connections"]
+    want = conn["messages"][C2S]
+    second = bytes.fromhex(want[1]["frames"][0]["hex"])
+    packets = rdpcap(str(DATA / "zmtp-push-pull.pcap"))
+    start = next(i for i, p in enumerate(packets) if Raw in p and second in bytes(p[Raw]))
+    cut = tmp_path / "midstream.pcap"
+    wrpcap(str(cut), packets[start:])
+    payloads = [d["payload"] for d in read_dumplings(
+        str(cut), [ZmtpChef], chef_options={"ZmtpChef": {"ports": [truth["server_port"]]}})]
+    c2s = [p for p in payloads if p["direction"] == C2S]
+    assert c2s[0]["type"] == "joined"
+    msgs = [p for p in c2s if p["type"] == "message"]
+    assert len(msgs) == len(want) - 1
+    for p, w in zip(msgs, want[1:]):
+        check_frames(p["frames"], w["frames"])
+    assert not [p for p in payloads if p["type"] in ("error", "not_zmtp")]
+
+
+def test_mid_stream_waits_for_a_boundary_then_gives_up_on_noise() -> None:
+    dec = ZmtpDecoder(midstream=True)
+    msg = frame(b"hello", more=True) + frame(b"world")
+    assert dec.feed(frame(b"x" * 100)[30:]) == []  # starts inside a frame: dropped
+    events = dec.feed(msg)
+    assert isinstance(events[0], Joined) and events[0].skipped == 72
+    assert [f.preview for f in events[1].frames] == [b"hello", b"world"]
+    noise = ZmtpDecoder(midstream=True)
+    events = []
+    for _ in range(20):
+        events += noise.feed(b"\x00\x40 this is not zmtp at all")
+    assert [type(e) for e in events] == [NotZmtp] and noise.stopped
