@@ -183,7 +183,8 @@ class ChannelAccessDecoder:
         #: subscription id -> pv (None when the channel is unknown): the active monitors
         self.subscriptions: OrderedDict[int, str | None] = OrderedDict()
         self.searches: OrderedDict[int, tuple[str, float | None]] = OrderedDict()
-        self._cancelling: set[int] = set()
+        #: subscription id -> sid, for cancels not yet acknowledged
+        self._cancelling: OrderedDict[int, int] = OrderedDict()
         self.messages = 0
         self.errors = 0
 
@@ -301,6 +302,12 @@ class ChannelAccessDecoder:
             return self._error(direction, header.command, _header_dict(header), len(message),
                                problem or "undecodable", timestamp, bytes(message))
         name = type(command).__name__
+        if (name == "EventAddResponse" and header.payload_size == 0
+                and header.parameter2 in self._cancelling):
+            # The wire has no cancel acknowledgement of its own: an empty EventAddResponse
+            # for a subscription being cancelled is one (caproto's circuit does the same).
+            command = caproto.EventCancelResponse.from_components(header)
+            name = "EventCancelResponse"
         try:
             fields = self._fields(command, name)
         except Exception as exc:
@@ -327,7 +334,14 @@ class ChannelAccessDecoder:
                 request["name"] = cls.__name__ if cls else None
                 fields[param] = request
             else:
-                fields[param] = jsonable(getattr(command, param), self.max_data_items)
+                try:
+                    value = getattr(command, param)
+                except Exception:  # e.g. a status code caproto does not know
+                    fields.setdefault("unreadable", []).append(param)
+                    value = None
+                fields[param] = jsonable(value, self.max_data_items)
+        if name == "EventCancelResponse" and "sid" in fields:
+            fields["sid"] = self._cancelling.get(fields.get("subscriptionid"), fields["sid"])
         return fields
 
     def _data(self, command: Any) -> dict[str, Any]:
@@ -394,7 +408,7 @@ class ChannelAccessDecoder:
         elif name in ("WriteRequest", "EventCancelRequest"):
             pv = self.sids.get(f.get("sid"))
             if name == "EventCancelRequest":
-                self._cancelling.add(f.get("subscriptionid"))
+                self._remember(self._cancelling, f.get("subscriptionid"), f.get("sid"))
         elif name in _IOID_RESPONSES:
             pv, sent, _ = self.ioids.pop(f.get("ioid"), (None, None, ""))
             if sent is not None and ts is not None:
@@ -405,11 +419,9 @@ class ChannelAccessDecoder:
         elif name in ("EventAddResponse", "EventCancelResponse"):
             sub = f.get("subscriptionid")
             pv = self.subscriptions.get(sub)
-            # libca acknowledges a cancel with an empty EventAddResponse
-            if name == "EventCancelResponse" or (sub in self._cancelling
-                                                 and not f.get("data_count")):
+            if name == "EventCancelResponse":
                 self.subscriptions.pop(sub, None)
-                self._cancelling.discard(sub)
+                self._cancelling.pop(sub, None)
         elif name == "SearchRequest":
             pv = f.get("name")
             self._remember(self.searches, f.get("cid"), (pv, ts))
@@ -494,9 +506,10 @@ def looks_like_version_header(data: bytes) -> bool:
     """True for a CA VersionRequest/VersionResponse header (how every circuit starts)."""
     if len(data) < HEADER_SIZE:
         return False
-    command, payload, priority, version, p1, p2 = struct.unpack_from(">HHHHII", data)
-    return (command == 0 and payload == 0 and p1 == 0 and p2 == 0
-            and priority <= 99 and 4 <= version <= 64)
+    # parameter1/2 vary (caproto's server puts 1 in parameter1; UDP uses a sequence
+    # number), so only the command, the empty payload and sane priority/version count.
+    command, payload, priority, version = struct.unpack_from(">HHHH", data)
+    return command == 0 and payload == 0 and priority <= 99 and 4 <= version <= 64
 
 
 # -- the chef -------------------------------------------------------------------------
