@@ -167,7 +167,10 @@ class PcapSource:
         try:
             if self.is_file:
                 f.seek(4)
-            reader = RawPcapNgReader(self.name, fdesc=f, magic=magic)
+            # Bypass the reader's metaclass (it wants to open a file itself) so it reads
+            # from our stream, stdin included, which cannot seek back over the magic.
+            reader = object.__new__(RawPcapNgReader)
+            reader.__init__(self.name, f, magic)
         except (Scapy_Exception, EOFError, struct.error) as exc:
             raise CaptureError(f"{self.name}: bad pcapng header: {exc}") from exc
         iface_default = self.interface

@@ -176,3 +176,79 @@ def hub_process():
                 p.wait(5)
             except Exception:
                 p.kill()
+
+
+class Proc:
+    """A subprocess whose stderr (and optionally stdout) lines are collected by threads."""
+
+    def __init__(self, cmd: list[str], *, cwd: str | None = None, stdin: Any = None,
+                 env: dict | None = None, capture_stdout: bool = True) -> None:
+        import subprocess
+
+        self.cmd = cmd
+        self.p = subprocess.Popen(cmd, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE if
+                                  capture_stdout else subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._pump, args=(self.p.stderr, self.err),
+                                          daemon=True)]
+        if capture_stdout:
+            self._threads.append(threading.Thread(target=self._pump,
+                                                  args=(self.p.stdout, self.out), daemon=True))
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream: Any, lines: list[str]) -> None:
+        for raw in iter(stream.readline, b""):
+            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait_line(self, text: str, timeout: float = 10.0, stream: str = "err") -> str:
+        lines = self.err if stream == "err" else self.out
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(lines):
+                if text in line:
+                    return line
+            if self.p.poll() is not None and not any(t.is_alive() for t in self._threads):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not seen from {self.cmd[0]} within {timeout}s; "
+                             f"stderr: {self.err[-20:]}")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        rc = self.p.wait(timeout)
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        if self.p.poll() is None:
+            self.p.terminate()
+        try:
+            return self.wait(timeout)
+        except Exception:
+            self.p.kill()
+            return self.wait(5)
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)
+
+
+@pytest.fixture
+def procs():
+    """Start processes with ``procs(cmd, ...)``; all are killed at the end of the test."""
+    started: list[Proc] = []
+
+    def _spawn(cmd: list[str], **kwargs: Any) -> Proc:
+        proc = Proc(cmd, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.kill()
