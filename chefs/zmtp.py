@@ -17,7 +17,6 @@ decoding and says why, instead of reporting garbage as messages.
 from __future__ import annotations
 
 import hashlib
-import logging
 import string
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -25,8 +24,6 @@ from typing import Any, ClassVar, Iterator
 from pydantic import Field
 
 from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
-
-log = logging.getLogger(__name__)
 
 GREETING_SIZE = 64
 SIGNATURE_SIZE = 10
@@ -390,7 +387,8 @@ class ZmtpDecoder:
         if not is_command and self._part_count >= self.max_frames:
             self._keep = 0  # frames past the cap are only counted
         self._body = bytearray()
-        self._hash = hashlib.sha256() if size > self._keep and not is_command else None
+        shown = not is_command and self._part_count < self.max_frames
+        self._hash = hashlib.sha256() if shown and size > self._keep else None
         if size == 0:
             self._frame_done(events)
         else:
@@ -444,6 +442,9 @@ class ZmtpDecoder:
         self._buf = bytearray()
         self._body = bytearray()
         self._hash = None
+        if self._part_count:
+            error += f" (lost: a multipart message of {self._part_count} frames so far)"
+        self._parts, self._part_count, self._part_size = [], 0, 0
         return DecodeError(error, True, skipped)
 
     # -- commands ------------------------------------------------------------------------
