@@ -772,9 +772,10 @@ class ZmtpChef(StreamChef):
                        frames=[f.view() for f in ev.frames])
             if ev.frames_omitted:
                 out["frames_omitted"] = ev.frames_omitted
-            brief = " | ".join(_frame_brief(f) for f in ev.frames[:8])
-            if ev.frame_count > 8:
-                brief += f" | ... {ev.frame_count - 8} more"
+            shown = ev.frames[:8]
+            brief = " | ".join(_frame_brief(f) for f in shown)
+            if ev.frame_count > len(shown):
+                brief += f" | ... {ev.frame_count - len(shown)} more"
             plural = "frame" if ev.frame_count == 1 else "frames"
             out["summary"] = f"{label}  MESSAGE {ev.frame_count} {plural}: {brief}"
             if ev.subscription is not None:

@@ -260,6 +260,11 @@ def test_many_frames_in_one_message_are_counted_not_kept() -> None:
     parts = [frame(b"p%d" % i, more=True) for i in range(1000)] + [frame(b"last")]
     (msg,) = [e for e in feed_all(dec, null_session(*parts), chunk=997) if isinstance(e, Message)]
     assert msg.frame_count == 1001 and len(msg.frames) == 8 and msg.frames_omitted == 993
+    chef = ZmtpChef(max_frames=3)
+    flow = make_flow()
+    out = list(chef.on_data(flow, Direction.CLIENT_TO_SERVER, null_session(*parts), 1.0))
+    (p,) = [p for p in out if p["type"] == "message"]
+    assert p["frames_omitted"] == 998 and p["summary"].endswith("'p2' | ... 998 more")
 
 
 @pytest.mark.parametrize("head, protocol", [
