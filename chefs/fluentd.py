@@ -67,7 +67,7 @@ class FluentdForwardDecoder:
         self.max_decompressed_bytes = max_decompressed_bytes
         self.max_errors = max_errors
         self.stream = MsgpackStreamDecoder(max_message_bytes, max_errors,
-                                           can_start=_MESSAGE_STARTS.__contains__)
+                                           start_bytes=_MESSAGE_STARTS)
         self.messages = 0
         self.errors = 0
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, ClassVar, Iterable, NamedTuple
 
 import msgpack
 
@@ -236,16 +237,16 @@ def type_name(value: Any) -> str:
         return "str"
     if isinstance(value, (bytes, bytearray)):
         return "bin"
+    if isinstance(value, EventTime):  # before arrays: both ext types are tuples
+        return "EventTime"
+    if isinstance(value, msgpack.ExtType):
+        return f"ext({value.code})"
+    if isinstance(value, msgpack.Timestamp):
+        return "Timestamp"
     if isinstance(value, (list, tuple)):
         return f"array({len(value)})"
     if isinstance(value, dict):
         return f"map({len(value)})"
-    if isinstance(value, EventTime):
-        return "EventTime"
-    if isinstance(value, msgpack.Timestamp):
-        return "Timestamp"
-    if isinstance(value, msgpack.ExtType):
-        return f"ext({value.code})"
     return type(value).__name__
 
 
@@ -283,16 +284,20 @@ class MsgpackStreamDecoder:
 
     Memory is bounded by about twice ``max_buffer_size``: the Unpacker's buffer plus a copy
     of the bytes of the object still being received, kept so that after bad data the
-    decoder can restart just past where the broken object began. After an error it skips to
-    the next byte ``can_start`` accepts (a protocol can narrow this to its message
-    starts); after ``max_errors`` errors it stops and ignores the rest of the stream.
+    decoder can restart just past where the broken object began. A top-level object must
+    begin with one of ``start_bytes`` (a protocol can narrow this to its message starts);
+    after an error the decoder skips to the next such byte, and after ``max_errors``
+    errors it stops and ignores the rest of the stream.
     """
 
     def __init__(self, max_buffer_size: int = 1 << 20, max_errors: int = 16,
-                 can_start: Callable[[int], bool] | None = None) -> None:
+                 start_bytes: Iterable[int] | None = None) -> None:
         self.max_buffer_size = max(16, max_buffer_size)
         self.max_errors = max_errors
-        self._can_start = can_start or (lambda byte: byte != 0xC1)  # 0xc1 is never used
+        starts = frozenset(range(256)) - {0xC1} if start_bytes is None else frozenset(start_bytes)
+        self._starts = starts  # 0xc1 is never used by msgpack
+        self._start_re = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(starts))
+                                    + b"]")
         self._unpacker = new_unpacker(self.max_buffer_size)
         self._origin = 0          # stream offset where the current Unpacker started
         self._buf = bytearray()   # bytes of the object(s) not yet complete
@@ -312,38 +317,44 @@ class MsgpackStreamDecoder:
 
     def feed(self, data: bytes, timestamp: float | None = None) -> list[MsgpackEvent]:
         events: list[MsgpackEvent] = []
-        start = self._pos
+        base = self._pos
         self._pos += len(data)
-        if self.stopped or not data:
-            self.skipped_bytes += len(data) if self.stopped else 0
+        if self.stopped:
+            self.skipped_bytes += len(data)
             return events
         data = bytes(data)
-        if self._resyncing:
-            i = self._find_start(data, 0)
-            if i is None:
-                self.skipped_bytes += len(data)
-                return events
-            self.skipped_bytes += i
-            data, start = data[i:], start + i
-            self._resyncing = False
-            self._restart(start, b"")
-        if not self._buf:
-            self._buf_start = start
-            self._first_ts = timestamp
-        if len(self._buf) + len(data) > self.max_buffer_size:
-            self._fail(events, f"object larger than {self.max_buffer_size} bytes "
-                               f"(at least {len(self._buf) + len(data)})",
-                       len(self._buf) + len(data))
-            self._drop_all()
-            return events
-        self._buf += data
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:  # pragma: no cover - guarded by the check above
-            self._fail(events, "msgpack buffer full", len(self._buf))
-            self._drop_all()
-            return events
-        self._drain(events, timestamp)
+        i, n = 0, len(data)
+        # fed in pieces no bigger than the room left, so that whole objects after the end
+        # of a large one are never lost to the cap
+        while i < n and not self.stopped:
+            if self._resyncing:
+                j = self._find_start(data, i)
+                if j is None:
+                    self.skipped_bytes += n - i
+                    break
+                self.skipped_bytes += j - i
+                i = j
+                self._resyncing = False
+                self._restart(base + i, b"")
+            if not self._buf:
+                self._buf_start = base + i
+                self._first_ts = timestamp
+            room = self.max_buffer_size - len(self._buf)
+            if room <= 0:
+                self._fail(events, f"object larger than {self.max_buffer_size} bytes",
+                           len(self._buf))
+                self._drop_all()
+                continue
+            piece = data[i:i + room]
+            i += len(piece)
+            self._buf += piece
+            try:
+                self._unpacker.feed(piece)
+            except msgpack.BufferFull:  # pragma: no cover - guarded by the room check
+                self._fail(events, "msgpack buffer full", len(self._buf))
+                self._drop_all()
+                continue
+            self._drain(events, timestamp)
         return events
 
     def gap(self, size: int) -> list[MsgpackEvent]:
@@ -383,7 +394,7 @@ class MsgpackStreamDecoder:
     def _drain(self, events: list[MsgpackEvent], timestamp: float | None) -> None:
         while not self.stopped:
             try:
-                if self._buf and not self._can_start(self._buf[0]):
+                if self._buf and self._buf[0] not in self._starts:
                     # checked here, not left to the Unpacker: a top-level str header that
                     # claims gigabytes would otherwise just wait for them
                     raise ValueError(f"byte 0x{self._buf[0]:02x} cannot start a message")
@@ -426,11 +437,8 @@ class MsgpackStreamDecoder:
         self._resyncing = not self.stopped
 
     def _find_start(self, data: bytes | bytearray, start: int) -> int | None:
-        ok = self._can_start
-        for i in range(start, len(data)):
-            if ok(data[i]):
-                return i
-        return None
+        found = self._start_re.search(data, start)
+        return None if found is None else found.start()
 
     def _fail(self, events: list[MsgpackEvent], reason: str, skipped: int,
               offset: int | None = None) -> None:
