@@ -471,8 +471,10 @@ def test_fuzz_chef_never_raises(stream, cuts, transport):
 # -- live: a caproto IOC and caproto's clients on loopback -------------------------------
 
 IOC = textwrap.dedent("""
-    import sys
+    import logging
     from caproto.server import PVGroup, pvproperty, run
+
+    logging.basicConfig(level=logging.INFO)  # "Listening on 127.0.0.1:PORT" tells the port
 
     class Steamer(PVGroup):
         temp = pvproperty(value=98.5, name="temp", units="degC", precision=1)
@@ -512,7 +514,7 @@ def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
     blocker.bind(("127.0.0.1", server_port))
     script = tmp_path / "ioc.py"
     script.write_text(IOC)
-    ioc = subprocess.Popen([sys.executable, str(script), "-v"], stdout=subprocess.PIPE,
+    ioc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
     try:
         tcp_port = None
@@ -542,7 +544,12 @@ def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
                 pv.wait_for_connection(timeout=5)
                 updates: list = []
                 sub = pv.subscribe(data_type="time")
-                sub.add_callback(lambda s, r: updates.append(list(r.data)))
+
+                def on_update(subscription, response) -> None:
+                    updates.append(list(response.data))
+
+                # caproto holds callbacks weakly: on_update must stay referenced
+                sub.add_callback(on_update)
                 for _ in range(100):
                     if updates:
                         break
