@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if sender is not None:
         if not sender.close(timeout=args.flush_timeout):
             print(f"{PROG}: error: the hub at {args.hub} did not take "
-                  f"{len(sender.outbox)} dumplings within {args.flush_timeout:.0f}s",
+                  f"{len(sender.outbox)} dumplings within {args.flush_timeout:g}s",
                   file=sys.stderr)
             code = 1
     elapsed = time.monotonic() - started
