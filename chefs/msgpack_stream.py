@@ -84,8 +84,8 @@ def iso_time(seconds: int | float, nanoseconds: int | None = None) -> str | None
             if isinstance(seconds, float):
                 if not math.isfinite(seconds):
                     return None
-                whole = math.floor(seconds)
-                frac = f".{int(round((seconds - whole) * 1e6)) % 1000000:06d}"
+                whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+                frac = f".{micros:06d}"
             else:
                 whole, frac = seconds, ""
         else:

@@ -519,3 +519,19 @@ def test_fuzz_mutated_streams(data: st.DataObject) -> None:
     out = _feed_all(chef, new_flow(), chunks)
     assert all(p["kind"] in EVENT_KINDS | {"ack", "HELO", "PING", "PONG", "error", "unknown",
                                            "close"} for p in out)
+
+
+def test_options_from_strings_and_pending_acks_bounded() -> None:
+    """Options arrive as text from ``--chef-option``; pending acks never grow past the cap."""
+    payloads = [d["payload"] for d in read_dumplings(
+        DATA / "fluentd-forward-auth.pcap", [FluentdForwardChef],
+        chef_options={"FluentdForwardChef": {"ports": "24224", "max_record_bytes": "40"}})]
+    events = [e for p in payloads if p["kind"] == "PackedForward" for e in p["events"]]
+    assert events and any(e.get("record_truncated") for e in events)
+    chef = FluentdForwardChef(max_pending_acks=5)
+    flow = new_flow()
+    for i in range(20):
+        run(chef, flow, C2S, pack(["t", i, {}, {"chunk": f"c{i}"}]))
+    assert list(chef.flow_state(flow).pending) == [f"c{i}" for i in range(15, 20)]
+    assert run(chef, flow, S2C, pack({"ack": "c0"}))[0]["matched"] is False
+    assert run(chef, flow, S2C, pack({"ack": "c19"}))[0]["matched"] is True

@@ -266,3 +266,11 @@ def test_fuzz_valid_objects_with_noise(obj: Any, cut: int, noise: bytes) -> None
     json.dumps(to_jsonable(events[0].value, 512)[0], allow_nan=False)
     events = dec.feed(noise + data)
     assert dec.buffered <= 4096
+
+
+def test_iso_time_edges() -> None:
+    from netdumplings.chefs.msgpack_stream import iso_time
+    assert iso_time(1.9999999) == "1970-01-01T00:00:02.000000Z"
+    assert iso_time(1700000002.5) == "2023-11-14T22:13:22.500000Z"
+    assert iso_time(5, 7) == "1970-01-01T00:00:05.000000007Z"
+    assert iso_time(1e30) is None and iso_time(float("nan")) is None
