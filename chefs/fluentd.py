@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 
 from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 
-from .msgpack_stream import (EventTime, MsgpackError, MsgpackStreamDecoder, bytes_text,
-                             iso_time, new_unpacker, one_line, packed_size, raw_bytes, text,
+from .msgpack_stream import (EventTime, MsgpackError, MsgpackStreamDecoder, iso_time, new_unpacker, one_line, packed_size, raw_bytes, text,
                              to_jsonable)
 
 __all__ = ["FluentdForwardChef", "FluentdForwardDecoder", "FluentdMessage"]
 
+C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 #: Kinds of message the decoder reports.
 EVENT_MODES = ("Message", "Forward", "PackedForward", "CompressedPackedForward")
 
@@ -318,11 +318,12 @@ class FluentdForwardChef(StreamChef):
         for direction, decoder in state.decoders.items():
             for msg in decoder.close():
                 yield self._payload(flow, direction, state, msg, self.now)
-        c2s, s2c = state.decoders[Direction.CLIENT_TO_SERVER], state.decoders[Direction.SERVER_TO_CLIENT]
+        c2s, s2c = state.decoders[C2S], state.decoders[S2C]
         if not (c2s.stream.objects or s2c.stream.objects or c2s.stream.errors
                 or s2c.stream.errors):
             return  # nothing was said on this flow (e.g. a lone ACK after the close)
         unacked = list(state.pending)[:20]
+        errors = c2s.errors + s2c.errors
         auth = {None: "", True: " auth=ok", False: " auth=FAILED"}[state.auth]
         yield {
             "flow": flow.describe(), "src": flow.client_str, "dst": flow.server_str,
@@ -334,9 +335,10 @@ class FluentdForwardChef(StreamChef):
                               "server_to_client": s2c.stream.skipped_bytes},
             "acked": state.acked, "unacked": len(state.pending), "unacked_chunks": unacked,
             "auth_result": state.auth,
-            "summary": (f"{flow.label()}  CLOSE ({reason}) messages={c2s.messages}/{s2c.messages}"
-                        f" acked={state.acked} unacked={len(state.pending)}{auth}"
-                        + (f" errors={c2s.errors + s2c.errors}" if c2s.errors + s2c.errors else "")),
+            "summary": (f"{flow.label()}  CLOSE ({reason}) "
+                        f"messages={c2s.messages}/{s2c.messages} acked={state.acked} "
+                        f"unacked={len(state.pending)}{auth}"
+                        + (f" errors={errors}" if errors else "")),
         }
 
     # -- payloads -----------------------------------------------------------------------

@@ -51,8 +51,9 @@ def test_selection_is_by_user_ports_only() -> None:
 def test_fluentd_captures_as_plain_msgpack(name: str) -> None:
     """Every forward-protocol message is one msgpack object: sizes and order must match."""
     truth = json.loads((DATA / name.replace(".pcap", ".expected.json")).read_text())
-    payloads = [d["payload"] for d in read_dumplings(
-        DATA / name, [MsgpackChef], chef_options={"MsgpackChef": {"ports": [truth["server_port"]]}})]
+    options = {"MsgpackChef": {"ports": [truth["server_port"]]}}
+    payloads = [d["payload"] for d in read_dumplings(DATA / name, [MsgpackChef],
+                                                     chef_options=options)]
     assert not [p for p in payloads if p["kind"] == "error"]
     got: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for p in payloads:
