@@ -37,9 +37,6 @@ from netdumplings.chef import CloseReason, Direction, FlowChef, FlowChefOptions
 
 log = logging.getLogger(__name__)
 
-# caproto warns on every (deprecated, pre-3.13) ReadResponse it parses; a sniffer sees
-# those from old clients all day, and a warning per packet helps nobody.
-warnings.filterwarnings("ignore", message="ReadResponse was deprecated", module="caproto")
 
 #: Size of the plain CA header (the extended one is 24 bytes).
 HEADER_SIZE = 16
@@ -54,6 +51,7 @@ MAX_CONSECUTIVE_ERRORS = 3
 #: Hex characters of an undecodable message shown in an error event.
 ERROR_HEX_BYTES = 48
 
+_READ_RESPONSE_ID = caproto.ReadResponse.ID
 _ROLE = {Direction.CLIENT_TO_SERVER: CLIENT, Direction.SERVER_TO_CLIENT: SERVER}
 #: Commands whose response pairs with a request by ioid.
 _IOID_REQUESTS = {"ReadNotifyRequest", "WriteNotifyRequest", "ReadRequest"}
@@ -291,10 +289,15 @@ class ChannelAccessDecoder:
                           f"with id {header.command}"
                 continue
             try:
-                if sender is not None:
-                    (command,) = read_datagram(message, sender, try_role)
+                if header.command == _READ_RESPONSE_ID and try_role is SERVER:
+                    # caproto warns on every (pre-3.13) ReadResponse it parses; a sniffer
+                    # sees those from old clients all day, and a warning per packet helps
+                    # nobody. Rare enough for catch_warnings' cost.
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        command = self._read_one(message, sender, try_role)
                 else:
-                    _, command, _ = read_from_bytestream(message, try_role)
+                    command = self._read_one(message, sender, try_role)
                 break
             except Exception as exc:  # caproto raises many kinds on malformed input
                 problem = f"{type(exc).__name__}: {exc}"
@@ -319,6 +322,14 @@ class ChannelAccessDecoder:
                         timestamp=timestamp)
         self._track(event)
         return event
+
+    @staticmethod
+    def _read_one(message: bytearray, sender: tuple[str, int] | None, role: Any) -> Any:
+        if sender is not None:
+            (command,) = read_datagram(message, sender, role)
+        else:
+            _, command, _ = read_from_bytestream(message, role)
+        return command
 
     def _fields(self, command: Any, name: str) -> dict[str, Any]:
         fields: dict[str, Any] = {}

@@ -603,3 +603,32 @@ def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
     assert monitor[:2] == [[12], [13]]
     stats = [p for p in payloads if p.get("kind") == "stats"]
     assert stats and {"ndtest:count", "ndtest:temp"} <= set(stats[-1]["pvs_seen"])
+
+
+def test_old_read_response_decodes_without_warnings():
+    with pytest.warns(UserWarning):  # caproto warns when *building* one
+        msg = caproto.ReadResponse(data=[7], data_type=ChannelType.LONG, data_count=1,
+                                   sid=1, ioid=2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (ev,) = ChannelAccessDecoder().feed(S2C, bytes(msg))
+    assert ev.command == "ReadResponse" and ev.fields["data"] == [7]
+
+
+# -- the caproto-shark experience -------------------------------------------------------
+
+
+def test_nd_sniff_reads_pipe_and_prints_one_line_per_command(capture_run):
+    commands, _ = capture_run
+    fmt = "{timestamp} {src}->{dst} {payload[command]}"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "nd-sniff"), "--read", "-", "-c",
+         "ChannelAccessChef", "--print", "--format", fmt, "-q"],
+        input=PCAP.read_bytes(), capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode().splitlines()
+    lines = [line for line in out if re.search(r" \S+:\d+->\S+:\d+ \w+$", line)]
+    assert len(lines) == len(commands) and len(out) == len(commands) + 1  # + the stats
+    for line, p in zip(lines, commands):
+        assert line.endswith(f" {p['src']}->{p['dst']} {p['command']}")
