@@ -213,7 +213,8 @@ class Http1Decoder:
         if clean and resp.conn is not None and resp.tx is not None and resp.tx.response:
             try:
                 resp.conn.receive_data(b"")
-                self._pump_responses(timestamp or resp.last_ts or 0.0, out)
+                # the body ended with its last byte, not with the FIN
+                self._pump_responses(resp.last_ts or timestamp or 0.0, out)
             except h11.RemoteProtocolError:
                 pass  # body shorter than announced: reported below as incomplete
         if self.stopped:
