@@ -13,7 +13,7 @@ import ipaddress
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from .chef import CloseReason, Direction
+from .chef import Direction
 
 #: Ports below this are taken as server ports when roles cannot be told from a SYN.
 WELL_KNOWN_LIMIT = 1024
@@ -131,11 +131,12 @@ class FlowTable:
         return iter(list(self._flows.values()))
 
     def lookup(self, transport: str, src: tuple[str, int], dst: tuple[str, int],
-               timestamp: float, syn: bool = False, syn_ack: bool = False
-               ) -> tuple[Flow, Direction, bool, Flow | None]:
+               timestamp: float, syn: bool = False, syn_ack: bool = False,
+               create: bool = True) -> tuple[Flow | None, Direction, bool, Flow | None]:
         """Find or create the flow of a packet.
 
-        Returns (flow, direction of this packet, created, evicted flow or None).
+        Returns (flow, direction of this packet, created, evicted flow or None); flow is
+        None when it does not exist and ``create`` is False.
         """
         key = flow_key(transport, src, dst)
         flows = self._flows
@@ -145,6 +146,8 @@ class FlowTable:
             direction = (Direction.CLIENT_TO_SERVER if src == flow.client
                          else Direction.SERVER_TO_CLIENT)
             return flow, direction, False, None
+        if not create:
+            return None, Direction.CLIENT_TO_SERVER, False, None
         evicted = None
         if len(flows) >= self.max_flows:
             _, evicted = flows.popitem(last=False)
@@ -166,11 +169,11 @@ class FlowTable:
     def _guess_roles(self, src: tuple[str, int], dst: tuple[str, int]
                      ) -> tuple[tuple[str, int], tuple[str, int]]:
         sp, dp = src[1], dst[1]
-        for port_set in (self.server_ports,):
-            if dp in port_set and sp not in port_set:
-                return src, dst
-            if sp in port_set and dp not in port_set:
-                return dst, src
+        ports = self.server_ports
+        if dp in ports and sp not in ports:
+            return src, dst
+        if sp in ports and dp not in ports:
+            return dst, src
         if (dp < WELL_KNOWN_LIMIT) != (sp < WELL_KNOWN_LIMIT):
             return (src, dst) if dp < WELL_KNOWN_LIMIT else (dst, src)
         return (src, dst) if dp <= sp else (dst, src)

@@ -192,9 +192,15 @@ class Kitchen:
         tcp = pkt.l4 == "tcp"
         flags = pkt.tcp_flags if tcp else 0
         syn = bool(flags & TCP_SYN)
+        # A TCP packet with neither SYN nor payload does not open a flow: it is the last ACK
+        # (or FIN/RST) of a connection that already closed, or a keep-alive of one we joined
+        # late; the flow starts at its first SYN or data instead.
         flow, direction, created, evicted = self.flows.lookup(
             pkt.l4, (pkt.ip_src, pkt.sport), (pkt.ip_dst, pkt.dport), ts,
-            syn=syn, syn_ack=syn and bool(flags & TCP_ACK))
+            syn=syn, syn_ack=syn and bool(flags & TCP_ACK),
+            create=not tcp or syn or pkt.l4_length > 0)
+        if flow is None:
+            return
         if evicted is not None:
             self.stats.flows_evicted += 1
             self._close(evicted, CloseReason.EVICTED)
