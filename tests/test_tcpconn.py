@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import struct
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from netdumplings.chefs.tcpconn import TcpConnChef
 from netdumplings.dumpling import encode
@@ -147,7 +149,6 @@ def test_connection_summaries_agree_with_tshark(pcap: Path) -> None:
 
 def tcp_frame(src: tuple[str, int], dst: tuple[str, int], flags: int, seq: int, ack: int,
               payload: bytes = b"") -> bytes:
-    import socket
     tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, ack, 5 << 4, flags, 65535, 0, 0)
     total = 20 + len(tcp) + len(payload)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, 6, 0,
@@ -222,8 +223,30 @@ def test_chef_follows_every_port_and_ignores_udp() -> None:
     chef = TcpConnChef()
     assert chef.all_flows is True and chef.ports == frozenset()
     assert chef.detect(None, None, b"anything") is True
-    import socket
     udp = bytes(12) + b"\x08\x00" + struct.pack(
         "!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, socket.inet_aton("10.0.0.1"),
         socket.inet_aton("10.0.0.2")) + struct.pack("!HHHH", 1, 2, 8, 0)
     assert list(chef.packet_handler(Packet(udp, 1.0))) == []
+
+
+_ENDPOINTS = st.sampled_from([C, S, ("10.0.0.3", 443)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_ENDPOINTS, _ENDPOINTS, st.integers(0, 255),
+                          st.integers(0, 2**32 - 1), st.binary(max_size=20)),
+                min_size=1, max_size=25))
+def test_fuzz_random_tcp_packets(spec: list[tuple]) -> None:
+    out: list[dict] = []
+    k = Kitchen("fuzz", [TcpConnChef], sink=lambda d, b: out.append(json.loads(b)),
+                poke_interval=None)
+    for i, (src, dst, flags, seq, payload) in enumerate(spec):
+        k.process(Packet(tcp_frame(src, dst, flags, seq, seq ^ 0xFFFF, payload), 1.0 + i * 0.5))
+    k.finish()
+    assert k.chef_errors == {}
+    per_packet = [d for d in out if d["payload"]["event"] == "packet"]
+    conns = [d["payload"] for d in out if d["payload"]["event"] == "connection"]
+    assert len(per_packet) == len(spec)
+    # every packet is counted in exactly one connection summary, or in none at all when
+    # it only made a bare flow of trailing packets
+    assert sum(sum(c["packets"].values()) for c in conns) <= len(spec)
