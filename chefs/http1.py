@@ -19,7 +19,6 @@ Responses are matched to requests in order (HTTP/1.1 has no other correlation).
 
 from __future__ import annotations
 
-import logging
 import re
 import weakref
 from collections import Counter, deque
@@ -48,7 +47,6 @@ MAX_VALUE_CHARS = 1024
 MAX_CHUNK_SIZES = 64
 MAX_INFORMATIONAL = 8
 
-_log = logging.getLogger(__name__)
 
 
 def as_text(raw: bytes, limit: int = MAX_VALUE_CHARS) -> str:
@@ -652,8 +650,8 @@ class Http1Chef(StreamChef):
             "timestamp": ev.timestamp,
             "kind": ev.kind,
             "message": ev.message,
-            "summary": f"{flow.label(ev.direction)}  HTTP/1 {ev.kind.upper()} "
-                       f"{ev.message}{stop}"[:400],
+            "summary": _one_line(f"{flow.label(ev.direction)}  HTTP/1 {ev.kind.upper()} "
+                                 f"{ev.message}{stop}"),
         }
 
 
@@ -710,8 +708,14 @@ def transaction_payload(flow: Flow, tx: Transaction) -> dict[str, Any]:
         payload["note"] = tx.note
     if tx.late:
         payload["late"] = True
-    payload["summary"] = _summary(flow, tx, latency)
+    payload["summary"] = _one_line(_summary(flow, tx, latency))
     return payload
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """Printers show one line per dumpling: no line breaks, bounded length."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:

@@ -546,7 +546,10 @@ def _exercise(steps: list[tuple[Direction, bytes]], close: CloseReason) -> None:
     out.extend(chef.on_close(flow, close))
     json.dumps(out)
     for p in out:
-        assert isinstance(p["summary"], str) and "\n" not in p["summary"][:0]
+        assert p["event"] in ("transaction", "error")
+        assert {"flow", "src", "dst", "direction", "timestamp", "summary"} <= p.keys()
+        assert "\n" not in p["summary"] and "\r" not in p["summary"]
+        assert len(p["summary"]) <= 400
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
