@@ -499,8 +499,10 @@ def free_udp_port() -> int:
         return port
 
 
-@pytest.mark.live
-def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
+@pytest.fixture
+def caproto_ioc(tmp_path, monkeypatch):
+    """A caproto IOC on 127.0.0.1 (subprocess) and this process's CA environment pointing
+    at it; yields (udp server port, repeater port, tcp port)."""
     server_port, repeater_port = free_udp_port(), free_udp_port()
     env = {"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO",
            "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
@@ -531,46 +533,7 @@ def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
             time.sleep(0.05)
         assert tcp_port, f"IOC did not start: {''.join(lines)[-2000:]}"
         assert tcp_port != server_port
-
-        from caproto.sync.client import read, write
-        from caproto.threading.client import Context
-
-        bpf = f"udp port {server_port} or udp port {repeater_port} or tcp port {tcp_port}"
-        options = {"ChannelAccessChef": {"ports": [server_port, repeater_port]}}
-        with live_kitchen(bpf, [ChannelAccessChef], options) as lk:
-            ctx = Context()
-            try:
-                (pv,) = ctx.get_pvs("ndtest:count", timeout=5)
-                pv.wait_for_connection(timeout=5)
-                updates: list = []
-                sub = pv.subscribe(data_type="time")
-
-                def on_update(subscription, response) -> None:
-                    updates.append(list(response.data))
-
-                # caproto holds callbacks weakly: on_update must stay referenced
-                sub.add_callback(on_update)
-                for _ in range(100):
-                    if updates:
-                        break
-                    time.sleep(0.05)
-                value = read("ndtest:temp", timeout=5).data
-                assert list(value) == [98.5]
-                write("ndtest:count", [13], notify=True, timeout=5)
-                read("ndtest:count", timeout=5)
-                for _ in range(100):
-                    if len(updates) >= 2:
-                        break
-                    time.sleep(0.05)
-                assert updates[:2] == [[12], [13]]
-
-                def seen(ds: list) -> bool:
-                    cmds = [d["payload"].get("command") for d in ds]
-                    return cmds.count("EventAddResponse") >= 2 and "WriteNotifyResponse" in cmds
-                assert lk.wait_for(seen, timeout=10)
-            finally:
-                ctx.disconnect()
-        payloads = lk.payloads("ChannelAccessChef")
+        yield server_port, repeater_port, tcp_port
     finally:
         ioc.terminate()
         try:
@@ -578,6 +541,50 @@ def test_live_caproto_ioc_and_clients(live_kitchen, tmp_path, monkeypatch):
         except subprocess.TimeoutExpired:
             ioc.kill()
         blocker.close()
+
+
+@pytest.mark.live
+def test_live_caproto_ioc_and_clients(live_kitchen, caproto_ioc):
+    server_port, repeater_port, tcp_port = caproto_ioc
+    from caproto.sync.client import read, write
+    from caproto.threading.client import Context
+
+    bpf = f"udp port {server_port} or udp port {repeater_port} or tcp port {tcp_port}"
+    options = {"ChannelAccessChef": {"ports": [server_port, repeater_port]}}
+    with live_kitchen(bpf, [ChannelAccessChef], options) as lk:
+        ctx = Context()
+        try:
+            (pv,) = ctx.get_pvs("ndtest:count", timeout=5)
+            pv.wait_for_connection(timeout=5)
+            updates: list = []
+            sub = pv.subscribe(data_type="time")
+
+            def on_update(subscription, response) -> None:
+                updates.append(list(response.data))
+
+            # caproto holds callbacks weakly: on_update must stay referenced
+            sub.add_callback(on_update)
+            for _ in range(100):
+                if updates:
+                    break
+                time.sleep(0.05)
+            value = read("ndtest:temp", timeout=5).data
+            assert list(value) == [98.5]
+            write("ndtest:count", [13], notify=True, timeout=5)
+            read("ndtest:count", timeout=5)
+            for _ in range(100):
+                if len(updates) >= 2:
+                    break
+                time.sleep(0.05)
+            assert updates[:2] == [[12], [13]]
+
+            def seen(ds: list) -> bool:
+                cmds = [d["payload"].get("command") for d in ds]
+                return cmds.count("EventAddResponse") >= 2 and "WriteNotifyResponse" in cmds
+            assert lk.wait_for(seen, timeout=10)
+        finally:
+            ctx.disconnect()
+    payloads = lk.payloads("ChannelAccessChef")
 
     commands = [p for p in payloads if "command" in p]
     assert not [p for p in commands if p["command"] == "error"]
@@ -632,3 +639,50 @@ def test_nd_sniff_reads_pipe_and_prints_one_line_per_command(capture_run):
     assert len(lines) == len(commands) and len(out) == len(commands) + 1  # + the stats
     for line, p in zip(lines, commands):
         assert line.endswith(f" {p['src']}->{p['dst']} {p['command']}")
+
+
+@pytest.mark.live
+def test_live_tcpdump_pipe_into_nd_sniff(caproto_ioc):
+    """``tcpdump -U -w - | nd-sniff --read - -c ChannelAccessChef --print --format ...``"""
+    import shutil
+
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        pytest.skip("tcpdump not installed")
+    server_port, repeater_port, tcp_port = caproto_ioc
+    from caproto.sync.client import read
+
+    bpf = f"udp port {server_port} or tcp port {tcp_port}"
+    fmt = "{timestamp} {src}->{dst} {payload[command]} {payload[pv]}"
+    dump = subprocess.Popen([tcpdump, "-i", "lo", "-U", "-w", "-", bpf],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sniff = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nd-sniff"), "--read", "-", "-q",
+         "-c", "ChannelAccessChef", "-o", f"ChannelAccessChef.ports={server_port}",
+         "--print", "--format", fmt],
+        stdin=dump.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dump.stdout.close()  # nd-sniff owns the pipe now
+    try:
+        # tcpdump says "listening on lo" on stderr once it captures
+        listening = threading.Event()
+        threading.Thread(target=lambda: (dump.stderr.readline(), listening.set()),
+                         daemon=True).start()
+        assert listening.wait(10), "tcpdump did not start"
+        time.sleep(0.2)
+        assert list(read("ndtest:temp", timeout=5).data) == [98.5]
+        # without --immediate-mode tcpdump gets packets from the kernel in blocks, at the
+        # latest after its 1 s buffer timeout; stopping sooner would lose them
+        time.sleep(1.5)
+    finally:
+        dump.terminate()
+        dump.wait(5)
+        out, err = sniff.communicate(timeout=30)
+    lines = out.decode().splitlines()
+    text = "\n".join(lines)
+    assert sniff.returncode == 0, err.decode()[-2000:]
+    assert re.search(rf" 127\.0\.0\.1:\d+->127\.0\.0\.1:{server_port} SearchRequest "
+                     r"ndtest:temp$", text, re.M), text
+    assert re.search(rf" 127\.0\.0\.1:{tcp_port}->127\.0\.0\.1:\d+ ReadNotifyResponse "
+                     r"ndtest:temp$", text, re.M), text
+    assert re.search(rf"127\.0\.0\.1:\d+->127\.0\.0\.1:{tcp_port} CreateChanRequest "
+                     r"ndtest:temp$", text, re.M), text
