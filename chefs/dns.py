@@ -314,16 +314,14 @@ class DNSLookupChef(DatagramChef):
         max_pending: int = 256
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
-        # The base class registers with the kitchen before FlowChef sets ``ports``; give
-        # the kitchen something to read, then register again once the ports are final.
-        self.ports = frozenset()
         super().__init__(kitchen, **options)
-        if self.options.mdns:
-            self.ports = self.ports | {5353}
-        if kitchen is not None:
-            kitchen.register_chef(self)
         self.lookups_seen: OrderedDict[str, dict[str, int]] = OrderedDict()
         self.decode_errors = 0
+
+    def _configure(self) -> None:
+        super()._configure()
+        if self.options.mdns:  # before the kitchen reads ``ports``
+            self.ports = self.ports | {5353}
 
     def new_flow_state(self, flow: Any) -> DnsDecoder:
         return DnsDecoder(self.options.query_timeout, self.options.max_pending)

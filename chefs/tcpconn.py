@@ -43,11 +43,7 @@ class TcpConnChef(StreamChef):
         max_lingering: int = 10_000
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
-        # The base class registers with the kitchen before FlowChef sets ``ports``.
-        self.ports = frozenset()
         super().__init__(kitchen, **options)
-        if kitchen is not None:
-            kitchen.register_chef(self)
         self.connections_closed = 0
         self.trailing_packets = 0
         # conversation key -> (summary payload, close time); oldest close first
