@@ -210,6 +210,31 @@ def test_head_response_has_no_body_even_with_content_length() -> None:
     assert [(t.request.method, t.response.body_length) for t in out] == [("HEAD", 0), ("GET", 5)]
 
 
+def test_204_and_304_have_no_body() -> None:
+    dec = Http1Decoder()
+    out = feed_all(dec, [(C2S, GET * 3, 1.0),
+                         (S2C, b"HTTP/1.1 204 No Content\r\n\r\n"
+                               b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n" + OK5,
+                          1.1)])
+    assert [(t.response.status, t.response.body_length) for t in out] == \
+        [(204, 0), (304, 0), (200, 5)]
+
+
+def test_connect_tunnel_stops_parsing() -> None:
+    chef = Http1Chef()
+    flow = make_flow()
+    head = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n"
+    reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    out = run_chef(chef, flow, [
+        (C2S, head + b"\x00\x01binary", 1.0),
+        (S2C, reply + b"\x16\x03", 1.1),
+        (C2S, b"more tunnel bytes", 1.2)])
+    assert [(p["method"], p["outcome"], p["upgrade"]) for p in out] == \
+        [("CONNECT", "upgraded", "tunnel")]
+    state = flow.state[UPGRADE_STATE_KEY]
+    assert (state["client_offset"], state["server_offset"]) == (len(head), len(reply))
+
+
 def test_100_continue_reported_inside_the_transaction() -> None:
     dec = Http1Decoder(body_preview=4)
     head = (b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
