@@ -186,10 +186,14 @@ class Http1Decoder:
         if self.stopped:
             self.skipped[direction is S2C] += len(data)
             return out
-        if direction is C2S:
-            self._feed_requests(data, timestamp, out)
-        else:
-            self._feed_responses(data, timestamp, out)
+        try:
+            if direction is C2S:
+                self._feed_requests(data, timestamp, out)
+            else:
+                self._feed_responses(data, timestamp, out)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not take the chef down
+            self._stop(out, Problem(direction, "internal_error",
+                                    f"{type(exc).__name__}: {exc}", timestamp))
         return out
 
     def gap(self, direction: Direction, size: int, timestamp: float | None) -> list[Event]:

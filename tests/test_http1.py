@@ -570,6 +570,7 @@ def _exercise(steps: list[tuple[Direction, bytes]], close: CloseReason) -> None:
     out.extend(chef.on_gap(flow, S2C, 3))
     out.extend(chef.on_close(flow, close))
     json.dumps(out)
+    assert chef.counts["internal_error"] == 0, out  # only h11's own verdicts stop a flow
     for p in out:
         assert p["event"] in ("transaction", "error")
         assert {"flow", "src", "dst", "direction", "timestamp", "summary"} <= p.keys()
