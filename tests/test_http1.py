@@ -119,7 +119,7 @@ def tshark_http(pcap: Path) -> list[dict[str, Any]]:
     fields = ["tcp.stream", "http.request.method", "http.request.uri", "http.request.version",
               "http.request.line", "http.response.code", "http.response.phrase",
               "http.response.line", "http.content_length_header", "http.transfer_encoding",
-              "http.chunk_size", "http.content_type", "http.time"]
+              "http.chunk_size", "http.content_type", "http.time", "frame.time_epoch"]
     cmd = ["tshark", "-r", str(pcap), "-Y", "http", "-T", "json"]
     for f in fields:
         cmd += ["-e", f]
@@ -156,9 +156,14 @@ def test_capture_agrees_with_tshark(pcap: Path) -> None:
         assert p["chunked"] == ("chunked" in rs.get("http.transfer_encoding", []))
         if "http.content_length_header" in rs:
             assert p["response_body_length"] == int(rs["http.content_length_header"][0])
-        # tshark: request frame -> frame completing the response; ours: first request byte
-        # -> last response byte. The same for these one-segment requests.
-        assert p["latency"] == pytest.approx(float(rs["http.time"][0]), abs=2e-6)
+        # tshark's http.time runs from the frame completing the request; ours from the
+        # request's first byte. Both end with the frame completing the response.
+        request_done = float(rq["frame.time_epoch"][0])
+        assert p["timestamp"] <= request_done
+        assert p["timestamp"] + p["latency"] == pytest.approx(
+            request_done + float(rs["http.time"][0]), abs=2e-6)
+        assert p["timestamp"] + p["latency"] == pytest.approx(
+            float(rs["frame.time_epoch"][0]), abs=2e-6)
         if p["chunked"]:
             sizes = [int(s) for s in rs["http.chunk_size"]]
             assert sizes[-1] == 0 and p["chunk_sizes"] == sizes[:-1]
