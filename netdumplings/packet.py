@@ -241,6 +241,7 @@ class Packet:
         """The fully dissected scapy packet (built once, on first use)."""
         pkt = self._scapy
         if pkt is None:
+            import scapy.layers.all  # noqa: F401 (registers every dissector, once)
             from scapy.config import conf
             cls = conf.l2types.get(self.linktype)
             if cls is None:
