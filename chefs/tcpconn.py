@@ -33,6 +33,10 @@ class TcpConnChef(StreamChef):
 
     #: The kitchen attaches this chef to every TCP flow, whatever its ports.
     all_flows: ClassVar[bool] = True
+    #: Only flags, counters and how the flow ended: no reassembly needed.
+    wants_data: ClassVar[bool] = False
+    #: Chatty (a dumpling per TCP packet): runs only when asked for with -c.
+    opt_in: ClassVar[bool] = True
 
     class Options(FlowChefOptions):
         #: One dumpling per TCP packet (False: only the per-connection summaries).

@@ -156,6 +156,11 @@ class FlowChef(DumplingChef):
     transports: ClassVar[frozenset[str]] = frozenset({"tcp"})
     #: Server ports followed when the user gives no ``ports`` option.
     default_ports: ClassVar[tuple[int, ...]] = ()
+    #: Follow every flow of the chef's transports, whatever its ports.
+    all_flows: ClassVar[bool] = False
+    #: False for chefs that only want on_open/on_close and the flow's counters: the kitchen
+    #: then does not reassemble the flow's bytes for them.
+    wants_data: ClassVar[bool] = True
 
     ports: frozenset[int]
 

@@ -34,7 +34,8 @@ Sink = Callable[[dict[str, Any], bytes], None]
 
 class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
-                 "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes")
+                 "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
+                 "retransmissions", "overlaps")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -46,6 +47,8 @@ class KitchenStats:
         self.reassembly_evictions = 0
         self.gaps = 0
         self.gap_bytes = 0
+        self.retransmissions = 0
+        self.overlaps = 0
         self.started = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
@@ -256,12 +259,13 @@ class Kitchen:
         port = flow.server[1]
         t = flow.transport
         for chef in self.flow_chefs:
-            if t in chef.transports and (port in chef.ports or getattr(chef, "all_flows", False)):
+            if t in chef.transports and (port in chef.ports or chef.all_flows):
                 flow.chefs.append(chef)
                 self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, flow.first_seen)
         if not self._detectors[t]:
             flow.detect_tries = DETECT_TRIES
-        if t == "tcp" and (flow.chefs or flow.detect_tries < DETECT_TRIES):
+        if t == "tcp" and (any(c.wants_data for c in flow.chefs)
+                           or flow.detect_tries < DETECT_TRIES):
             flow.tcp = (TcpDirection(max_buffer=self.max_flow_buffer),
                         TcpDirection(max_buffer=self.max_flow_buffer))
 
@@ -290,9 +294,12 @@ class Kitchen:
                 if wanted:
                     flow.chefs.append(chef)
                     self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, ts)
-            if flow.detect_tries >= DETECT_TRIES and not flow.chefs and flow.tcp is not None:
+            if flow.detect_tries >= DETECT_TRIES and flow.tcp is not None and \
+                    not any(c.wants_data for c in flow.chefs):
                 self._drop_reassembly(flow)
         for chef in flow.chefs:
+            if not chef.wants_data:
+                continue
             try:
                 result = chef.on_data(flow, direction, data, ts)
             except Exception as exc:
@@ -312,7 +319,10 @@ class Kitchen:
                 events = stream.flush()
                 if events:
                     self._stream_events(flow, d, events, flow.last_seen)
-                self.stats.reassembly_evictions += getattr(stream, "evictions", 0)
+                stats = self.stats
+                stats.reassembly_evictions += stream.evictions
+                stats.retransmissions += stream.duplicates
+                stats.overlaps += stream.overlaps
             self._drop_reassembly(flow)
         for chef in flow.chefs:
             self._call(chef, chef.on_close, (flow, reason), DRIVER_PACKET, flow.last_seen)
