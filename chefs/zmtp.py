@@ -650,13 +650,8 @@ class ZmtpChef(StreamChef):
         #: Also make a dumpling for each connection's end (handshake result, counts).
         report_close: bool = True
 
-    def __init__(self, kitchen: Any = None, **options: Any) -> None:
-        # The base class registers with the kitchen before FlowChef sets ``ports``: give
-        # the kitchen something to read, then register again once the ports are final.
-        self.ports = frozenset()
-        super().__init__(kitchen, **options)
-        if kitchen is not None:
-            kitchen.register_chef(self)
+    def _configure(self) -> None:
+        super()._configure()
         self.errors = 0
 
     def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
