@@ -447,10 +447,13 @@ def test_fuzz_mutated_stream(mutations: list, cut: int, chunk: int, rnd: random.
         data[pos] = value
     data = bytes(data[:cut])
     started = time.monotonic()
-    out = _run_chef([(rnd.choice(list(Direction)), data[i:i + chunk])
-                     for i in range(0, len(data) or 1, chunk)])
+    pieces = [(rnd.choice(list(Direction)), data[i:i + chunk])
+              for i in range(0, len(data) or 1, chunk)]
+    out = _run_chef(pieces)
     assert time.monotonic() - started < 5
-    if not mutations and cut == len(VALID):
+    # An intact stream kept in one direction must still decode (spread over both
+    # directions it is two broken streams, which only must not crash).
+    if not mutations and cut == len(VALID) and len({d for d, _ in pieces}) == 1:
         assert sum(p["type"] == "message" for p in out) >= 1
 
 
