@@ -27,9 +27,10 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
                    **kitchen_kwargs: Any) -> Iterator[dict[str, Any]]:
     """Yield the dumplings (as JSON-decoded dicts) that ``chefs`` make from a capture.
 
-    ``chefs``: chef classes, chef instances, or bundled chef names. ``poke_interval``:
-    interval handlers are poked once at the end of the file (and never in between unless
-    given, since a file is read far faster than it was captured). A damaged file yields
+    ``chefs``: chef classes, chef instances, or bundled chef names. Interval handlers are
+    poked once at the end of the file, and, when ``poke_interval`` is given, every
+    ``poke_interval`` seconds of *capture* time in between (a file is read far faster than
+    it was captured, so capture time is what chefs' timeouts mean). A damaged file yields
     everything before the damage, then raises ``sources.CaptureError``.
     """
     out: deque[dict[str, Any]] = deque()
@@ -38,8 +39,15 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
     pcap = PcapSource(source)
     try:
         process = kitchen.process
+        next_poke: float | None = None
         try:
             for packet in pcap:
+                if poke_interval:
+                    if next_poke is None:
+                        next_poke = packet.time + poke_interval
+                    while packet.time >= next_poke:
+                        kitchen.poke()
+                        next_poke += poke_interval
                 process(packet)
                 while out:
                     yield out.popleft()
