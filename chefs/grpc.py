@@ -71,7 +71,7 @@ def decode_protobuf(data: bytes, *, max_depth: int = 8, max_fields: int = 256,
     """Decode protobuf wire format without a schema, or None when ``data`` is not one.
 
     Each field is ``{"field", "wire_type", "value"}``; varints are unsigned (plus
-    ``"signed"`` when the zigzag reading differs and is small), fixed32/64 add their float
+    ``"int64"`` when only a negative int64 makes sense), fixed32/64 add their float
     reading, length-delimited values are text when printable UTF-8, else a nested message
     (``"message"``) when the bytes parse as one, else hex. Groups (wire types 3/4,
     deprecated) are not decoded: a message using them is reported as not protobuf.
@@ -292,7 +292,7 @@ class GrpcChef(http2.Http2Chef):
             call_type = "unary"
         encoding = {"request": s.header("grpc-encoding"),
                     "response": s.header("grpc-encoding", "response")}
-        latency = s.latency
+        latency = s.latency if event.complete else None
         payload = {
             **self._base(flow, C2S, s.start), "kind": "grpc_call", "stream_id": s.stream_id,
             "path": path, "service": service or None, "method": method or None,

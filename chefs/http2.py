@@ -826,7 +826,7 @@ class Http2Chef(StreamChef):
         except ValueError:
             status = None
         method, path = s.header(":method"), s.header(":path")
-        latency = s.latency
+        latency = s.latency if event.complete else None   # a cut-short stream has no end
         payload = {
             **self._base(flow, C2S, s.start), "kind": "stream", "stream_id": s.stream_id,
             "method": method, "path": path, "authority": s.header(":authority"),
