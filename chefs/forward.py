@@ -1,0 +1,159 @@
+"""PacketForwardChef: ship the captured frames themselves, so decoding can happen elsewhere.
+
+A thin capture agent on a busy host runs only this chef; ``nd-cook`` runs the real chefs
+where the CPU is, and ``nd-dump`` writes the frames to pcap/pcapng for Wireshark. Frames
+are batched because one dumpling per packet would cost more in framing and hub work than
+the packet itself.
+
+Payload (``"v": 1``)::
+
+    {"v": 1, "kitchen": str, "kitchen_host": str, "batch": n, "first": k, "snaplen": s,
+     "outbox_dropped_total": int | null,
+     "packets": [{"ts": float, "ts_ns": int?, "caplen": int, "wirelen": int,
+                  "linktype": int, "interface": str | null, "data": <frame>}]}
+
+``batch`` counts dumplings of this chef (1, 2, ...) and ``first`` counts packets forwarded
+before this batch, so a receiver can tell exactly how many batches and frames it missed.
+``data`` is base64 text by default, because a JSON hub link would otherwise turn bytes into
+UTF-8 text or a ``{"$base64": ...}`` object depending on their content; with
+``data_encoding=bytes`` the raw bytes are left in the payload for a msgpack link, where they
+travel as binary. Receivers (``decode_frame``) accept all three forms.
+
+``ts`` is the float capture time the kitchen has (exact to the microsecond for current
+dates); ``ts_ns`` is only added when the packet carries an integer nanosecond time
+(``time_ns``), since a float cannot hold nanoseconds at today's epoch.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from netdumplings.chef import ChefOptions, DumplingChef
+
+PAYLOAD_VERSION = 1
+
+
+class PacketForwardChef(DumplingChef):
+    """Forwards raw captured frames in batches (for nd-cook / nd-dump)."""
+
+    #: Forwarding every frame is expensive and only useful with a consumer downstream, so
+    #: it runs only when named (``-c PacketForwardChef``).
+    opt_in: ClassVar[bool] = True
+
+    class Options(ChefOptions):
+        batch_packets: int = Field(100, ge=1, le=100_000)
+        #: Capture-time span of one batch; an idle link is flushed by the interval poke.
+        batch_ms: float = Field(100.0, ge=0)
+        #: Bounds one dumpling's size whatever the frame sizes (hub message limits).
+        batch_bytes: int = Field(1 << 20, ge=1)
+        snaplen: int = Field(262144, ge=1)
+        data_encoding: Literal["base64", "bytes"] = "base64"
+
+    def _configure(self) -> None:
+        o = self.options
+        self.batch_packets: int = o.batch_packets  # type: ignore[attr-defined]
+        self.batch_span: float = o.batch_ms / 1000.0  # type: ignore[attr-defined]
+        self.batch_bytes: int = o.batch_bytes  # type: ignore[attr-defined]
+        self.snaplen: int = o.snaplen  # type: ignore[attr-defined]
+        self.raw_bytes: bool = o.data_encoding == "bytes"  # type: ignore[attr-defined]
+        self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = 0
+        self._batch_start: float | None = None
+        self.batches = 0
+        self.forwarded = 0
+        self.cut = 0
+
+    def packet_handler(self, packet: Any) -> Any:
+        data = packet.data
+        if len(data) > self.snaplen:
+            data = data[:self.snaplen]
+            self.cut += 1
+        ts = packet.time
+        rec: dict[str, Any] = {
+            "ts": ts, "caplen": len(data), "wirelen": packet.wirelen,
+            "linktype": packet.linktype, "interface": packet.interface,
+            "data": bytes(data) if self.raw_bytes else base64.b64encode(data).decode("ascii"),
+        }
+        ts_ns = getattr(packet, "time_ns", None)
+        if isinstance(ts_ns, int):
+            rec["ts_ns"] = ts_ns
+        if self._batch_start is None:
+            self._batch_start = ts
+        self._pending.append(rec)
+        self._pending_bytes += len(data)
+        if (len(self._pending) >= self.batch_packets or self._pending_bytes >= self.batch_bytes
+                or ts - self._batch_start >= self.batch_span):
+            return self._flush()
+        return None
+
+    def interval_handler(self, interval: float | None = None) -> Any:
+        # Also the end-of-capture call (Kitchen.finish): nothing is left behind.
+        return self._flush() if self._pending else None
+
+    def _flush(self) -> dict[str, Any]:
+        packets = self._pending
+        self._pending = []
+        self._pending_bytes = 0
+        self._batch_start = None
+        self.batches += 1
+        first = self.forwarded
+        self.forwarded += len(packets)
+        kitchen = self.kitchen
+        return {
+            "v": PAYLOAD_VERSION,
+            "kitchen": getattr(kitchen, "name", None),
+            "kitchen_host": getattr(kitchen, "host", None),
+            "batch": self.batches, "first": first, "snaplen": self.snaplen,
+            "outbox_dropped_total": outbox_dropped_total(kitchen),
+            "packets": packets,
+        }
+
+
+def outbox_dropped_total(kitchen: Any) -> int | None:
+    """Dumplings the kitchen's hub outbox dropped so far, when the kitchen exposes its
+    sender (``kitchen.sender`` or ``kitchen.outbox``); None when it cannot be known (no
+    hub, or a kitchen that does not say)."""
+    outbox = getattr(kitchen, "outbox", None)
+    if outbox is None:
+        outbox = getattr(getattr(kitchen, "sender", None), "outbox", None)
+    value = getattr(outbox, "dropped_total", None)
+    return value if isinstance(value, int) else None
+
+
+def decode_frame(data: Any) -> bytes:
+    """A forwarded frame's bytes from any form it may arrive in (base64 text; raw bytes
+    over msgpack; ``{"$base64": ...}`` when raw bytes went through JSON encoding)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        return base64.b64decode(data, validate=True)
+    if isinstance(data, dict) and isinstance(data.get("$base64"), str):
+        return base64.b64decode(data["$base64"], validate=True)
+    raise ValueError(f"unsupported frame data of type {type(data).__name__}")
+
+
+def iter_frames(payload: Any) -> list[dict[str, Any]]:
+    """The packet records of a PacketForwardChef payload, checked just enough that a
+    receiver can trust the fields it uses (raises ValueError otherwise)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("packets"), list):
+        raise ValueError("not a PacketForwardChef payload (no 'packets' list)")
+    out = []
+    for rec in payload["packets"]:
+        if not isinstance(rec, dict):
+            raise ValueError("packet record is not an object")
+        ts = rec.get("ts")
+        if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+            raise ValueError("packet record has no numeric 'ts'")
+        data = decode_frame(rec.get("data"))
+        wirelen = rec.get("wirelen", len(data))
+        linktype = rec.get("linktype", 1)
+        if not isinstance(wirelen, int) or not isinstance(linktype, int):
+            raise ValueError("packet record 'wirelen'/'linktype' must be integers")
+        ts_ns = rec.get("ts_ns")
+        out.append({"ts": float(ts), "ts_ns": ts_ns if isinstance(ts_ns, int) else None,
+                    "data": data, "wirelen": max(wirelen, len(data)), "linktype": linktype,
+                    "interface": rec.get("interface")})
+    return out
