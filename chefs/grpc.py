@@ -80,13 +80,13 @@ def decode_protobuf(data: bytes, *, max_depth: int = 8, max_fields: int = 256,
     pos = 0
     try:
         while pos < len(data):
+            if len(fields) >= max_fields:
+                fields.append({"truncated": True, "remaining_bytes": len(data) - pos})
+                break
             key, pos = _varint(data, pos)
             number, wire = key >> 3, key & 7
             if number == 0 or number > 0x1FFFFFFF:
                 raise _NotProtobuf("bad field number")
-            if len(fields) >= max_fields:
-                fields.append({"truncated": True, "remaining_bytes": len(data) - pos})
-                break
             entry: dict[str, Any] = {"field": number, "wire_type": wire}
             if wire == 0:
                 value, pos = _varint(data, pos)
