@@ -5,6 +5,10 @@ on_dumpling / on_connection_lost, ``run(dumpling_count)``) with the hub's extens
 chef filter is sent to the hub as a subscription so unwanted dumplings never cross the
 network, batches are unpacked, and with ``reconnect=True`` it comes back after a hub restart.
 Use it with callables or as a subclass overriding the ``on_*`` methods.
+
+Kitchens resend what the hub had not acknowledged when it went away, so the same dumpling can
+arrive twice around a hub restart; the eater drops exact repeats of (kitchen, host, sequence,
+creation_time) seen among the last ``dedupe_window`` dumplings.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import asyncio
 import logging
 import random
 import ssl
+from collections import deque
 from typing import Any, Awaitable, Callable
 
+import msgpack
 import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .wire import CLOSE_REASONS, OUT_PORT, PROTOCOL, parse_hub_address, ws_uri
+from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, OUT_PORT, PROTOCOL,
+                   parse_hub_address, ws_uri)
 
 log = logging.getLogger("netdumplings.eater")
 
@@ -28,6 +35,10 @@ Handler = Callable[..., Awaitable[Any]]
 
 class HubUnavailable(ConnectionError):
     """The hub could not be reached (and ``reconnect`` is off)."""
+
+
+class HubRefused(HubUnavailable):
+    """The hub refused us (wrong token, invalid hello): retrying would not help."""
 
 
 class DumplingEater:
@@ -41,7 +52,8 @@ class DumplingEater:
                  on_connection_lost: Handler | None = None, reconnect: bool = False,
                  token: str | None = None, cafile: str | None = None,
                  policy: str = "drop-oldest", queue_size: int | None = None,
-                 backoff_max: float = 10.0) -> None:
+                 backoff_max: float = 10.0, encoding: str = "json",
+                 dedupe_window: int = 100_000) -> None:
         self.name = name
         self.hub = hub
         host, port, tls = parse_hub_address(hub, OUT_PORT)
@@ -54,6 +66,11 @@ class DumplingEater:
         self.policy = policy
         self.queue_size = queue_size
         self.backoff_max = backoff_max
+        self.encoding = encoding
+        self.dedupe_window = dedupe_window
+        self.duplicates = 0
+        self._seen: set[tuple] = set()
+        self._seen_order: deque[tuple] = deque()
         self.ssl = ssl.create_default_context(cafile=cafile) if tls else None
         if on_connect is not None:
             self.on_connect = on_connect  # type: ignore[method-assign]
@@ -95,6 +112,8 @@ class DumplingEater:
             hello["token"] = self.token
         if self.queue_size is not None:
             hello["queue_size"] = self.queue_size
+        if self.encoding != "json":
+            hello["encoding"] = self.encoding
         return hello
 
     def stop(self) -> None:
@@ -135,12 +154,15 @@ class DumplingEater:
                 await self.on_connection_lost(exc)
             except ConnectionClosed as exc:
                 await self.on_connection_lost(exc)
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                if code in (CLOSE_POLICY, CLOSE_BAD_HELLO):
+                    raise HubRefused(f"the hub at {self.hub_ws} refused this eater: "
+                                     f"{exc.rcvd.reason or CLOSE_REASONS[code]} "
+                                     f"(close code {code})") from exc
                 if not self.reconnect or self._stop:
                     return
-                if exc.rcvd is not None and exc.rcvd.code in CLOSE_REASONS and \
-                        exc.rcvd.code not in (1001,):
-                    log.warning("hub closed the connection: %s (%s)", exc.rcvd.reason,
-                                exc.rcvd.code)
+                if code in CLOSE_REASONS and code != 1001:
+                    log.warning("hub closed the connection: %s (%s)", exc.rcvd.reason, code)
             finally:
                 self.websocket = None
             if self._stop:
@@ -151,17 +173,22 @@ class DumplingEater:
     async def _consume(self, ws: Any, dumpling_count: int | None) -> bool:
         """True when done (count reached or stopped)."""
         async for message in ws:
-            obj = orjson.loads(message)
+            if isinstance(message, bytes):
+                obj = msgpack.unpackb(message, raw=False, strict_map_key=False)
+            else:
+                obj = orjson.loads(message)
             items = obj if isinstance(obj, list) else (obj,)
             for item in items:
                 if not isinstance(item, dict):
                     continue
-                if "welcome" in item and "metadata" not in item:
-                    continue  # the hub's answer to our hello
+                md = item.get("metadata")
+                if not isinstance(md, dict):
+                    continue  # the hub's welcome, or not a dumpling
                 if self.chef_filter is not None:  # a 0.5 hub does not filter for us
-                    chef = item.get("metadata", {}).get("chef")
-                    if chef not in self.chef_filter:
+                    if md.get("chef") not in self.chef_filter:
                         continue
+                if md.get("sequence") is not None and self._duplicate(md):
+                    continue
                 self.received += 1
                 await self.on_dumpling(item)
                 if dumpling_count is not None and self.received >= dumpling_count:
@@ -172,6 +199,24 @@ class DumplingEater:
         if self._stop:
             return True
         raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+
+    def _duplicate(self, md: dict[str, Any]) -> bool:
+        key = (md.get("kitchen"), md.get("host"), md["sequence"], md.get("creation_time"))
+        seen = self._seen
+        try:
+            if key not in seen:
+                pass
+        except TypeError:  # unhashable values from a hub that does not validate
+            return False
+        if key in seen:
+            self.duplicates += 1
+            return True
+        seen.add(key)
+        order = self._seen_order
+        order.append(key)
+        if len(order) > self.dedupe_window:
+            seen.discard(order.popleft())
+        return False
 
     def run(self, dumpling_count: int | None = None) -> None:
         """Blocking: ``asyncio.run(self.eat(dumpling_count))``; Ctrl-C returns quietly."""

@@ -1,74 +1,122 @@
 """The hub: dumplings in from any number of kitchens, out to any number of eaters.
 
-Each dumpling is parsed and checked once when it arrives, and serialised once; eaters get
-the same bytes. Every eater has a bounded queue: a slow eater loses its oldest dumplings (and
-is told how many) or is disconnected, by its own choice, and never slows the others or grows
-the hub.
+Each dumpling is parsed and validated once when it arrives, and serialised at most once per
+encoding that some eater wants; every eater of that encoding gets the same bytes. Every eater
+has a bounded queue: a slow eater loses its oldest dumplings (and is told how many) or is
+disconnected, by its own choice, and never slows the others or grows the hub.
+
+A kitchen that says ``protocol`` in its hello gets ``{"ack": n}`` messages (n = data messages
+received on this connection so far), coalesced so that a fast kitchen costs at most one ack
+per event-loop turn. The sender keeps what is not acknowledged and resends it after a
+reconnect, which is what makes a hub restart lossless for kitchens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
 import time
+from bisect import bisect_left
 from collections import deque
-from typing import Any
+from typing import Any, Iterable
 
+import msgpack
 import orjson
+from pydantic import TypeAdapter, ValidationError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from . import __version__
-from .dumpling import encode
-from .wire import (CLOSE_BAD_HELLO, CLOSE_EATER_FULL, CLOSE_HELLO_TIMEOUT, CLOSE_REASONS,
-                   DEFAULT_HOST, IN_PORT, NOTICE_CHEF, OUT_PORT, STATUS_CHEF, EaterHello,
-                   KitchenHello, Welcome, hello_summary)
+from .dumpling import DumplingMetadata
+from .wire import (CLOSE_BAD_HELLO, CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_HELLO_TIMEOUT,
+                   CLOSE_POLICY, CLOSE_REASONS, CLOSE_TOO_MANY, DEFAULT_HOST, IN_PORT,
+                   METRICS_PORT, NOTICE_CHEF, OUT_PORT, STATUS_CHEF, EaterHello, KitchenHello,
+                   Welcome, hello_summary, msgpack_array)
 
 log = logging.getLogger("netdumplings.hub")
 
-_DRIVERS = ("packet", "interval")
+# Strict: the hub relays the kitchen's bytes unchanged, so nothing may be coerced ("1.5" for a
+# float would pass lax validation and reach eaters as a string). ~1 us per dumpling.
+_METADATA = TypeAdapter(DumplingMetadata)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+MAX_LABEL_SETS = 1000   # beyond this many kitchen/chef (or eater) label values: "_other"
+FLOOD_WINDOW = 10.0     # seconds over which invalid dumplings are counted for CLOSE_FLOOD
 
 
 class InvalidDumpling(ValueError):
     pass
 
 
-def check_dumpling(obj: Any) -> tuple[str, str | None, str]:
-    """Cheap structural validation of a decoded dumpling -> (chef, kitchen, driver).
+def check_dumpling(obj: Any) -> tuple[str, str | None, str, float]:
+    """Validate a decoded dumpling -> (chef, kitchen, driver, creation_time).
 
-    Mirrors ``dumpling.Dumpling``'s schema for the fields the hub relies on; done by hand
-    because it runs for every dumpling at 100k+/s.
-    """
+    The metadata goes through pydantic's ``DumplingMetadata`` (the published schema), the
+    payload only has to exist: it is the chef's business and the hub never looks inside."""
     if not isinstance(obj, dict):
-        raise InvalidDumpling("dumpling is not a JSON object")
+        raise InvalidDumpling("dumpling is not an object")
     md = obj.get("metadata")
     if not isinstance(md, dict):
         raise InvalidDumpling("missing metadata object")
     if "payload" not in obj:
         raise InvalidDumpling("missing payload")
-    chef = md.get("chef")
-    if not isinstance(chef, str):
-        raise InvalidDumpling("metadata.chef must be a string")
-    kitchen = md.get("kitchen")
-    if kitchen is not None and not isinstance(kitchen, str):
-        raise InvalidDumpling("metadata.kitchen must be a string or null")
-    driver = md.get("driver")
-    if driver not in _DRIVERS:
-        raise InvalidDumpling("metadata.driver must be 'packet' or 'interval'")
-    ct = md.get("creation_time")
-    if not isinstance(ct, (int, float)) or isinstance(ct, bool):
-        raise InvalidDumpling("metadata.creation_time must be a number")
-    return chef, kitchen, driver
+    try:
+        m = _METADATA.validate_python(md, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidDumpling(f"metadata.{'.'.join(map(str, err['loc']))}: {err['msg']}") \
+            from None
+    return m.chef, m.kitchen, m.driver, m.creation_time
+
+
+def _decode(message: bytes) -> Any:
+    """JSON or msgpack, told apart by the first byte: JSON documents start with ``{``, ``[``
+    or whitespace, msgpack maps/arrays with 0x80-0x9f or 0xdc-0xdf."""
+    first = message[:1]
+    if first and (0x80 <= first[0] <= 0x9f or 0xdc <= first[0] <= 0xdf):
+        return msgpack.unpackb(message, raw=False, strict_map_key=False)
+    return orjson.loads(message)
+
+
+class _Histogram:
+    """Prometheus-style cumulative histogram kept as plain counters (scraped rarely,
+    observed often)."""
+
+    __slots__ = ("counts", "sum", "count")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        if value < 0:
+            value = 0.0
+        self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, acc = [], 0
+        for bound, n in zip(LATENCY_BUCKETS + (float("inf"),), self.counts):
+            acc += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+        return out
 
 
 class EaterConn:
     __slots__ = ("ws", "hello", "queue", "max_queue", "event", "missed", "missed_total",
-                 "sent", "info", "closing", "batch")
+                 "sent", "info", "closing", "batch", "msgpack", "name", "stamps", "pushed",
+                 "removed")
 
     def __init__(self, ws: ServerConnection, hello: EaterHello, max_queue: int,
                  info: dict[str, Any]) -> None:
         self.ws = ws
         self.hello = hello
+        self.name = hello.eater_name
         self.max_queue = hello.queue_size and min(hello.queue_size, max_queue) or max_queue
         self.queue: deque[bytes] = deque()
         self.event = asyncio.Event()
@@ -77,78 +125,145 @@ class EaterConn:
         self.sent = 0
         self.info = info
         self.closing = False
-        self.batch = hello.batch
+        self.batch = False
+        self.msgpack = False
+        # Latency sampling: (push index, creation_time) of some queued dumplings; pushed and
+        # removed count queue entries in and out (sent or dropped).
+        self.stamps: deque[tuple[int, float]] = deque()
+        self.pushed = 0
+        self.removed = 0
 
-    def push(self, data: bytes) -> bool:
+    def push(self, data: bytes, ct: float | None = None) -> bool:
         """Queue one encoded dumpling; False if the eater must be disconnected."""
         q = self.queue
         if len(q) >= self.max_queue:
             if self.hello.policy == "disconnect":
                 return False
             q.popleft()
+            self.removed += 1
             self.missed += 1
             self.missed_total += 1
+            stamps = self.stamps
+            while stamps and stamps[0][0] < self.removed:
+                stamps.popleft()
+        if ct is not None and (not q or not self.pushed & 63):
+            self.stamps.append((self.pushed, ct))
         q.append(data)
+        self.pushed += 1
         self.event.set()
         return True
 
 
 class KitchenConn:
-    __slots__ = ("ws", "hello", "info", "dumplings", "invalid", "batch")
+    __slots__ = ("ws", "hello", "info", "dumplings", "invalid", "batch", "messages",
+                 "ack_event", "flood_start", "flood_count", "name")
 
     def __init__(self, ws: ServerConnection, hello: KitchenHello, info: dict[str, Any]) -> None:
         self.ws = ws
         self.hello = hello
+        self.name = hello.kitchen_name
         self.info = info
         self.dumplings = 0
         self.invalid = 0
         self.batch = False
+        self.messages = 0
+        self.ack_event: asyncio.Event | None = None
+        self.flood_start = 0.0
+        self.flood_count = 0
 
 
 class Hub:
-    """``nd-hub``'s engine. ``await hub.start()`` binds both ports; ``await hub.stop()``."""
+    """``nd-hub``'s engine. ``await hub.start()`` binds the ports; ``await hub.stop()``."""
 
     def __init__(self, address: str = DEFAULT_HOST, in_port: int = IN_PORT,
                  out_port: int = OUT_PORT, status_freq: float = 5.0, *,
                  max_queue: int = 10_000, max_message_size: int = 16 << 20,
-                 hello_timeout: float = 10.0, batch_max: int = 500) -> None:
+                 max_dumpling_size: int = 4 << 20,
+                 hello_timeout: float = 10.0, batch_max: int = 500,
+                 kitchen_token: str | None = None, eater_token: str | None = None,
+                 certfile: str | None = None, keyfile: str | None = None,
+                 max_kitchens: int = 256, max_eaters: int = 1024,
+                 ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
+                 flood_limit: int = 1000, metrics_port: int | None = None,
+                 metrics_address: str | None = None, metrics_optional: bool = False) -> None:
         self.address = address
         self.in_port = in_port
         self.out_port = out_port
         self.status_freq = status_freq
         self.max_queue = max_queue
         self.max_message_size = max_message_size
+        self.max_dumpling_size = max_dumpling_size
         self.hello_timeout = hello_timeout
         self.batch_max = batch_max
+        self.kitchen_token = kitchen_token or None
+        self.eater_token = eater_token or None
+        self.ssl: ssl.SSLContext | None = None
+        if certfile:
+            self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl.load_cert_chain(certfile, keyfile)
+        self.limits = {"kitchen": max_kitchens, "eater": max_eaters}
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.flood_limit = flood_limit
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address or address
+        self.metrics_optional = metrics_optional
         self.kitchens: dict[ServerConnection, KitchenConn] = {}
         self.eaters: dict[ServerConnection, EaterConn] = {}
+        self.open = {"kitchen": 0, "eater": 0}   # connections, hello or not
         self.dumplings_in = 0
         self.dumplings_out = 0
         self.dumplings_dropped = 0
         self.dumplings_invalid = 0
+        # metrics (plain dicts on the hot path; turned into Prometheus families on scrape)
+        self.in_by: dict[tuple[str, str], int] = {}
+        self.rejected_by: dict[tuple[str, str], int] = {}
+        self.out_by_eater: dict[str, int] = {}       # eaters gone; live ones added on scrape
+        self.dropped_by_eater: dict[str, int] = {}
+        self.refused: dict[tuple[str, str], int] = {}  # (role, reason) -> connections refused
+        self.latency = _Histogram()
         self.started = time.time()
         self._servers: list[Any] = []
-        self._status_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._metrics_server: asyncio.AbstractServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        common = dict(max_size=self.max_message_size, compression=None,
-                      ping_interval=20, ping_timeout=20)
+        common = dict(max_size=self.max_message_size, compression=None, ssl=self.ssl,
+                      ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
+                      server_header=f"netdumplings/{__version__}")
         self._servers.append(await serve(self._kitchen, self.address, self.in_port, **common))
         self._servers.append(await serve(self._eater, self.address, self.out_port, **common))
         if self.in_port == 0:
             self.in_port = self._servers[0].sockets[0].getsockname()[1]
         if self.out_port == 0:
             self.out_port = self._servers[1].sockets[0].getsockname()[1]
+        if self.metrics_port is not None:
+            try:
+                self._metrics_server = await asyncio.start_server(
+                    self._http, self.metrics_address, self.metrics_port)
+            except OSError as exc:
+                if not self.metrics_optional:
+                    await self.stop()
+                    raise
+                log.warning("no metrics: cannot listen on %s:%d (%s)", self.metrics_address,
+                            self.metrics_port, exc.strerror or exc)
+            if self._metrics_server is not None and self.metrics_port == 0:
+                self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
         if self.status_freq:
-            self._status_task = asyncio.create_task(self._status_loop())
-        log.info("hub listening: dumplings in ws://%s:%d, out ws://%s:%d", self.address,
-                 self.in_port, self.address, self.out_port)
+            self._tasks.append(asyncio.create_task(self._status_loop()))
+        scheme = "wss" if self.ssl else "ws"
+        log.info("hub listening: dumplings in %s://%s:%d, out %s://%s:%d%s", scheme,
+                 self.address, self.in_port, scheme, self.address, self.out_port,
+                 f", metrics http://{self.metrics_address}:{self.metrics_port}/metrics"
+                 if self._metrics_server else "")
 
     async def stop(self) -> None:
-        if self._status_task:
-            self._status_task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         for server in self._servers:
             server.close()
         for server in self._servers:
@@ -164,10 +279,15 @@ class Hub:
 
     # -- hellos ---------------------------------------------------------------------------
 
-    async def _hello(self, ws: ServerConnection) -> dict[str, Any] | None:
+    def _refuse(self, role: str, reason: str) -> None:
+        key = (role, reason)
+        self.refused[key] = self.refused.get(key, 0) + 1
+
+    async def _hello(self, ws: ServerConnection, role: str) -> dict[str, Any] | None:
         try:
             raw = await asyncio.wait_for(ws.recv(), self.hello_timeout)
         except asyncio.TimeoutError:
+            self._refuse(role, "hello_timeout")
             await ws.close(CLOSE_HELLO_TIMEOUT, CLOSE_REASONS[CLOSE_HELLO_TIMEOUT])
             return None
         try:
@@ -175,111 +295,214 @@ class Hub:
             if not isinstance(hello, dict):
                 raise ValueError("hello is not a JSON object")
         except ValueError as exc:
-            log.warning("bad hello from %s: %s", _peer(ws), exc)
+            log.warning("bad %s hello from %s: %s", role, _peer(ws), exc)
+            self._refuse(role, "bad_hello")
             await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
             return None
         return hello
 
+    def _authorized(self, ws: ServerConnection, token: Any, expected: str | None) -> bool:
+        if expected is None:
+            return True
+        if not isinstance(token, str) or not token:
+            header = ws.request.headers.get("Authorization", "") if ws.request else ""
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                return False
+        return hmac.compare_digest(token.strip().encode(), expected.encode())
+
     def _welcome(self, role: str, batch: bool, encoding: str) -> str:
+        extra = {"ack": True} if role == "kitchen" else {}
         return Welcome(hub_version=__version__, role=role, batch=batch, encoding=encoding,
-                       max_message_size=self.max_message_size).model_dump_json()
+                       max_message_size=self.max_message_size, **extra).model_dump_json(
+            exclude_none=True)
+
+    async def _admit(self, ws: ServerConnection, role: str, model: Any,
+                     token: str | None) -> tuple[Any, dict[str, Any]] | None:
+        """Limit, hello, validation, auth: the parsed hello or None (connection closed)."""
+        if self.open[role] > self.limits[role]:
+            self._refuse(role, "too_many")
+            log.warning("%s from %s refused: %d connections already", role, _peer(ws),
+                        self.limits[role])
+            await ws.close(CLOSE_TOO_MANY, CLOSE_REASONS[CLOSE_TOO_MANY])
+            return None
+        raw_hello = await self._hello(ws, role)
+        if raw_hello is None:
+            return None
+        try:
+            hello = model.model_validate(raw_hello)
+        except ValidationError as exc:
+            log.warning("bad %s hello from %s: %s", role, _peer(ws),
+                        exc.errors()[0].get("msg"))
+            self._refuse(role, "bad_hello")
+            await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
+            return None
+        if not self._authorized(ws, raw_hello.get("token"), token):
+            log.warning("%s from %s refused: wrong or missing token", role, _peer(ws))
+            self._refuse(role, "auth")
+            await ws.close(CLOSE_POLICY, CLOSE_REASONS[CLOSE_POLICY])
+            return None
+        return hello, raw_hello
 
     # -- kitchens -------------------------------------------------------------------------
 
     async def _kitchen(self, ws: ServerConnection) -> None:
-        raw_hello = await self._hello(ws)
-        if raw_hello is None:
-            return
+        self.open["kitchen"] += 1
         try:
-            hello = KitchenHello.model_validate(raw_hello)
-        except Exception as exc:
-            log.warning("bad kitchen hello from %s: %s", _peer(ws), exc)
-            await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
-            return
-        host, port = _addr(ws)
-        conn = KitchenConn(ws, hello, {"info_from_kitchen": hello_summary(raw_hello),
-                                       "info_from_hub": {"host": host, "port": port}})
-        if hello.protocol:
-            conn.batch = hello.batch
-            await ws.send(self._welcome("kitchen", conn.batch, "json"))
-        self.kitchens[ws] = conn
-        log.info("kitchen %s connected from %s:%s", hello.kitchen_name, host, port)
-        try:
-            async for message in ws:
-                self._receive(conn, message)
+            admitted = await self._admit(ws, "kitchen", KitchenHello, self.kitchen_token)
+            if admitted is not None:
+                await self._run_kitchen(ws, *admitted)
         except ConnectionClosed:
             pass
         finally:
+            self.open["kitchen"] -= 1
+
+    async def _run_kitchen(self, ws: ServerConnection, hello: KitchenHello,
+                           raw_hello: dict[str, Any]) -> None:
+        host, port = _addr(ws)
+        conn = KitchenConn(ws, hello, {"info_from_kitchen": hello_summary(raw_hello),
+                                       "info_from_hub": {"host": host, "port": port}})
+        acker = None
+        if hello.protocol:
+            conn.batch = hello.batch
+            await ws.send(self._welcome("kitchen", conn.batch, hello.encoding))
+            conn.ack_event = asyncio.Event()
+            acker = asyncio.create_task(self._acker(conn))
+        self.kitchens[ws] = conn
+        log.info("kitchen %s connected from %s:%s", hello.kitchen_name, host, port)
+        try:
+            while True:
+                message = await ws.recv(decode=False)
+                if not self._receive(conn, message):
+                    break
+                conn.messages += 1
+                if conn.ack_event is not None:
+                    conn.ack_event.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            if acker is not None:
+                acker.cancel()
             self.kitchens.pop(ws, None)
-            log.info("kitchen %s disconnected (%d dumplings)", hello.kitchen_name,
-                     conn.dumplings)
+            log.info("kitchen %s disconnected (%d dumplings, %d invalid)", hello.kitchen_name,
+                     conn.dumplings, conn.invalid)
 
-    def _receive(self, conn: KitchenConn, message: str | bytes) -> None:
+    async def _acker(self, conn: KitchenConn) -> None:
+        """One ack per wake-up, carrying the latest count: many messages, few acks."""
+        event, ws = conn.ack_event, conn.ws
+        assert event is not None
         try:
-            obj = orjson.loads(message)
-        except orjson.JSONDecodeError as exc:
-            self._invalid(conn, f"not JSON: {exc}")
-            return
+            while True:
+                await event.wait()
+                event.clear()
+                await ws.send(b'{"ack":%d}' % conn.messages, text=True)
+        except ConnectionClosed:
+            pass
+
+    def _receive(self, conn: KitchenConn, message: bytes) -> bool:
+        """Handle one data message; False when the kitchen was closed for flooding."""
+        try:
+            obj = _decode(message)
+        except (ValueError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+            return self._invalid(conn, "not_decodable", f"cannot decode: {exc}")
         if isinstance(obj, list) and conn.batch:
+            binary = message[:1] not in (b"[", b" ", b"\n", b"\t", b"\r")
             for item in obj:
-                try:
-                    chef, kitchen, driver = check_dumpling(item)
-                except InvalidDumpling as exc:
-                    self._invalid(conn, str(exc))
-                    continue
-                self._publish(orjson.dumps(item), chef, kitchen, driver)
-                conn.dumplings += 1
-            return
-        try:
-            chef, kitchen, driver = check_dumpling(obj)
-        except InvalidDumpling as exc:
-            self._invalid(conn, str(exc))
-            return
-        conn.dumplings += 1
-        self._publish(message.encode() if isinstance(message, str) else message,
-                      chef, kitchen, driver)
+                if not self._accept(conn, item, None, binary):
+                    return False
+            return True
+        binary = message[:1] not in (b"{", b" ", b"\n", b"\t", b"\r")
+        return self._accept(conn, obj, message, binary)
 
-    def _invalid(self, conn: KitchenConn, why: str) -> None:
+    def _accept(self, conn: KitchenConn, obj: Any, raw: bytes | None, binary: bool) -> bool:
+        try:
+            chef, kitchen, driver, ct = check_dumpling(obj)
+        except InvalidDumpling as exc:
+            return self._invalid(conn, "invalid", str(exc))
+        if binary:
+            jb, mb = None, raw if raw is not None else msgpack.packb(obj)
+            size = len(mb)
+        else:
+            jb, mb = raw if raw is not None else orjson.dumps(obj), None
+            size = len(jb)
+        if size > self.max_dumpling_size:
+            return self._invalid(conn, "too_big", f"dumpling of {size} bytes (limit "
+                                                  f"{self.max_dumpling_size})")
+        conn.dumplings += 1
+        key = (conn.name, chef)
+        n = self.in_by.get(key)
+        if n is None and len(self.in_by) >= MAX_LABEL_SETS:
+            key = (conn.name, "_other")
+            n = self.in_by.get(key)
+        self.in_by[key] = (n or 0) + 1
+        self._publish(obj, jb, mb, chef, kitchen, driver, ct)
+        return True
+
+    def _invalid(self, conn: KitchenConn, reason: str, why: str) -> bool:
         conn.invalid += 1
         self.dumplings_invalid += 1
+        key = (conn.name if len(self.rejected_by) < MAX_LABEL_SETS else "_other", reason)
+        self.rejected_by[key] = self.rejected_by.get(key, 0) + 1
         if conn.invalid <= 5:
-            log.warning("invalid dumpling from kitchen %s: %s", conn.hello.kitchen_name, why)
+            log.warning("invalid dumpling from kitchen %s: %s", conn.name, why)
+        now = time.monotonic()
+        if now - conn.flood_start > FLOOD_WINDOW:
+            conn.flood_start, conn.flood_count = now, 0
+        conn.flood_count += 1
+        if conn.flood_count > self.flood_limit:
+            log.warning("kitchen %s closed: %d invalid dumplings in %gs", conn.name,
+                        conn.flood_count, FLOOD_WINDOW)
+            asyncio.ensure_future(conn.ws.close(CLOSE_FLOOD, CLOSE_REASONS[CLOSE_FLOOD]))
+            return False
+        return True
 
-    def _publish(self, data: bytes, chef: str, kitchen: str | None, driver: str) -> None:
+    def _publish(self, obj: Any, jb: bytes | None, mb: bytes | None, chef: str,
+                 kitchen: str | None, driver: str, ct: float | None) -> None:
         self.dumplings_in += 1
         for eater in self.eaters.values():
             if eater.closing or not eater.hello.matches(chef, kitchen, driver):
                 continue
-            if not eater.push(data):
+            if eater.msgpack:
+                if mb is None:
+                    mb = msgpack.packb(obj)
+                data = mb
+            else:
+                if jb is None:
+                    jb = orjson.dumps(obj)
+                data = jb
+            if not eater.push(data, ct):
                 eater.closing = True
                 asyncio.ensure_future(eater.ws.close(CLOSE_EATER_FULL,
                                                      CLOSE_REASONS[CLOSE_EATER_FULL]))
-                log.warning("eater %s disconnected: queue full (%d)", eater.hello.eater_name,
+                log.warning("eater %s disconnected: queue full (%d)", eater.name,
                             eater.max_queue)
 
     # -- eaters ---------------------------------------------------------------------------
 
     async def _eater(self, ws: ServerConnection) -> None:
-        raw_hello = await self._hello(ws)
-        if raw_hello is None:
-            return
+        self.open["eater"] += 1
         try:
-            hello = EaterHello.model_validate(raw_hello)
-        except Exception as exc:
-            log.warning("bad eater hello from %s: %s", _peer(ws), exc)
-            await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
-            return
+            admitted = await self._admit(ws, "eater", EaterHello, self.eater_token)
+            if admitted is not None:
+                await self._run_eater(ws, *admitted)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.open["eater"] -= 1
+
+    async def _run_eater(self, ws: ServerConnection, hello: EaterHello,
+                         raw_hello: dict[str, Any]) -> None:
         host, port = _addr(ws)
         conn = EaterConn(ws, hello, self.max_queue,
                          {"info_from_eater": hello_summary(raw_hello),
                           "info_from_hub": {"host": host, "port": port}})
-        if not hello.protocol:
-            conn.batch = False
-        else:
-            await ws.send(self._welcome("eater", conn.batch, "json"))
+        if hello.protocol:
+            conn.batch = hello.batch
+            conn.msgpack = hello.encoding == "msgpack"
+            await ws.send(self._welcome("eater", conn.batch, hello.encoding))
         self.eaters[ws] = conn
         log.info("eater %s connected from %s:%s", hello.eater_name, host, port)
-        reader = asyncio.create_task(self._drain_incoming(ws))
+        reader = asyncio.create_task(self._guard_eater(conn))
         reader.add_done_callback(lambda _: conn.event.set())  # wake the writer to notice
         try:
             await self._feed_eater(conn, reader)
@@ -289,22 +512,35 @@ class Hub:
             reader.cancel()
             self.eaters.pop(ws, None)
             self.dumplings_dropped += conn.missed_total
+            self._retire(conn)
             log.info("eater %s disconnected (%d sent, %d missed)", hello.eater_name, conn.sent,
                      conn.missed_total)
 
-    @staticmethod
-    async def _drain_incoming(ws: ServerConnection) -> None:
-        """Eaters have nothing to say after the hello; read (and ignore) so pings work and
-        a closing handshake is seen."""
+    def _retire(self, conn: EaterConn) -> None:
+        name = conn.name if (conn.name in self.out_by_eater or
+                             len(self.out_by_eater) < MAX_LABEL_SETS) else "_other"
+        self.out_by_eater[name] = self.out_by_eater.get(name, 0) + conn.sent
+        self.dropped_by_eater[name] = self.dropped_by_eater.get(name, 0) + conn.missed_total
+
+    async def _guard_eater(self, conn: EaterConn) -> None:
+        """Eaters have nothing to say after the hello: reading keeps pings answered and sees
+        a closing handshake; anything else is an eater trying to publish."""
+        ws = conn.ws
         try:
             async for _ in ws:
-                pass
+                log.warning("eater %s tried to send data: closed", conn.name)
+                self._refuse("eater", "publish")
+                conn.closing = True
+                await ws.close(CLOSE_POLICY, "eaters cannot publish")
+                return
         except ConnectionClosed:
             pass
 
     async def _feed_eater(self, conn: EaterConn, reader: asyncio.Task) -> None:
         ws = conn.ws
         q = conn.queue
+        stamps = conn.stamps
+        text = not conn.msgpack
         while True:
             await conn.event.wait()
             conn.event.clear()
@@ -313,25 +549,35 @@ class Hub:
             while q:
                 if conn.missed:
                     missed, conn.missed = conn.missed, 0
-                    await ws.send(self._notice(conn, missed))
+                    await ws.send(self._notice(conn, missed), text=text)
+                    continue  # the queue may have changed while we waited
                 if conn.batch and len(q) > 1:
                     n = min(len(q), self.batch_max)
                     items = [q.popleft() for _ in range(n)]
-                    await ws.send(b"[" + b",".join(items) + b"]", text=True)
-                    conn.sent += n
-                    self.dumplings_out += n
+                    conn.removed += n
+                    if text:
+                        await ws.send(b"[" + b",".join(items) + b"]", text=True)
+                    else:
+                        await ws.send(msgpack_array(items))
                 else:
-                    await ws.send(q.popleft(), text=True)
-                    conn.sent += 1
-                    self.dumplings_out += 1
+                    n = 1
+                    conn.removed += 1
+                    await ws.send(q.popleft(), text=text)
+                conn.sent += n
+                self.dumplings_out += n
+                if stamps and stamps[0][0] < conn.removed:
+                    now = time.time()
+                    while stamps and stamps[0][0] < conn.removed:
+                        self.latency.observe(now - stamps.popleft()[1])
 
-    def _notice(self, conn: EaterConn, missed: int) -> str:
-        return encode({
+    def _notice(self, conn: EaterConn, missed: int) -> bytes:
+        notice = {
             "metadata": {"chef": NOTICE_CHEF, "kitchen": None, "creation_time": time.time(),
                          "driver": "interval"},
             "payload": {"notice": "missed", "missed": missed,
                         "missed_total": conn.missed_total, "queue_size": conn.max_queue},
-        }).decode()
+        }
+        return msgpack.packb(notice) if conn.msgpack else orjson.dumps(notice)
 
     # -- status ---------------------------------------------------------------------------
 
@@ -348,20 +594,22 @@ class Hub:
                 for k in self.kitchens.values()],
             "dumpling_eaters": [
                 {**e.info, "sent": e.sent, "queue_depth": len(e.queue),
-                 "queue_size": e.max_queue, "dropped": e.missed_total}
+                 "queue_size": e.max_queue, "dropped": e.missed_total,
+                 "policy": e.hello.policy}
                 for e in self.eaters.values()],
             "total_dumplings_dropped": self.dumplings_dropped + sum(
                 e.missed_total for e in self.eaters.values()),
             "total_dumplings_invalid": self.dumplings_invalid,
+            "connections_refused": {f"{r}:{why}": n for (r, why), n in self.refused.items()},
             "hub_version": __version__,
         }
 
-    def status_dumpling(self) -> bytes:
-        return encode({
+    def status_dumpling(self) -> dict[str, Any]:
+        return {
             "metadata": {"chef": STATUS_CHEF, "kitchen": None, "creation_time": time.time(),
                          "driver": "interval"},
             "payload": self.status(),
-        })
+        }
 
     async def _status_loop(self) -> None:
         while True:
@@ -369,10 +617,108 @@ class Hub:
             self.publish_status()
 
     def publish_status(self) -> None:
-        data = self.status_dumpling()
+        obj = self.status_dumpling()
+        jb = mb = None
         for eater in self.eaters.values():
             if not eater.closing and eater.hello.matches(STATUS_CHEF, None, "interval"):
-                eater.push(data)
+                if eater.msgpack:
+                    mb = mb or msgpack.packb(obj)
+                    eater.push(mb)
+                else:
+                    jb = jb or orjson.dumps(obj)
+                    eater.push(jb)
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def collect(self) -> Iterable[Any]:
+        """Prometheus metric families (a ``prometheus_client`` custom collector)."""
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily)
+        p = "netdumplings_hub_"
+        c = CounterMetricFamily(p + "dumplings_in", "Dumplings accepted from kitchens",
+                                labels=["kitchen", "chef"])
+        for (k, chef), n in self.in_by.items():
+            c.add_metric([k, chef], n)
+        yield c
+        c = CounterMetricFamily(p + "dumplings_rejected", "Dumplings refused (invalid, too "
+                                "big, not decodable)", labels=["kitchen", "reason"])
+        for (k, why), n in self.rejected_by.items():
+            c.add_metric([k, why], n)
+        yield c
+        out, dropped = dict(self.out_by_eater), dict(self.dropped_by_eater)
+        depth: dict[str, int] = {}
+        for e in self.eaters.values():
+            out[e.name] = out.get(e.name, 0) + e.sent
+            dropped[e.name] = dropped.get(e.name, 0) + e.missed_total
+            depth[e.name] = depth.get(e.name, 0) + len(e.queue)
+        c = CounterMetricFamily(p + "dumplings_out", "Dumplings sent to eaters",
+                                labels=["eater"])
+        for name, n in out.items():
+            c.add_metric([name], n)
+        yield c
+        c = CounterMetricFamily(p + "dumplings_dropped", "Dumplings an eater missed because "
+                                "its queue was full", labels=["eater"])
+        for name, n in dropped.items():
+            c.add_metric([name], n)
+        yield c
+        g = GaugeMetricFamily(p + "queue_depth", "Dumplings waiting per eater",
+                              labels=["eater"])
+        for name, n in depth.items():
+            g.add_metric([name], n)
+        yield g
+        g = GaugeMetricFamily(p + "connections", "Open connections (with a valid hello)",
+                              labels=["role"])
+        g.add_metric(["kitchen"], len(self.kitchens))
+        g.add_metric(["eater"], len(self.eaters))
+        yield g
+        c = CounterMetricFamily(p + "connections_refused", "Connections closed at the hello "
+                                "(auth, limits, bad or missing hello) or for publishing "
+                                "eaters", labels=["role", "reason"])
+        for (role, why), n in self.refused.items():
+            c.add_metric([role, why], n)
+        yield c
+        h = self.latency
+        yield HistogramMetricFamily(p + "relay_latency_seconds", "Kitchen creation_time to "
+                                    "hub send (sampled)", buckets=h.buckets(), sum_value=h.sum)
+        yield GaugeMetricFamily(p + "uptime_seconds", "Seconds since the hub started",
+                                value=time.time() - self.started)
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Just enough HTTP/1.1 for Prometheus and health checks: GET, one response."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].split(b"?")[0] if len(parts) >= 2 else b""
+            if path == b"/metrics":
+                from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+                status, ctype, body = b"200 OK", CONTENT_TYPE_LATEST.encode(), \
+                    generate_latest(_Registry(self))
+            elif path == b"/healthz":
+                status, ctype, body = b"200 OK", b"application/json", orjson.dumps(
+                    {"status": "ok", "kitchens": len(self.kitchens),
+                     "eaters": len(self.eaters), "uptime": time.time() - self.started})
+            else:
+                status, ctype, body = b"404 Not Found", b"text/plain", b"not found\n"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
+                         b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) +
+                         body)
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class _Registry:
+    """What ``generate_latest`` needs: ``collect()`` - one hub's metrics, no globals, so
+    several hubs in one process (tests) do not mix."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterable[Any]:
+        return self.hub.collect()
 
 
 def _addr(ws: ServerConnection) -> tuple[str, int]:

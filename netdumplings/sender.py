@@ -7,6 +7,11 @@ and drains the outbox - in batches when the hub accepts them. When the hub is aw
 dumplings wait in the outbox; when the outbox is full the oldest are dropped and counted,
 and the count is logged and sent as a notice dumpling once the hub is back. Sequence numbers
 in the dumplings let eaters see exactly what was lost.
+
+A hub that acknowledges (its welcome says ``"ack": true``) tells us how many messages it has
+processed; until then what we sent stays in the outbox, and after a reconnect it is sent
+again. A hub killed mid-stream therefore loses nothing the outbox could hold; the price is
+possible duplicates, which eaters drop by (kitchen, host, sequence, creation_time).
 """
 
 from __future__ import annotations
@@ -20,34 +25,47 @@ import time
 from collections import deque
 from typing import Any
 
+import msgpack
 import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .wire import PROTOCOL, ws_uri
+from .wire import PROTOCOL, msgpack_array, ws_uri
 
 log = logging.getLogger("netdumplings.sender")
 
 
 class Outbox:
-    """Thread-safe bounded FIFO of encoded dumplings, bounded by total bytes."""
+    """Thread-safe bounded FIFO of encoded dumplings, bounded by total bytes.
+
+    Items move from *pending* to *in flight* when sent, and leave when the hub acknowledges
+    them (or at once with a hub that does not ack). After a reconnect everything in flight
+    goes back to the front of pending, in order, to be sent again. Both count towards the
+    byte bound; overflow drops the oldest item, in flight first."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
-        self._q: deque[bytes] = deque()
+        self._q: deque[bytes] = deque()         # pending
+        self._inflight: deque[bytes] = deque()  # sent, not acknowledged
         self._bytes = 0
         self._lock = threading.Lock()
         self.dropped = 0          # since the last report
         self.dropped_total = 0
         self.put_total = 0
+        self.resent_total = 0
+        self._inflight_dropped = 0  # dropped from in flight, still to be matched by an ack
 
     def put(self, data: bytes) -> None:
         with self._lock:
             self._q.append(data)
             self._bytes += len(data)
             self.put_total += 1
-            while self._bytes > self.max_bytes and len(self._q) > 1:
-                old = self._q.popleft()
+            while self._bytes > self.max_bytes and len(self._q) + len(self._inflight) > 1:
+                if self._inflight:
+                    old = self._inflight.popleft()
+                    self._inflight_dropped += 1
+                else:
+                    old = self._q.popleft()
                 self._bytes -= len(old)
                 self.dropped += 1
                 self.dropped_total += 1
@@ -66,13 +84,49 @@ class Outbox:
                     q.popleft()
                     self._bytes -= len(item)
 
+    def sent(self, items: list[bytes]) -> int:
+        """Move ``items`` (the head, as peeked) to in flight; how many were still there."""
+        with self._lock:
+            q, fl = self._q, self._inflight
+            n = 0
+            for item in items:
+                if q and q[0] is item:
+                    fl.append(q.popleft())
+                    n += 1
+            return n
+
+    def acked(self, n: int) -> None:
+        """The hub has the oldest ``n`` in-flight items (fewer if some were dropped)."""
+        with self._lock:
+            gone = min(n, self._inflight_dropped)
+            self._inflight_dropped -= gone
+            n -= gone
+            fl = self._inflight
+            for _ in range(min(n, len(fl))):
+                self._bytes -= len(fl.popleft())
+
+    def requeue(self) -> int:
+        """Connection lost: in-flight items go back to the front, to be resent."""
+        with self._lock:
+            self._inflight_dropped = 0
+            n = len(self._inflight)
+            if n:
+                self._q.extendleft(reversed(self._inflight))
+                self._inflight.clear()
+                self.resent_total += n
+            return n
+
     def take_dropped(self) -> int:
         with self._lock:
             n, self.dropped = self.dropped, 0
             return n
 
     def __len__(self) -> int:
-        return len(self._q)
+        return len(self._q) + len(self._inflight)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
 
     @property
     def bytes(self) -> int:
@@ -85,11 +139,13 @@ class HubSender:
     def __init__(self, host: str, port: int, hello: dict[str, Any], *, tls: bool = False,
                  cafile: str | None = None, outbox_bytes: int = 64 << 20,
                  batch_max: int = 500, backoff_max: float = 10.0,
-                 welcome_timeout: float = 2.0) -> None:
+                 welcome_timeout: float = 2.0, encoding: str = "json") -> None:
         self.uri = ws_uri(host, port, tls)
         self.hello = dict(hello)
         self.hello.setdefault("protocol", PROTOCOL)
         self.hello.setdefault("batch", True)
+        if encoding != "json":
+            self.hello["encoding"] = encoding
         self.outbox = Outbox(outbox_bytes)
         self.batch_max = batch_max
         self.backoff_max = backoff_max
@@ -99,7 +155,10 @@ class HubSender:
             self.ssl = ssl.create_default_context(cafile=cafile)
         self.connected = threading.Event()
         self.sent = 0
+        self.acked = 0
         self.connects = 0
+        self._msg_sizes: deque[int] = deque()  # items per unacknowledged message, in order
+        self._acked_msgs = 0
         self.notice_hook = None  # callable(dropped) -> bytes | None, set by the kitchen
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -160,9 +219,9 @@ class HubSender:
                     if warned:
                         log.warning("reconnected to the hub at %s", self.uri)
                     warned = False
-                    batch = await self._handshake(ws)
+                    batch, ack, binary = await self._handshake(ws)
                     self.connected.set()
-                    await self._pump(ws, batch)
+                    await self._pump(ws, batch, ack, binary)
             except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError,
                     InvalidURI) as exc:
                 self.connected.clear()
@@ -187,21 +246,30 @@ class HubSender:
             await self._wake.wait()
             self._wake.clear()
 
-    async def _handshake(self, ws: Any) -> bool:
+    async def _handshake(self, ws: Any) -> tuple[bool, bool, bool]:
+        """Hello -> (batch, ack, msgpack) as the hub's welcome allows; no welcome: 0.5."""
         await ws.send(orjson.dumps(self.hello).decode())
         try:
             raw = await asyncio.wait_for(ws.recv(), self.welcome_timeout)
         except asyncio.TimeoutError:
             log.info("hub sent no welcome: speaking netdumplings 0.5 (one dumpling a message)")
-            return False
+            return False, False, False
         try:
             welcome = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return False
-        return bool(isinstance(welcome, dict) and welcome.get("welcome") and welcome.get("batch"))
+            return False, False, False
+        if not (isinstance(welcome, dict) and welcome.get("welcome")):
+            return False, False, False
+        return (bool(welcome.get("batch")), bool(welcome.get("ack")),
+                welcome.get("encoding") == "msgpack")
 
-    async def _pump(self, ws: Any, batch: bool) -> None:
+    async def _pump(self, ws: Any, batch: bool, ack: bool, binary: bool) -> None:
         outbox = self.outbox
+        self._msg_sizes.clear()
+        self._acked_msgs = 0
+        resend = outbox.requeue()
+        if resend:
+            log.info("resending %d unacknowledged dumplings", resend)
         reader = asyncio.create_task(self._read(ws))
         try:
             while True:
@@ -212,37 +280,65 @@ class HubSender:
                     if self.notice_hook is not None:
                         notice = self.notice_hook(dropped)
                         if notice:
-                            await ws.send(notice.decode())
+                            await ws.send(_pack(notice) if binary else notice.decode())
+                            self._msg_sizes.append(0)
                 items = outbox.peek(self.batch_max if batch else 1)
                 if not items:
                     if self._stopping:
                         await ws.close()
                         return
                     self._wake.clear()
-                    if not len(outbox):
+                    if not len(outbox) or outbox.in_flight == len(outbox):
                         await self._wake.wait()
                     if reader.done():
                         raise ConnectionClosed(None, None)
                     continue
-                if batch and len(items) > 1:
+                if binary:
+                    packed = [_pack(i) for i in items]
+                    await ws.send(msgpack_array(packed) if batch else packed[0])
+                elif batch and len(items) > 1:
                     await ws.send(b"[" + b",".join(items) + b"]", text=True)
                 else:
                     await ws.send(items[0], text=True)
-                outbox.pop(items)
+                if ack:
+                    self._msg_sizes.append(outbox.sent(items))
+                else:
+                    outbox.pop(items)
                 self.sent += len(items)
         finally:
             reader.cancel()
 
     async def _read(self, ws: Any) -> None:
-        """The hub sends nothing we need after the welcome; reading keeps pings answered
+        """Acks from the hub release in-flight dumplings; reading also keeps pings answered
         and notices a closed connection promptly."""
         try:
-            async for _ in ws:
-                pass
+            async for message in ws:
+                try:
+                    n = orjson.loads(message).get("ack")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if isinstance(n, int):
+                    self._ack(n)
         except ConnectionClosed:
             pass
         if self._wake is not None:
             self._wake.set()
+
+    def _ack(self, n: int) -> None:
+        items, sizes = 0, self._msg_sizes
+        while self._acked_msgs < n and sizes:
+            items += sizes.popleft()
+            self._acked_msgs += 1
+        if items:
+            self.outbox.acked(items)
+            self.acked += items
+        if not len(self.outbox) and self._wake is not None:
+            self._wake.set()
+
+
+def _pack(data: bytes) -> bytes:
+    """JSON dumpling bytes -> msgpack (for a hub that accepted ``"encoding": "msgpack"``)."""
+    return msgpack.packb(orjson.loads(data))
 
 
 def _why(exc: BaseException) -> str:

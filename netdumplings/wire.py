@@ -11,9 +11,12 @@ sends no welcome (a 0.5 hub).
 
 Extensions (both hellos): ``protocol`` ("netdumplings/1"), ``batch`` (true: messages may
 be JSON arrays of dumplings), ``encoding`` ("json" | "msgpack": binary frames, each one
-dumpling or a list of dumplings), ``token`` (auth). Eater hello only: ``chefs``,
-``kitchens``, ``drivers`` (subscription filters; null = all), ``policy``
-("drop-oldest" | "disconnect") and ``queue_size``.
+dumpling or a list of dumplings), ``token`` (auth; an ``Authorization: Bearer`` header on
+the upgrade request works too). Eater hello only: ``chefs``, ``kitchens``, ``drivers``
+(subscription filters; null = all), ``policy`` ("drop-oldest" | "disconnect") and
+``queue_size``. A kitchen whose welcome says ``"ack": true`` receives ``{"ack": n}`` (n =
+data messages the hub has processed on this connection) and resends what is unacknowledged
+after a reconnect. docs/wire-protocol.md is the full description.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ PROTOCOL = "netdumplings/1"
 DEFAULT_HOST = "127.0.0.1"
 IN_PORT = 11347
 OUT_PORT = 11348
+METRICS_PORT = 11349        # nd-hub --metrics-port: /metrics and /healthz over HTTP
 STATUS_CHEF = "SystemStatusChef"
 NOTICE_CHEF = "HubNoticeChef"
 
@@ -90,11 +94,12 @@ class EaterHello(BaseModel):
     queue_size: int | None = Field(default=None, ge=1)
 
     def matches(self, chef: str, kitchen: str | None, driver: str) -> bool:
-        """Does a dumpling pass this eater's subscription? Hub status dumplings
-        (kitchen null) always pass the kitchen filter."""
+        """Does a dumpling pass this eater's subscription? A kitchen filter leaves out the
+        hub's own status dumplings (kitchen null): asking for one kitchen means just that.
+        Missed-dumpling notices are not filtered."""
         if self.chefs is not None and chef not in self.chefs:
             return False
-        if self.kitchens is not None and kitchen is not None and kitchen not in self.kitchens:
+        if self.kitchens is not None and kitchen not in self.kitchens:
             return False
         if self.drivers is not None and driver not in self.drivers:
             return False
@@ -113,6 +118,7 @@ class Welcome(BaseModel):
     batch: bool
     encoding: Literal["json", "msgpack"]
     max_message_size: int
+    ack: bool | None = None   # kitchens only: the hub sends {"ack": n}
 
 
 def parse_hub_address(address: str, default_port: int) -> tuple[str, int, bool]:
@@ -145,3 +151,15 @@ def ws_uri(host: str, port: int, tls: bool = False) -> str:
 def hello_summary(hello: dict[str, Any]) -> dict[str, Any]:
     """What the hub shows of a hello in status dumplings (never the token)."""
     return {k: v for k, v in hello.items() if k != "token"}
+
+
+def msgpack_array(items: list[bytes]) -> bytes:
+    """A msgpack array from already-packed elements (no re-encoding)."""
+    n = len(items)
+    if n < 16:
+        head = bytes((0x90 | n,))
+    elif n < 65536:
+        head = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdd" + n.to_bytes(4, "big")
+    return head + b"".join(items)

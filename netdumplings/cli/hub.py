@@ -8,15 +8,24 @@ import logging
 import sys
 
 from ..hub import Hub
-from ..wire import DEFAULT_HOST, IN_PORT, OUT_PORT
-from .common import fail, parser, setup_logging
+from ..wire import DEFAULT_HOST, IN_PORT, METRICS_PORT, OUT_PORT
+from .common import fail, parser, secret, setup_logging
 
 PROG = "nd-hub"
-EPILOG = """\
+EPILOG = f"""\
 Kitchens (nd-sniff) connect to ws://ADDRESS:IN_PORT, eaters (nd-print, nd-hubstatus, the
-web dashboard, your own) to ws://ADDRESS:OUT_PORT. The wire protocol is JSON over
-WebSockets, compatible with netdumplings 0.5 (see docs/wire-protocol.md).
-Every --status-freq seconds the hub sends a SystemStatusChef dumpling to all eaters.
+web dashboard, your own) to ws://ADDRESS:OUT_PORT (wss:// with --certfile/--keyfile). The
+wire protocol is JSON (or msgpack) over WebSockets, compatible with netdumplings 0.5 (see
+docs/wire-protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
+dumpling to all eaters.
+
+Tokens: with a kitchen (eater) token set, kitchens (eaters) must send it in their hello
+("token") or as "Authorization: Bearer TOKEN"; otherwise they are closed with code 1008.
+Prefer $ND_KITCHEN_TOKEN / $ND_EATER_TOKEN or the --*-token-file options: argv is visible
+to every user of the machine.
+
+Metrics: http://ADDRESS:{METRICS_PORT}/metrics (Prometheus) and /healthz by default;
+--metrics-port 0 turns them off.
 """
 
 
@@ -35,7 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dumplings queued per eater before its policy applies (default: "
                         "%(default)s; drop-oldest unless the eater asks to be disconnected)")
     p.add_argument("--max-message-mb", type=float, default=16.0,
-                   help="largest message accepted, in MB (default: %(default)s)")
+                   help="largest WebSocket message accepted, in MB; bigger ones close the "
+                        "connection with 1009 (default: %(default)s)")
+    p.add_argument("--max-dumpling-kb", type=float, default=4096.0,
+                   help="largest single dumpling, in KB; bigger ones are rejected and "
+                        "counted, the kitchen stays connected (default: %(default)s)")
+    p.add_argument("--flood-limit", type=int, default=1000,
+                   help="invalid dumplings per 10 s after which a kitchen is closed "
+                        "(default: %(default)s)")
+    sec = p.add_argument_group("security")
+    sec.add_argument("--kitchen-token", help="token kitchens must present "
+                                             "(prefer $ND_KITCHEN_TOKEN)")
+    sec.add_argument("--kitchen-token-file", help="read the kitchen token from a file")
+    sec.add_argument("--eater-token", help="token eaters must present (prefer $ND_EATER_TOKEN)")
+    sec.add_argument("--eater-token-file", help="read the eater token from a file")
+    sec.add_argument("--certfile", help="TLS certificate (PEM, chain first): serve wss://")
+    sec.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
+    sec.add_argument("--max-kitchens", type=int, default=256,
+                     help="open kitchen connections allowed (default: %(default)s)")
+    sec.add_argument("--max-eaters", type=int, default=1024,
+                     help="open eater connections allowed (default: %(default)s)")
+    sec.add_argument("--hello-timeout", type=float, default=10.0,
+                     help="seconds a new connection has to say hello (default: %(default)s)")
+    sec.add_argument("--ping-interval", type=float, default=20.0,
+                     help="seconds between keepalive pings; a peer that does not answer "
+                          "within as long again is closed; 0 = off (default: %(default)s)")
+    p.add_argument("--metrics-port", type=int,
+                   help=f"HTTP port for /metrics and /healthz; 0 = off (default: {METRICS_PORT}"
+                        ", skipped with a warning if it is taken)")
+    p.add_argument("--metrics-address", help="address for the metrics port (default: "
+                                             "--address)")
     return p
 
 
@@ -44,12 +82,33 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     if args.verbose == 0 and not args.quiet:
         logging.getLogger("netdumplings.hub").setLevel(logging.INFO)
-    hub = Hub(args.address, args.in_port, args.out_port, args.status_freq,
-              max_queue=args.max_queue, max_message_size=int(args.max_message_mb * (1 << 20)))
+    if bool(args.certfile) != bool(args.keyfile) and not args.certfile:
+        fail(PROG, "--keyfile needs --certfile", 2)
+    try:
+        kitchen_token = secret(args.kitchen_token, args.kitchen_token_file, "ND_KITCHEN_TOKEN")
+        eater_token = secret(args.eater_token, args.eater_token_file, "ND_EATER_TOKEN")
+    except OSError as exc:
+        fail(PROG, f"cannot read token file: {exc}", 2)
+    ping = args.ping_interval or None
+    try:
+        hub = Hub(args.address, args.in_port, args.out_port, args.status_freq,
+                  max_queue=args.max_queue,
+                  max_message_size=int(args.max_message_mb * (1 << 20)),
+                  max_dumpling_size=int(args.max_dumpling_kb * 1024),
+                  hello_timeout=args.hello_timeout, kitchen_token=kitchen_token,
+                  eater_token=eater_token, certfile=args.certfile, keyfile=args.keyfile,
+                  max_kitchens=args.max_kitchens, max_eaters=args.max_eaters,
+                  ping_interval=ping, ping_timeout=ping, flood_limit=args.flood_limit,
+                  metrics_port=METRICS_PORT if args.metrics_port is None else
+                  args.metrics_port or None, metrics_address=args.metrics_address,
+                  metrics_optional=args.metrics_port is None)
+    except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
+        fail(PROG, f"cannot load TLS certificate: {exc}", 2)
     try:
         asyncio.run(hub.serve_forever())
     except OSError as exc:
-        fail(PROG, f"cannot listen on {args.address} ports {args.in_port}/{args.out_port}: "
+        fail(PROG, f"cannot listen on {args.address} ports {args.in_port}/{args.out_port}"
+                   f"{'/' + str(args.metrics_port) if args.metrics_port else ''}: "
                    f"{exc.strerror or exc}")
     except KeyboardInterrupt:
         pass
