@@ -157,3 +157,39 @@ def iter_frames(payload: Any) -> list[dict[str, Any]]:
                     "data": data, "wirelen": max(wirelen, len(data)), "linktype": linktype,
                     "interface": rec.get("interface")})
     return out
+
+
+class BatchTracker:
+    """What a receiver of forwarded batches needs per source kitchen: batches resent after a
+    hub reconnect are recognised as duplicates, lost ones are counted (batches and frames),
+    and a restarted kitchen (batch 1 again) is told apart from a duplicate."""
+
+    OK, DUPLICATE, RESTART = "ok", "duplicate", "restart"
+
+    def __init__(self) -> None:
+        self._last: dict[Any, tuple[int, int]] = {}   # key -> (batch, next first)
+        self.missed_batches = 0
+        self.missed_packets = 0
+        self.duplicates = 0
+
+    def check(self, key: Any, payload: dict[str, Any], count: int) -> str:
+        batch, first = payload.get("batch"), payload.get("first")
+        if not isinstance(batch, int) or not isinstance(first, int):
+            return self.OK  # a producer that does not number its batches
+        prev = self._last.get(key)
+        self._last[key] = (batch, first + count)
+        if prev is None:
+            return self.OK
+        if batch == 1 and first == 0:
+            return self.RESTART
+        if batch <= prev[0]:
+            self._last[key] = prev
+            self.duplicates += 1
+            return self.DUPLICATE
+        if batch > prev[0] + 1:
+            self.missed_batches += batch - prev[0] - 1
+            self.missed_packets += max(0, first - prev[1])
+        return self.OK
+
+    def forget(self, key: Any) -> None:
+        self._last.pop(key, None)
