@@ -151,6 +151,15 @@ def _length_delimited(chunk: bytes, max_depth: int, max_fields: int, max_string:
 # -- length-prefixed messages ------------------------------------------------------------
 
 
+class Budget:
+    """Message bytes one connection may keep at once, shared by all its calls."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
 class GrpcMessages:
     """Body sink for one direction of one call: splits DATA into gRPC messages.
 
@@ -158,12 +167,15 @@ class GrpcMessages:
     message is still counted, with its full size.
     """
 
-    __slots__ = ("max_bytes", "max_messages", "length", "count", "messages", "_prefix",
-                 "_left", "_current", "bad")
+    __slots__ = ("max_bytes", "max_messages", "budget", "kept", "length", "count", "messages",
+                 "_prefix", "_left", "_current", "bad")
 
-    def __init__(self, max_bytes: int = 65536, max_messages: int = 64) -> None:
+    def __init__(self, max_bytes: int = 65536, max_messages: int = 64,
+                 budget: Budget | None = None) -> None:
         self.max_bytes = max_bytes
         self.max_messages = max_messages
+        self.budget = budget or Budget(max_bytes * max_messages)
+        self.kept = 0
         self.length = 0
         self.count = 0
         self.messages: list[dict[str, Any]] = []
@@ -195,13 +207,21 @@ class GrpcMessages:
                     self.messages.append(self._current)
             take = min(self._left, len(data) - pos)
             buf = self._current["data"]
-            room = self.max_bytes - len(buf)
-            if room > 0:
-                buf += data[pos:pos + min(take, room)]
+            room = min(self.max_bytes - len(buf), self.budget.left)
+            if room > 0 and self.messages and self._current is self.messages[-1]:
+                keep = data[pos:pos + min(take, room)]
+                buf += keep
+                self.kept += len(keep)
+                self.budget.left -= len(keep)
             pos += take
             self._left -= take
             if self._left == 0:
                 self._current = None
+
+    def release(self) -> None:
+        """Give the kept bytes back to the connection's budget (the call was reported)."""
+        self.budget.left += self.kept
+        self.kept = 0
 
     @property
     def partial(self) -> bool:
@@ -220,6 +240,8 @@ class GrpcChef(http2.Http2Chef):
         max_message_bytes: int = Field(65536, ge=0, le=16 << 20)
         #: Messages kept in detail per direction of a call (all are counted).
         max_messages: int = Field(32, ge=0, le=10_000)
+        #: Message bytes kept at once per connection, over all its open calls.
+        max_connection_bytes: int = Field(4 << 20, ge=0, le=1 << 30)
         #: Decode messages generically as protobuf.
         protobuf: bool = True
         protobuf_max_depth: int = Field(8, ge=1, le=64)
@@ -236,19 +258,26 @@ class GrpcChef(http2.Http2Chef):
 
     def new_flow_state(self, flow: Any) -> http2.Http2Decoder:
         o = self.options
+        budget = Budget(o.max_connection_bytes)
         return http2.Http2Decoder(
             max_frame_size=o.max_frame_size, max_streams=o.max_streams,
-            body_sink=lambda stream, direction: GrpcMessages(o.max_message_bytes, o.max_messages))
+            body_sink=lambda stream, direction: GrpcMessages(o.max_message_bytes,
+                                                             o.max_messages, budget))
 
     def event_payload(self, flow: Any, decoder: http2.Http2Decoder, event: Any) -> Any:
         if isinstance(event, http2.FrameEvent):
             return None
         if isinstance(event, http2.StreamEnded):
-            ctype = event.stream.header("content-type") or \
-                event.stream.header("content-type", "response") or ""
-            if not ctype.startswith("application/grpc"):
-                return self._plain_stream(flow, event) if self.options.non_grpc else None
-            return self.call_payload(flow, event)
+            try:
+                ctype = event.stream.header("content-type") or \
+                    event.stream.header("content-type", "response") or ""
+                if not ctype.startswith("application/grpc"):
+                    return self._plain_stream(flow, event) if self.options.non_grpc else None
+                return self.call_payload(flow, event)
+            finally:
+                for sink in (event.stream.request, event.stream.response):
+                    if isinstance(sink, GrpcMessages):
+                        sink.release()
         payload = super().event_payload(flow, decoder, event)
         if payload is not None:
             payload["protocol"] = "grpc"

@@ -57,6 +57,7 @@ MAX_HPACK_TABLE = 1 << 20
 #: Cap on frame-size lists and header values kept per stream, so one stream stays small.
 MAX_FRAME_SIZES_KEPT = 512
 MAX_HEADER_VALUE_CHARS = 2048
+MAX_INFORMATIONAL_KEPT = 4
 #: Bytes of an HTTP/1.1 upgrade request/response head we are willing to buffer.
 MAX_HTTP1_HEAD = 32 * 1024
 
@@ -69,25 +70,25 @@ def show_bytes(data: bytes, limit: int) -> dict[str, Any]:
     """JSON-able view of some bytes: text when printable UTF-8, else hex; capped."""
     cut = data[:limit]
     out: dict[str, Any] = {"length": len(data)}
-    try:
-        text = cut.decode("utf-8")
-        if all(c.isprintable() or c in "\r\n\t" for c in text):
-            out["text"] = text
-        else:
-            out["hex"] = cut.hex()
-    except UnicodeDecodeError:
-        # a multi-byte character cut at the limit still counts as text
-        try:
-            text = cut[:-3].decode("utf-8") if len(cut) > 3 and len(data) > limit else None
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
-            out["text"] = text
-        else:
-            out["hex"] = cut.hex()
+    text = _printable(cut)
+    if text is None and len(data) > limit:
+        # a multi-byte character cut in two at the limit still counts as text
+        text = next((t for k in (1, 2, 3) if (t := _printable(cut[:-k])) is not None), None)
+    if text is not None:
+        out["text"] = text
+    else:
+        out["hex"] = cut.hex()
     if len(data) > limit:
         out["truncated"] = True
     return out
+
+
+def _printable(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
 def _text(value: bytes) -> str:
@@ -468,7 +469,7 @@ class Http2Decoder:
                     side.data_pad = None if "PADDED" in frame.flags else 0
                     continue
                 if length > self.max_frame_size:
-                    name = FRAME_NAMES.get(frame.type, f"0x{frame.type:x}")
+                    name = FRAME_NAMES.get(frame.type or 0, f"0x{frame.type:x}")
                     if isinstance(frame, (HeadersFrame, ContinuationFrame, PushPromiseFrame)):
                         self._stop(direction, ts, f"{name} frame of {length} bytes is over the "
                                                   f"{self.max_frame_size} byte cap")
@@ -538,8 +539,9 @@ class Http2Decoder:
 
     def _emit(self, direction: Direction, ts: float | None, frame: Frame, length: int,
               info: dict[str, Any]) -> None:
-        self._events.append(FrameEvent(direction, ts, frame.type,
-                                       FRAME_NAMES.get(frame.type, f"0x{frame.type:x}"),
+        ftype = frame.type or 0
+        self._events.append(FrameEvent(direction, ts, ftype,
+                                       FRAME_NAMES.get(ftype, f"0x{ftype:x}"),
                                        frame.stream_id, length, sorted(frame.flags), info))
 
     def _on_data(self, direction: Direction, frame: DataFrame, size: int, length: int,
@@ -573,7 +575,7 @@ class Http2Decoder:
 
     def _handle(self, direction: Direction, side: _Side, frame: Frame, length: int,
                 ts: float | None) -> None:
-        name = FRAME_NAMES.get(frame.type, f"0x{frame.type:x}")
+        name = FRAME_NAMES.get(frame.type or 0, f"0x{frame.type:x}")
         self._count(side, name)
         if side.block is not None and not isinstance(frame, ContinuationFrame):
             self._stop(direction, ts, f"{name} frame inside a header block (CONTINUATION expected)")
@@ -682,7 +684,8 @@ class Http2Decoder:
             status = next((v for n, v in headers if n == ":status"), None)
             if stream.response_headers is None and status is not None and status.startswith("1") \
                     and len(status) == 3:
-                stream.informational.append(headers)
+                if len(stream.informational) < MAX_INFORMATIONAL_KEPT:
+                    stream.informational.append(headers)
             elif stream.response_headers is None:
                 stream.response_headers = headers
                 stream.response_start = ts

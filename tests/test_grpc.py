@@ -353,3 +353,19 @@ def test_live_grpcio_all_call_types(live_kitchen) -> None:
         assert p["service"] == "dumplings.Kitchen" and p["complete"]
         assert p["src"].endswith(str(p["flow"]["client"].rsplit(":", 1)[1]))
         assert p["dst"] == f"127.0.0.1:{port}" and 0 <= p["latency"] < 5
+
+
+def test_connection_budget_bounds_kept_bytes() -> None:
+    from netdumplings.chefs.grpc import Budget
+    budget = Budget(100)
+    a, b = GrpcMessages(64, 8, budget), GrpcMessages(64, 8, budget)
+    for sink in (a, b):
+        sink.feed(b"\0" + (80).to_bytes(4, "big") + b"m" * 80)
+    assert budget.left == 0 and a.kept == 64 and b.kept == 36
+    assert a.count == b.count == 1 and b.messages[0]["length"] == 80
+    a.release()
+    b.release()
+    assert budget.left == 100
+    none = GrpcMessages(64, 0, Budget(100))
+    none.feed(b"\0\0\0\0\x02ab")
+    assert none.count == 1 and none.messages == [] and none.kept == 0
