@@ -374,6 +374,7 @@ class Hub:
             while True:
                 message = await ws.recv(decode=False)
                 if not self._receive(conn, message):
+                    await ws.close(CLOSE_FLOOD, CLOSE_REASONS[CLOSE_FLOOD])
                     break
                 conn.messages += 1
                 if conn.ack_event is not None:
@@ -452,7 +453,6 @@ class Hub:
         if conn.flood_count > self.flood_limit:
             log.warning("kitchen %s closed: %d invalid dumplings in %gs", conn.name,
                         conn.flood_count, FLOOD_WINDOW)
-            asyncio.ensure_future(conn.ws.close(CLOSE_FLOOD, CLOSE_REASONS[CLOSE_FLOOD]))
             return False
         return True
 
