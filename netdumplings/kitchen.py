@@ -187,7 +187,9 @@ class Kitchen:
                 continue
             if result is not None:
                 self._emit(chef, result, DRIVER_PACKET, ts)
-        if packet.l4 in self.flow_transports and packet.sport is not None:
+        # The header decode happens here, and only when some flow chef could want it.
+        ft = self.flow_transports
+        if ft and packet.l4 in ft and packet.sport is not None:
             self._flow_packet(packet)
 
     def _flow_packet(self, pkt: Packet) -> None:
@@ -315,6 +317,8 @@ class Kitchen:
 
     def _close(self, flow: Flow, reason: CloseReason) -> None:
         if flow.tcp is not None:
+            # Give back the flow's share of the global budget before flushing empties it.
+            self.reassembly_bytes -= flow.tcp[0].buffered + flow.tcp[1].buffered
             for d, stream in ((C2S, flow.tcp[0]), (S2C, flow.tcp[1])):
                 events = stream.flush()
                 if events:
@@ -323,7 +327,7 @@ class Kitchen:
                 stats.reassembly_evictions += stream.evictions
                 stats.retransmissions += stream.duplicates
                 stats.overlaps += stream.overlaps
-            self._drop_reassembly(flow)
+            flow.tcp = None
         for chef in flow.chefs:
             self._call(chef, chef.on_close, (flow, reason), DRIVER_PACKET, flow.last_seen)
         flow.chefs = []

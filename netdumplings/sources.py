@@ -229,6 +229,7 @@ PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+RECV_BUFFER = 262144
 
 
 def list_interfaces() -> list[str]:
@@ -355,8 +356,10 @@ class LiveSource:
                 continue
             for s in ready:
                 try:
-                    data, anc, flags, addr = s.recvmsg(65536 + 16, cmsg_size,
-                                                       socket.MSG_TRUNC)
+                    # A buffer larger than any frame (loopback's MTU is 64 KiB): no
+                    # MSG_TRUNC, whose "real length" return would make Python hand back
+                    # bytes past what the kernel wrote.
+                    data, anc, flags, addr = s.recvmsg(RECV_BUFFER, cmsg_size)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
