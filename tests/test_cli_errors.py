@@ -135,7 +135,7 @@ def test_hub_not_there_at_start_then_arrives(procs):
     wait_port(in_port)
     assert kitchen.wait(30) == 0, kitchen.err
     _no_traceback(kitchen)
-    hub.wait_line("disconnected (7 dumplings)")
+    hub.wait_line("disconnected (7 dumplings")
 
 
 def test_hub_never_there(procs):
