@@ -1,9 +1,10 @@
 """How many packets carried each protocol layer: netdumplings 0.5's PacketCountChef.
 
 0.5 asked scapy for every layer of every packet, which limits a kitchen to a few thousand
-packets a second. The names here come from ``packet.layer_names()``, derived from the
-kitchen's own header decode, and are the names scapy would give those layers (Ethernet,
-IP, IPv6, TCP, UDP, ICMP, ARP, DNS, Raw, Padding), so 0.5 eaters see the same keys.
+packets a second. The names here are those of ``packet.layer_names()`` (the kitchen's own
+header decode; per packet only a "shape" key is taken, see ``layer_shape``) and are the
+names scapy would give those layers (Ethernet, IP, IPv6, TCP, UDP, ICMP, ARP, DNS, Raw,
+Padding), so 0.5 eaters see the same keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from netdumplings.chef import DumplingChef
+from netdumplings.packet import layer_shape, shape_names
 
 
 class PacketCountChef(DumplingChef):
@@ -20,13 +22,24 @@ class PacketCountChef(DumplingChef):
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         super().__init__(kitchen, **options)
-        self.layer_counts: dict[str, int] = {}
+        # Packets per layer *shape* (see netdumplings.packet.layer_shape): one dict update
+        # per packet instead of one per layer, and no header decode for common frames.
+        # Expanded to per-name counts only when reported.
+        self._shape_counts: dict[Any, int] = {}
 
     def packet_handler(self, packet: Any) -> None:
-        counts = self.layer_counts
-        for name in packet.layer_names():
-            counts[name] = counts.get(name, 0) + 1
+        key = layer_shape(packet.data, packet.linktype)
+        counts = self._shape_counts
+        counts[key] = counts.get(key, 0) + 1
         return None
 
+    @property
+    def layer_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for key, n in self._shape_counts.items():
+            for name in shape_names(key):
+                counts[name] = counts.get(name, 0) + n
+        return counts
+
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
-        return {"packet_counts": dict(self.layer_counts)}
+        return {"packet_counts": self.layer_counts}

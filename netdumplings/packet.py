@@ -47,8 +47,109 @@ _ntop = socket.inet_ntop
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 
+#: The slots ``decode`` fills in (unset until then).
+_DECODED_FIELDS = frozenset((
+    "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
+    "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan"))
+
+
 def tcp_flag_names(flags: int) -> list[str]:
     return [name for name, bit in TCP_FLAG_NAMES if flags & bit]
+
+
+# -- layer shapes: scapy's layer names without building a Packet --------------------------
+
+_SHAPE_L3 = (None, "IP", "IPv6")
+_SHAPE_L4 = (None, "TCP", "UDP", "ICMP")
+_shape_names_cache: dict[Any, tuple[str, ...]] = {}
+
+
+def layer_shape(data: bytes, linktype: int = LINKTYPE_ETHERNET) -> Any:
+    """A hashable key standing for ``Packet(data, ...).layer_names()``.
+
+    Counting packets per layer is the one thing every packet of a capture costs when only
+    PacketCountChef runs, so the common frames (Ethernet carrying IPv4/IPv6 with TCP, UDP
+    or ICMP, and ARP) are classified from a handful of bytes into a small int; anything
+    else (VLANs, other link types, extension headers, fragments, frames cut short) gets
+    the name tuple of a full header decode. ``shape_names`` turns either into the names.
+    """
+    n = len(data)
+    if linktype != 1 or n < 34:
+        return _slow_shape(data, linktype)
+    et = data[12] << 8 | data[13]
+    if et == 0x0800:
+        ihl = (data[14] & 0x0F) << 2
+        if ihl < 20 or (data[20] & 0x1F) or data[21]:
+            return _slow_shape(data, linktype)
+        ip_end = 14 + (data[16] << 8 | data[17])
+        proto = data[23]
+        l4off = 14 + ihl
+        key = 64
+    elif et == 0x86DD:
+        if n < 54:
+            return _slow_shape(data, linktype)
+        ip_end = 54 + (data[18] << 8 | data[19])
+        proto = data[20]
+        l4off = 54
+        key = 128
+    elif et == 0x0806:
+        return 1
+    else:
+        return _slow_shape(data, linktype)
+    if proto == 6:
+        if n < l4off + 14:
+            return _slow_shape(data, linktype)
+        payload = l4off + ((data[l4off + 12] >> 4) << 2)
+        if ip_end > payload and n > payload:
+            key |= 2
+        key |= 8
+    elif proto == 17:
+        if n < l4off + 6:
+            return _slow_shape(data, linktype)
+        payload = l4off + 8
+        ulen_end = l4off + (data[l4off + 4] << 8 | data[l4off + 5])
+        if (ulen_end if ulen_end < ip_end else ip_end) > payload:
+            sport = data[l4off] << 8 | data[l4off + 1]
+            dport = data[l4off + 2] << 8 | data[l4off + 3]
+            if sport in DNS_PORTS or dport in DNS_PORTS:
+                key |= 4
+            elif n > payload:
+                key |= 2
+        key |= 16
+    elif proto == 1 and key == 64:
+        if ip_end - l4off > 8 and n > l4off + 8 and data[l4off] in (0, 8):
+            key |= 2
+        key |= 24
+    else:
+        return _slow_shape(data, linktype)
+    if n > ip_end:
+        key |= 1
+    return key
+
+
+def _slow_shape(data: bytes, linktype: int) -> tuple[str, ...]:
+    return tuple(Packet(data, 0.0, None, linktype).layer_names())
+
+
+def shape_names(key: Any) -> tuple[str, ...]:
+    """The layer names a ``layer_shape`` key stands for."""
+    if type(key) is tuple:
+        return key
+    names = _shape_names_cache.get(key)
+    if names is None:
+        if key == 1:
+            names = ("Ethernet", "ARP")
+        else:
+            out = ["Ethernet", _SHAPE_L3[key >> 6], _SHAPE_L4[(key >> 3) & 3]]
+            if key & 4:
+                out.append("DNS")
+            elif key & 2:
+                out.append("Raw")
+            if key & 1:
+                out.append("Padding")
+            names = tuple(out)
+        _shape_names_cache[key] = names
+    return names
 
 
 class Packet:
@@ -67,11 +168,18 @@ class Packet:
 
     def __init__(self, data: bytes, time: float, wirelen: int | None = None,
                  linktype: int = LINKTYPE_ETHERNET, interface: str | None = None) -> None:
+        # Only what every packet needs. The header fields stay unset slots until something
+        # reads one (``__getattr__`` then decodes them all): a kitchen whose chefs never
+        # look at headers does not pay for the decode.
         self.data = data
         self.time = time
         self.wirelen = len(data) if wirelen is None else wirelen
         self.linktype = linktype
         self.interface = interface
+        self._scapy = None
+
+    def decode(self) -> None:
+        """Decode the header fields now (done on first access to any of them)."""
         self.eth_type = None
         self.l3_offset = None
         self.ip_src = self.ip_dst = None
@@ -84,7 +192,6 @@ class Packet:
         self.l4_length = 0
         self.ip_end = None
         self.vlan = None
-        self._scapy = None
         try:
             self._decode()
         except (struct.error, ValueError, IndexError):
@@ -260,7 +367,11 @@ class Packet:
         return self._scapy is not None
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names not defined above: scapy attribute/field access.
+        # Reached for header fields not decoded yet, and for names not defined here
+        # (scapy attribute/field access).
+        if name in _DECODED_FIELDS:
+            self.decode()
+            return object.__getattribute__(self, name)
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.scapy, name)

