@@ -179,13 +179,17 @@ class Cook:
 
 
 class CookEater(DumplingEater):
-    """Feeds a ``Cook`` from a hub's out-port."""
+    """Feeds a ``Cook`` from a hub's out-port.
+
+    ``from_kitchens`` is applied here, not as the hub's kitchen filter: that filter also
+    leaves out the hub's status dumplings, and the status is how a source is known to have
+    ended (a status on a second connection could overtake the source's last batches)."""
 
     def __init__(self, cook: Cook, *, from_kitchens: list[str] | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(chef_filter=[FORWARD_CHEF, STATUS_CHEF],
-                         kitchen_filter=from_kitchens, **kwargs)
+        super().__init__(chef_filter=[FORWARD_CHEF, STATUS_CHEF], **kwargs)
         self.cook = cook
+        self.from_kitchens = set(from_kitchens) if from_kitchens else None
         self.statuses = 0
 
     async def on_connect(self, hub_uri: str, websocket: Any) -> None:
@@ -197,6 +201,8 @@ class CookEater(DumplingEater):
             self.statuses += 1
             if self.statuses == 1:
                 log.info("hub status received: subscribed")
+        elif self.from_kitchens is not None and md.get("kitchen") not in self.from_kitchens:
+            return
         self.cook.feed(dumpling)
 
     async def on_connection_lost(self, exc: BaseException) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -29,7 +30,7 @@ hub's out-port, $ND_KITCHEN_TOKEN for publishing.
 """
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Cook forwarded packets: an eater that runs kitchens (flows, reassembly, "
                      "chefs) over PacketForwardChef dumplings and publishes the results.",
                EPILOG)

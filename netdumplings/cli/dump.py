@@ -1,0 +1,112 @@
+"""nd-dump: write packets forwarded by PacketForwardChef to pcap/pcapng files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from ..eater import HubUnavailable
+from ..wire import OUT_PORT
+from .common import fail, parser, secret, setup_logging
+
+PROG = "nd-dump"
+EPILOG = """\
+examples:
+  nd-sniff -i eth0 -c PacketForwardChef --hub hub:11347      on the capturing host
+  nd-dump -w all.pcap                                         every kitchen, merged
+  nd-dump -w 'cap-%k.pcap'                                    one file per kitchen
+  nd-dump -w - | wireshark -k -i -                            live into Wireshark
+  nd-dump -w 'cap-%k-%Y%m%d-%H%M%S.pcapng' --pcapng -G 3600 -C 100
+
+Timestamps, lengths and link types are the original capture's. -C MB starts a new file
+once the current one holds MB million bytes (NAME, NAME1, NAME2 ...); -G SECONDS once a
+file spans SECONDS of capture time, with strftime patterns in NAME expanded from its first
+packet. A merged pcap file holds one link type: frames of another are skipped (counted);
+pcapng has no such limit.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser(PROG, "Write packets forwarded through nd-hub (PacketForwardChef) to pcap or "
+                     "pcapng files with their original timestamps.", EPILOG)
+    p.add_argument("-w", "--write", required=True, metavar="FILE",
+                   help="output file ('-' = stdout; '%%k' = the source kitchen's name)")
+    p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
+                   help="hub out-port address host:port, ws:// or wss:// (default: %(default)s)")
+    p.add_argument("-k", "--from-kitchen", action="append", metavar="NAME",
+                   help="only packets from this kitchen (repeatable; default: all)")
+    p.add_argument("--pcapng", action="store_true", help="write pcapng instead of pcap")
+    p.add_argument("--nano", action="store_true",
+                   help="nanosecond timestamps (default: microseconds, as tcpdump)")
+    p.add_argument("-C", "--file-size", type=float, metavar="MB",
+                   help="rotate when a file reaches MB million bytes")
+    p.add_argument("-G", "--rotate-seconds", type=float, metavar="SECONDS",
+                   help="rotate every SECONDS of capture time (strftime patterns in -w)")
+    p.add_argument("-c", "--count", type=int, metavar="N", help="exit after N packets")
+    p.add_argument("--eater-name", default="nd-dump", help="name shown by the hub")
+    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=True,
+                   help="reconnect when the hub goes away (default: yes)")
+    p.add_argument("--token", help="eater token (prefer $ND_EATER_TOKEN or --token-file)")
+    p.add_argument("--token-file", help="read the eater token from a file")
+    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    if args.file_size is not None and args.file_size <= 0:
+        fail(PROG, "-C must be positive", 2)
+    if args.rotate_seconds is not None and args.rotate_seconds <= 0:
+        fail(PROG, "-G must be positive", 2)
+    if args.count is not None and args.count <= 0:
+        fail(PROG, "--count must be positive", 2)
+    from netdumplings.eaters.dump import Dumper, DumpEater
+
+    try:
+        dumper = Dumper(args.write, pcapng=args.pcapng, nano=args.nano,
+                        rotate_bytes=int(args.file_size * 1_000_000) if args.file_size else None,
+                        rotate_seconds=args.rotate_seconds, count=args.count)
+    except ValueError as exc:
+        fail(PROG, str(exc), 2)
+    try:
+        eater = DumpEater(dumper, from_kitchens=args.from_kitchen, name=args.eater_name,
+                          hub=args.hub, reconnect=args.reconnect, cafile=args.cafile,
+                          token=secret(args.token, args.token_file, "ND_EATER_TOKEN"))
+    except ValueError as exc:
+        fail(PROG, f"--hub: {exc}", 2)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, eater.stop)
+        await eater.eat()
+
+    error = None
+    try:
+        asyncio.run(run())
+    except HubUnavailable as exc:
+        error = str(exc)
+    except OSError as exc:  # cannot create an output file
+        error = f"cannot write: {exc}"
+    except KeyboardInterrupt:
+        pass
+    try:
+        dumper.close()
+    except BrokenPipeError:
+        pass
+    if error:
+        fail(PROG, error)
+    if not args.quiet:
+        files = "stdout" if args.write == "-" else f"{len(dumper.files)} file(s)"
+        t = eater.tracker
+        print(f"{PROG}: {dumper.written} packets to {files}, {dumper.skipped_linktype} skipped "
+              f"(link type), {t.missed_batches} batches ({t.missed_packets} packets) missed",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
