@@ -199,7 +199,7 @@
     if (!isObj(p)) return;
     if (chef === STATUS_CHEF) return onStatus(p, d);
     if (chef === NOTICE_CHEF) { model.missed += num(p.missed) || 0; dirty.add("header"); return; }
-    if (isObj(p.packet_counts)) return onPacketCounts(kitchen, p.packet_counts, timeOf(d));
+    if (isObj(p.packet_counts)) return onPacketCounts(kitchen, p.packet_counts, d.metadata);
     if (chef === "Http1Chef" || chef === "Http2Chef" || chef === "GrpcChef") return onHttp(chef, p, d);
     if (chef === "DNSLookupChef") return onDns(p, d);
     if (chef === "FluentdForwardChef") return onFluentd(p, d);
@@ -223,14 +223,21 @@
   }
 
   // PacketCountChef counts are cumulative per kitchen: rates are differences between a
-  // kitchen's consecutive dumplings over their capture-time distance (a replayed file is
-  // read faster than real time, its capture clock is still right).
-  function onPacketCounts(kitchen, counts, t) {
+  // kitchen's consecutive dumplings over the time between them. Which clock: a live
+  // kitchen's interval dumplings are made on the wall clock (creation_time; its
+  // capture_time stands still while the wire is quiet), a replayed file is read far
+  // faster than real time and only its capture clock is right. A kitchen whose capture
+  // time lags its wall clock by more than a minute at its first count is a replay.
+  function onPacketCounts(kitchen, counts, meta) {
     const pk = model.packets;
     const prev = pk.last.get(kitchen);
+    const created = num(meta.creation_time), captured = num(meta.capture_time);
+    const replay = prev ? prev.replay
+      : captured !== null && created !== null && Math.abs(created - captured) > 60;
+    const t = replay ? captured : (created ?? captured);
     const clean = {};
     for (const [k, v] of Object.entries(counts)) if (num(v) !== null) clean[k] = v;
-    pk.last.set(kitchen, { t, counts: clean });
+    pk.last.set(kitchen, { t, counts: clean, replay });
     pk.latest.set(kitchen, clean);
     for (const k of Object.keys(clean)) if (!pk.colors.has(k)) pk.colors.set(k, pk.colors.size);
     if (prev && t !== null && prev.t !== null && t > prev.t) {
@@ -595,8 +602,10 @@
       return li;
     });
     $("packets-legend").replaceChildren(...items);
+    const replays = [...pk.last.values()].filter((k) => k.replay).length;
     $("packets-note").textContent = pk.latest.size
-      ? `${pk.latest.size} kitchen${pk.latest.size > 1 ? "s" : ""} · capture time` : "";
+      ? `${pk.latest.size} kitchen${pk.latest.size > 1 ? "s" : ""}` +
+        (replays ? ` · ${replays} replaying (capture clock)` : "") : "";
     drawChart(canvas, series, layers);
   }
 
@@ -953,6 +962,7 @@
     get received() { return model.received; },
     get connects() { return conn.connects; },
     get state() { return $("conn").dataset.state; },
+    rates(layer) { return chartSeries().map(([, r]) => r[layer] || 0); },
   };
 
   main();
