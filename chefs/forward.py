@@ -77,9 +77,12 @@ class PacketForwardChef(DumplingChef):
             "linktype": packet.linktype, "interface": packet.interface,
             "data": bytes(data) if self.raw_bytes else base64.b64encode(data).decode("ascii"),
         }
-        ts_ns = getattr(packet, "time_ns", None)
-        if isinstance(ts_ns, int):
-            rec["ts_ns"] = ts_ns
+        # Looked up on the class: an unknown attribute of a Packet instance is handed to
+        # scapy, which would dissect every frame (~50 us each) just to say "no".
+        if hasattr(type(packet), "time_ns"):
+            ts_ns = packet.time_ns
+            if isinstance(ts_ns, int):
+                rec["ts_ns"] = ts_ns
         if self._batch_start is None:
             self._batch_start = ts
         self._pending.append(rec)

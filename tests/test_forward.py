@@ -70,6 +70,17 @@ def test_batches_hold_every_frame_in_order_with_lengths_and_linktype():
     assert dumplings[-1]["metadata"]["driver"] == "interval"
 
 
+def test_forwarding_never_dissects_with_scapy():
+    packets = list(PcapSource(DATA / "http1-keepalive.pcap"))
+    out = []
+    k = Kitchen("k", [PacketForwardChef], sink=lambda d, b: out.append(d), poke_interval=None)
+    for p in packets:
+        k.process(p)
+    k.finish()
+    assert sum(len(d["payload"]["packets"]) for d in out) == len(packets)
+    assert not any(p.dissected for p in packets)
+
+
 def test_batch_by_capture_time_span():
     path = DATA / "zmtp-pub-sub.pcap"   # 26 packets over 1.6 s
     source = list(PcapSource(path))
