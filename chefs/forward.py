@@ -8,7 +8,7 @@ the packet itself.
 Payload (``"v": 1``)::
 
     {"v": 1, "kitchen": str, "kitchen_host": str, "batch": n, "first": k, "snaplen": s,
-     "outbox_dropped_total": int | null,
+     "encoding": "base64" | "bytes", "outbox_dropped_total": int | null,
      "packets": [{"ts": float, "ts_ns": int?, "caplen": int, "wirelen": int,
                   "linktype": int, "interface": str | null, "data": <frame>}]}
 
@@ -17,7 +17,8 @@ before this batch, so a receiver can tell exactly how many batches and frames it
 ``data`` is base64 text by default, because a JSON hub link would otherwise turn bytes into
 UTF-8 text or a ``{"$base64": ...}`` object depending on their content; with
 ``data_encoding=bytes`` the raw bytes are left in the payload for a msgpack link, where they
-travel as binary. Receivers (``decode_frame``) accept all three forms.
+travel as binary. Receivers (``decode_frame``) accept every form either choice can arrive
+in, so a link that falls back to JSON loses nothing.
 
 ``ts`` is the float capture time the kitchen has (exact to the microsecond for current
 dates); ``ts_ns`` is only added when the packet carries an integer nanosecond time
@@ -110,6 +111,7 @@ class PacketForwardChef(DumplingChef):
             "kitchen": getattr(kitchen, "name", None),
             "kitchen_host": getattr(kitchen, "host", None),
             "batch": self.batches, "first": first, "snaplen": self.snaplen,
+            "encoding": "bytes" if self.raw_bytes else "base64",
             "outbox_dropped_total": outbox_dropped_total(kitchen),
             "packets": packets,
         }
@@ -126,12 +128,15 @@ def outbox_dropped_total(kitchen: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def decode_frame(data: Any) -> bytes:
-    """A forwarded frame's bytes from any form it may arrive in (base64 text; raw bytes
-    over msgpack; ``{"$base64": ...}`` when raw bytes went through JSON encoding)."""
+def decode_frame(data: Any, encoding: str = "base64") -> bytes:
+    """A forwarded frame's bytes from any form it may arrive in: base64 text; raw bytes over
+    msgpack; and, when raw bytes went through the kitchen's JSON encoder anyway, text (the
+    frame was valid UTF-8) or ``{"$base64": ...}`` (it was not)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, str):
+        if encoding == "bytes":
+            return data.encode("utf-8")
         return base64.b64decode(data, validate=True)
     if isinstance(data, dict) and isinstance(data.get("$base64"), str):
         return base64.b64decode(data["$base64"], validate=True)
@@ -143,6 +148,7 @@ def iter_frames(payload: Any) -> list[dict[str, Any]]:
     receiver can trust the fields it uses (raises ValueError otherwise)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("packets"), list):
         raise ValueError("not a PacketForwardChef payload (no 'packets' list)")
+    encoding = payload.get("encoding", "base64")
     out = []
     for rec in payload["packets"]:
         if not isinstance(rec, dict):
@@ -150,7 +156,7 @@ def iter_frames(payload: Any) -> list[dict[str, Any]]:
         ts = rec.get("ts")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool):
             raise ValueError("packet record has no numeric 'ts'")
-        data = decode_frame(rec.get("data"))
+        data = decode_frame(rec.get("data"), encoding)
         wirelen = rec.get("wirelen", len(data))
         linktype = rec.get("linktype", 1)
         if not isinstance(wirelen, int) or not isinstance(linktype, int):

@@ -19,6 +19,7 @@ from netdumplings.chefs.forward import BatchTracker, PacketForwardChef, iter_fra
 from netdumplings.eaters.dump import Dumper, split_time
 from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
+from netdumplings.packet import Packet
 from netdumplings.sender import Outbox
 from netdumplings.sources import PcapSource
 
@@ -111,20 +112,22 @@ def test_base64_on_json_and_raw_bytes_option():
     d = forwarded(path)[0]["payload"]["packets"][0]
     assert isinstance(d["data"], str) and base64.b64decode(d["data"]) == \
         next(iter(PcapSource(path))).data
-    # data_encoding=bytes leaves bytes in the payload (for a msgpack link); through the
-    # JSON encoder they become text or {"$base64"}: the receiver takes both.
-    kitchen_out = []
-    k = Kitchen("k", [PacketForwardChef], sink=lambda dumpling, b: kitchen_out.append(dumpling),
-                chef_options={"PacketForwardChef": {"data_encoding": "bytes"}},
-                poke_interval=None)
-    for p in PcapSource(path):
-        k.process(p)
+    # data_encoding=bytes leaves bytes in the payload (for a msgpack link); if they meet
+    # the JSON encoder anyway they become text (valid UTF-8) or {"$base64"}: both come back.
+    frames = [b"plain ascii frame, valid utf-8 \xc3\xa9", b"\xff\xfe\x00 not utf-8",
+              bytes(range(256))]
+    seen, encoded = [], []
+    k = Kitchen("k", [PacketForwardChef], poke_interval=None,
+                sink=lambda dumpling, b: (seen.append(dumpling), encoded.append(b)),
+                chef_options={"PacketForwardChef": {"data_encoding": "bytes"}})
+    for i, data in enumerate(frames):
+        k.process(Packet(data, 1000.0 + i / 1000, linktype=147))
     k.finish()
-    raw = kitchen_out[0]["payload"]["packets"][0]["data"]
-    assert isinstance(raw, bytes)
-    json_frames = [f for d in read_dumplings(path, [PacketForwardChef], chef_options={
-        "PacketForwardChef": {"data_encoding": "bytes"}}) for f in iter_frames(d["payload"])]
-    assert [f["data"] for f in json_frames] == [p.data for p in PcapSource(path)]
+    assert [r["data"] for r in seen[0]["payload"]["packets"]] == frames
+    on_json = json.loads(encoded[0])["payload"]
+    assert [type(r["data"]) for r in on_json["packets"]] == [str, dict, dict]
+    assert [f["data"] for f in iter_frames(on_json)] == frames
+    assert [f["linktype"] for f in iter_frames(on_json)] == [147] * 3
 
 
 def test_opt_in_and_option_validation():
