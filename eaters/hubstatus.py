@@ -52,13 +52,40 @@ def render_status(status: dict[str, Any], rates: tuple[float, float] | None = No
     return "\n".join(lines)
 
 
+def render_cluster(hubs: list[tuple[str, dict[str, Any], tuple[float, float] | None, bool]],
+                   via: str = "") -> str:
+    """Several hubs sharing a backplane: a cluster total, then each hub as ``render_status``.
+    ``hubs`` holds (hub id, status, rates, stale)."""
+    total_in = sum(st.get("total_dumplings_in", 0) for _, st, _, _ in hubs)
+    total_out = sum(st.get("total_dumplings_out", 0) for _, st, _, _ in hubs)
+    kitchens = sum(st.get("dumpling_kitchen_count", 0) for _, st, _, _ in hubs)
+    eaters = sum(st.get("dumpling_eater_count", 0) for _, st, _, _ in hubs)
+    lines = [f"netdumplings cluster via {via}: {len(hubs)} hubs, {kitchens} kitchens, "
+             f"{eaters} eaters, dumplings in: {total_in} out: {total_out}"]
+    for hub_id, status, rates, stale in hubs:
+        bp = status.get("backplane") or {}
+        state = "connected" if bp.get("connected") else "backplane DOWN"
+        lines.append("")
+        lines.append(render_status(status, rates, f"{hub_id} [{state}]"
+                                   f"{' (stale)' if stale else ''}"))
+    return "\n".join(lines)
+
+
 class HubStatusEater(DumplingEater):
+    """Shows one hub, or every hub of a backplane cluster: hubs on a backplane relay each
+    other's status dumplings, which carry a ``hub_id``."""
+
+    STALE = 30.0   # seconds without a status before a hub is shown as stale, 3x as long: gone
+
     def __init__(self, *, once: bool = False, out: TextIO | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("chef_filter", [STATUS_CHEF])
         super().__init__(**kwargs)
         self.once = once
         self.out = out or sys.stdout
         self._last: tuple[float, int, int] | None = None
+        # hub id -> (status, rates, seen at, (t, in, out) for the next rate)
+        self.hubs: dict[str, tuple[dict[str, Any], tuple[float, float] | None, float,
+                                   tuple[float, int, int]]] = {}
 
     async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
         md = dumpling.get("metadata") or {}
@@ -67,12 +94,34 @@ class HubStatusEater(DumplingEater):
         status = dumpling.get("payload") or {}
         now = time.monotonic()
         din, dout = status.get("total_dumplings_in", 0), status.get("total_dumplings_out", 0)
+        hub_id = status.get("hub_id")
+        if hub_id is not None:
+            self._cluster(str(hub_id), status, now, din, dout)
+            return
         rates = None
         if self._last is not None:
             dt = max(now - self._last[0], 1e-6)
             rates = ((din - self._last[1]) / dt, (dout - self._last[2]) / dt)
         self._last = (now, din, dout)
-        text = render_status(status, rates, self.hub)
+        self._show(render_status(status, rates, self.hub))
+
+    def _cluster(self, hub_id: str, status: dict[str, Any], now: float, din: int,
+                 dout: int) -> None:
+        prev = self.hubs.get(hub_id)
+        rates = None
+        if prev is not None:
+            t, pin, pout = prev[3]
+            dt = max(now - t, 1e-6)
+            rates = ((din - pin) / dt, (dout - pout) / dt)
+        self.hubs[hub_id] = (status, rates, now, (now, din, dout))
+        for gone in [h for h, v in self.hubs.items() if now - v[2] > 3 * self.STALE]:
+            del self.hubs[gone]
+        if self.once and prev is None:
+            return  # --once: wait for a whole status period, so every hub has reported
+        hubs = [(h, v[0], v[1], now - v[2] > self.STALE) for h, v in sorted(self.hubs.items())]
+        self._show(render_cluster(hubs, self.hub))
+
+    def _show(self, text: str) -> None:
         if self.out.isatty() and not self.once:
             self.out.write("\x1b[H\x1b[2J")
         self.out.write(text + "\n")

@@ -238,7 +238,7 @@ class NatsBackplane:
         while True:
             try:
                 nc = await nats.connect(
-                    self.url, name=f"nd-hub {self.hub_id}", allow_reconnect=True,
+                    servers=[u.strip() for u in self.url.split(",") if u.strip()], name=f"nd-hub {self.hub_id}", allow_reconnect=True,
                     max_reconnect_attempts=-1, reconnect_time_wait=self.reconnect_wait,
                     connect_timeout=2, ping_interval=5, max_outstanding_pings=2,
                     user_credentials=self.user_credentials,
