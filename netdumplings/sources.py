@@ -293,7 +293,11 @@ class LiveSource:
                 except (Scapy_Exception, ImportError, OSError) as exc:
                     msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                     raise CaptureError(f"bad capture filter {self.bpf_filter!r}: {msg}") from exc
-            s.bind((iface or "", ETH_P_ALL))
+            if iface is not None:  # unbound, a packet socket hears every interface
+                try:
+                    s.bind((iface, ETH_P_ALL))
+                except OSError as exc:
+                    raise CaptureError(f"cannot capture on {iface!r}: {exc.strerror}") from exc
             # Drain anything that arrived before the filter was attached.
             s.setblocking(False)
             try:

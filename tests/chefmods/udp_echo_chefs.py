@@ -56,3 +56,11 @@ class ByteStreamChef(StreamChef):
                 "client_to_server": st["client_to_server"].hex(),
                 "server_to_client": st["server_to_client"].hex(),
                 "gaps": st["gaps"], "chunks": st["chunks"]}
+
+
+class InterfaceChef(DumplingChef):
+    """Which interface each UDP packet was captured on."""
+
+    def packet_handler(self, packet):
+        if packet.l4 == "udp":
+            return {"interface": packet.interface, "text": packet.l4_payload.decode("utf-8", "replace")}
