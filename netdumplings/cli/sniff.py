@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROG, f"cannot set up chefs: {exc}", 2)
 
     if sender is not None:
+        kitchen.sender = sender  # chefs may report the outbox's drop count (PacketForwardChef)
+
         def notice(dropped: int) -> bytes:
             # Sequence numbers already show the gap to eaters; this says why.
             return encode({"metadata": {"chef": "KitchenNoticeChef", "kitchen": kitchen.name,
