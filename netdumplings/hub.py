@@ -185,7 +185,8 @@ class Hub:
                  max_kitchens: int = 256, max_eaters: int = 1024,
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
                  flood_limit: int = 1000, metrics_port: int | None = None,
-                 metrics_address: str | None = None, metrics_optional: bool = False) -> None:
+                 metrics_address: str | None = None, metrics_optional: bool = False,
+                 startup_grace: float = 0.0) -> None:
         self.address = address
         self.in_port = in_port
         self.out_port = out_port
@@ -208,6 +209,8 @@ class Hub:
         self.metrics_port = metrics_port
         self.metrics_address = metrics_address or address
         self.metrics_optional = metrics_optional
+        self.startup_grace = startup_grace
+        self._eater_seen: asyncio.Event | None = None
         self.kitchens: dict[ServerConnection, KitchenConn] = {}
         self.eaters: dict[ServerConnection, EaterConn] = {}
         self.open = {"kitchen": 0, "eater": 0}   # connections, hello or not
@@ -230,6 +233,8 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._eater_seen = asyncio.Event()
+        self._grace_until = time.monotonic() + self.startup_grace
         common = dict(max_size=self.max_message_size, compression=None, ssl=self.ssl,
                       ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
                       server_header=f"netdumplings/{__version__}")
@@ -371,6 +376,7 @@ class Hub:
         self.kitchens[ws] = conn
         log.info("kitchen %s connected from %s:%s", hello.kitchen_name, host, port)
         try:
+            await self._grace()
             while True:
                 message = await ws.recv(decode=False)
                 if not self._receive(conn, message):
@@ -387,6 +393,18 @@ class Hub:
             self.kitchens.pop(ws, None)
             log.info("kitchen %s disconnected (%d dumplings, %d invalid)", hello.kitchen_name,
                      conn.dumplings, conn.invalid)
+
+    async def _grace(self) -> None:
+        """Just after a (re)start, hold kitchens' data until the first eater is back (or the
+        grace period ends): kitchens resend what the old hub never acknowledged, and relaying
+        it before any eater has reconnected would lose it. TCP backpressure keeps it in the
+        kitchens' outboxes meanwhile."""
+        left = self._grace_until - time.monotonic()
+        if left > 0 and self._eater_seen is not None and not self._eater_seen.is_set():
+            try:
+                await asyncio.wait_for(self._eater_seen.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     async def _acker(self, conn: KitchenConn) -> None:
         """One ack per wake-up, carrying the latest count: many messages, few acks."""
@@ -501,6 +519,8 @@ class Hub:
             conn.msgpack = hello.encoding == "msgpack"
             await ws.send(self._welcome("eater", conn.batch, hello.encoding))
         self.eaters[ws] = conn
+        if self._eater_seen is not None:
+            self._eater_seen.set()
         log.info("eater %s connected from %s:%s", hello.eater_name, host, port)
         reader = asyncio.create_task(self._guard_eater(conn))
         reader.add_done_callback(lambda _: conn.event.set())  # wake the writer to notice

@@ -41,13 +41,17 @@ class Outbox:
     Items move from *pending* to *in flight* when sent, and leave when the hub acknowledges
     them (or at once with a hub that does not ack). After a reconnect everything in flight
     goes back to the front of pending, in order, to be sent again. Both count towards the
-    byte bound; overflow drops the oldest item, in flight first."""
+    byte bound. Overflow drops the oldest *pending* item: in-flight ones have probably
+    reached the hub, so dropping them would report losses that did not happen (the sender
+    keeps at most half the outbox in flight; only if that alone overflows is the oldest
+    in-flight item dropped)."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self._q: deque[bytes] = deque()         # pending
         self._inflight: deque[bytes] = deque()  # sent, not acknowledged
         self._bytes = 0
+        self.inflight_bytes = 0
         self._lock = threading.Lock()
         self.dropped = 0          # since the last report
         self.dropped_total = 0
@@ -57,15 +61,17 @@ class Outbox:
 
     def put(self, data: bytes) -> None:
         with self._lock:
-            self._q.append(data)
+            q = self._q
+            q.append(data)
             self._bytes += len(data)
             self.put_total += 1
-            while self._bytes > self.max_bytes and len(self._q) + len(self._inflight) > 1:
-                if self._inflight:
-                    old = self._inflight.popleft()
-                    self._inflight_dropped += 1
+            while self._bytes > self.max_bytes and len(q) + len(self._inflight) > 1:
+                if len(q) > 1 or not self._inflight:
+                    old = q.popleft()
                 else:
-                    old = self._q.popleft()
+                    old = self._inflight.popleft()
+                    self.inflight_bytes -= len(old)
+                    self._inflight_dropped += 1
                 self._bytes -= len(old)
                 self.dropped += 1
                 self.dropped_total += 1
@@ -84,16 +90,16 @@ class Outbox:
                     q.popleft()
                     self._bytes -= len(item)
 
-    def sent(self, items: list[bytes]) -> int:
-        """Move ``items`` (the head, as peeked) to in flight; how many were still there."""
+    def take(self, n: int) -> list[bytes]:
+        """Move up to ``n`` pending items to in flight, atomically, and return them: once
+        taken, an item can only be dropped as in flight, never as pending while it is on
+        its way."""
         with self._lock:
             q, fl = self._q, self._inflight
-            n = 0
-            for item in items:
-                if q and q[0] is item:
-                    fl.append(q.popleft())
-                    n += 1
-            return n
+            items = [q.popleft() for _ in range(min(n, len(q)))]
+            fl.extend(items)
+            self.inflight_bytes += sum(map(len, items))
+            return items
 
     def acked(self, n: int) -> None:
         """The hub has the oldest ``n`` in-flight items (fewer if some were dropped)."""
@@ -103,7 +109,9 @@ class Outbox:
             n -= gone
             fl = self._inflight
             for _ in range(min(n, len(fl))):
-                self._bytes -= len(fl.popleft())
+                size = len(fl.popleft())
+                self._bytes -= size
+                self.inflight_bytes -= size
 
     def requeue(self) -> int:
         """Connection lost: in-flight items go back to the front, to be resent."""
@@ -113,6 +121,7 @@ class Outbox:
             if n:
                 self._q.extendleft(reversed(self._inflight))
                 self._inflight.clear()
+                self.inflight_bytes = 0
                 self.resent_total += n
             return n
 
@@ -280,19 +289,25 @@ class HubSender:
                     if self.notice_hook is not None:
                         notice = self.notice_hook(dropped)
                         if notice:
+                            self._msg_sizes.append(0)  # before sending: the ack may beat us
                             await ws.send(_pack(notice) if binary else notice.decode())
-                            self._msg_sizes.append(0)
-                items = outbox.peek(self.batch_max if batch else 1)
+                if ack and outbox.inflight_bytes * 2 >= outbox.max_bytes:
+                    items = []  # window full: wait for acks (they wake us)
+                else:
+                    items = outbox.take(self.batch_max if batch else 1)
                 if not items:
                     if self._stopping:
                         await ws.close()
                         return
                     self._wake.clear()
-                    if not len(outbox) or outbox.in_flight == len(outbox):
+                    if len(outbox) == outbox.in_flight or \
+                            outbox.inflight_bytes * 2 >= outbox.max_bytes:
                         await self._wake.wait()
                     if reader.done():
                         raise ConnectionClosed(None, None)
                     continue
+                if ack:
+                    self._msg_sizes.append(len(items))  # before sending: the ack may beat us
                 if binary:
                     packed = [_pack(i) for i in items]
                     await ws.send(msgpack_array(packed) if batch else packed[0])
@@ -300,10 +315,8 @@ class HubSender:
                     await ws.send(b"[" + b",".join(items) + b"]", text=True)
                 else:
                     await ws.send(items[0], text=True)
-                if ack:
-                    self._msg_sizes.append(outbox.sent(items))
-                else:
-                    outbox.pop(items)
+                if not ack:  # a 0.5 hub: sent is as good as it gets
+                    outbox.acked(len(items))
                 self.sent += len(items)
         finally:
             reader.cancel()
@@ -332,8 +345,8 @@ class HubSender:
         if items:
             self.outbox.acked(items)
             self.acked += items
-        if not len(self.outbox) and self._wake is not None:
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
 
 
 def _pack(data: bytes) -> bytes:

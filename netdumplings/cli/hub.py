@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--ping-interval", type=float, default=20.0,
                      help="seconds between keepalive pings; a peer that does not answer "
                           "within as long again is closed; 0 = off (default: %(default)s)")
+    p.add_argument("--startup-grace", type=float, default=0.0, metavar="SECONDS",
+                   help="after starting, hold kitchens' dumplings until an eater connects or "
+                        "SECONDS pass, so dumplings kitchens resend after a hub restart reach "
+                        "the returning eaters (default: %(default)s = off)")
     p.add_argument("--metrics-port", type=int,
                    help=f"HTTP port for /metrics and /healthz; 0 = off (default: {METRICS_PORT}"
                         ", skipped with a warning if it is taken)")
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                   ping_interval=ping, ping_timeout=ping, flood_limit=args.flood_limit,
                   metrics_port=METRICS_PORT if args.metrics_port is None else
                   args.metrics_port or None, metrics_address=args.metrics_address,
-                  metrics_optional=args.metrics_port is None)
+                  metrics_optional=args.metrics_port is None,
+                  startup_grace=args.startup_grace)
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
     try:
