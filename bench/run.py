@@ -1,0 +1,125 @@
+"""The benchmark runner: ``python -m bench [kitchen|live|hub|all] [options]``.
+
+Prints a table per benchmark and writes everything measured (plus the machine and versions)
+to ``bench/results/<benchmark>-<time>.json``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                            "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for pkg in ("netdumplings", "scapy", "websockets", "orjson", "msgpack"):
+        try:
+            info[pkg] = version(pkg)
+        except Exception:
+            pass
+    return info
+
+
+def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    """A plain-text table of ``rows`` (dicts) with ``cols`` as (key, heading)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.3f}" if v < 10 else f"{v:,.1f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return "" if v is None else str(v)
+    cells = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+KITCHEN_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "packets/s"),
+                ("baseline_pps", "bare RawPcapReader/s"), ("ratio", "ratio"),
+                ("dumplings", "dumplings"), ("mb_per_s", "MB/s reassembled")]
+LIVE_COLS = [("rate", "target/s"), ("send_rate", "sent/s"), ("sent", "sent"), ("seen", "seen"),
+             ("loss_pct", "loss %"), ("kernel_drops", "kernel drops")]
+HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "paced/s"),
+            ("sent", "sent"), ("received_min", "min received"), ("loss_pct_max", "loss %"),
+            ("out_of_order", "reordered"), ("per_eater_dumplings_per_s_min", "per eater/s"),
+            ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"),
+            ("hub_rss_mb_peak", "hub RSS peak MB")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["kitchen", "live", "hub", "all"])
+    p.add_argument("--packets", type=int, default=1_000_000,
+                   help="packets in the mixed capture (default: %(default)s)")
+    p.add_argument("--sample", type=int, default=20_000,
+                   help="packets for the dissect-everything kitchen (default: %(default)s)")
+    p.add_argument("--tcp-packets", type=int, default=200_000,
+                   help="packets in the TCP-heavy capture (default: %(default)s)")
+    p.add_argument("--profile", action="store_true",
+                   help="also write pyinstrument profiles of the kitchen to bench/results/")
+    p.add_argument("--rates", default="5000,20000,50000,100000",
+                   help="live: packets/s to try (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=2.0,
+                   help="live: seconds per rate (default: %(default)s)")
+    p.add_argument("--dumplings", type=int, default=300_000,
+                   help="hub: dumplings per flat-out phase (default: %(default)s)")
+    p.add_argument("--paced", type=int, default=25_000,
+                   help="hub: dumplings in the paced 5,000/s phases (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
+    args = p.parse_args(argv)
+
+    result: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              "machine": _machine()}
+    todo = ["kitchen", "live", "hub"] if args.what == "all" else [args.what]
+    out_tables = []
+    for what in todo:
+        if what == "kitchen":
+            from . import kitchen
+            r = kitchen.run(args.packets, args.sample, args.tcp_packets, _log,
+                            RESULTS if args.profile else None)
+            out_tables.append("kitchen (" + r["capture_origin"] + ")\n" +
+                              table(r["rows"], KITCHEN_COLS))
+        elif what == "live":
+            from . import live
+            r = live.run(tuple(int(x) for x in args.rates.split(",")), args.seconds, _log)
+            out_tables.append("live on lo, PacketCountChef\n" + table(r["rows"], LIVE_COLS))
+        else:
+            from . import hub
+            r = hub.run(args.dumplings, args.paced, _log)
+            out_tables.append("hub (nd-hub as it is)\n" + table(r["rows"], HUB_COLS)
+                              + f"\nhub RSS: {r['hub_rss_mb_start']} MB at start, "
+                              f"{r['hub_rss_mb_first_phase_after']} MB after the first phase, "
+                              f"{r['hub_rss_mb_last_phase_after']} MB after "
+                              f"{r['dumplings_through_hub']:,} dumplings")
+        result[what] = r
+    print("\n\n".join(out_tables))
+    target = args.out or RESULTS / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2, default=str))
+    _log(f"results written to {target}")
+    return 0
