@@ -66,6 +66,7 @@ class HubHooks(Protocol):
 # -- subject names -----------------------------------------------------------------------------
 
 _SPECIAL = frozenset(b".*>%")
+_HUB_CHEFS = frozenset((STATUS_CHEF, NOTICE_CHEF))
 
 
 def escape(name: str | None) -> str:
@@ -124,6 +125,12 @@ def interest_subjects(hellos: Iterable[Any], max_subjects: int = MAX_SUBJECTS) -
     wanted: set[tuple[str, str]] = set()
     for h in hellos:
         kitchens, chefs = h.kitchens, h.chefs
+        if chefs is not None:
+            # hub status and notices never travel on dumplings.*: asking only for them
+            # needs no subscription at all
+            chefs = [c for c in chefs if c not in _HUB_CHEFS]
+            if not chefs:
+                continue
         if kitchens is None and chefs is None:
             return [f"{DUMPLINGS}.>"]
         ks = ["*"] if kitchens is None else [escape(k) for k in kitchens]
@@ -203,6 +210,7 @@ class NatsBackplane:
         self._flush_scheduled = False
         self._seen: dict[str, tuple[set[int], deque[int]]] = {}
         self._down_since: float | None = None
+        self._unavailable = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -234,7 +242,6 @@ class NatsBackplane:
         """First connection (retried until NATS answers); nats-py reconnects after that."""
         import nats
 
-        logged = False
         while True:
             try:
                 nc = await nats.connect(
@@ -248,13 +255,7 @@ class NatsBackplane:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not logged:
-                    log.warning("backplane %s unavailable (%s); serving local kitchens and "
-                                "eaters, retrying every %gs", self.url,
-                                exc.__class__.__name__ + (f": {exc}" if str(exc) else ""),
-                                self.reconnect_wait)
-                    self._outage_notice("unavailable", str(exc) or exc.__class__.__name__)
-                    logged = True
+                await self._on_error(exc)
                 await asyncio.sleep(self.reconnect_wait)
         self.nc = nc
         self._status_sub = await nc.subscribe(f"{STATUS}.>", cb=self._on_msg)
@@ -263,7 +264,7 @@ class NatsBackplane:
         self.connected = True
         log.info("backplane connected: %s as hub %s%s", self.url, self.hub_id,
                  f", replay stream {self.stream}" if self.jetstream else "")
-        if logged:
+        if self._unavailable:
             self._outage_notice("connected", None)
         self._wake.set()
 
@@ -309,7 +310,16 @@ class NatsBackplane:
         self._wake.set()
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("backplane: %s", exc)
+        """nats-py retries the first connection forever itself, reporting each failure
+        here: say once that the hub is on its own for now."""
+        if self.nc is None and not self._unavailable:
+            self._unavailable = True
+            why = exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+            log.warning("backplane %s unavailable (%s); serving local kitchens and eaters, "
+                        "retrying every %gs", self.url, why, self.reconnect_wait)
+            self._outage_notice("unavailable", why)
+        else:
+            log.debug("backplane: %s", exc)
 
     async def _on_closed(self) -> None:
         self.connected = False
