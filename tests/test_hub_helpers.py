@@ -190,3 +190,39 @@ def read_close(s: socket.socket, timeout: float = 10.0) -> int | None:
             return None
         buf += chunk
     return None
+
+
+def start_hub_proc(procs: Any, *extra: str, env: dict[str, str] | None = None,
+                   in_port: int | None = None, out_port: int | None = None):
+    """``nd-hub`` as a process on free ports (metrics off unless asked) -> (proc, in, out)."""
+    from conftest import free_port, nd_command, wait_port
+    in_port = in_port or free_port()
+    out_port = out_port or free_port()
+    if "--metrics-port" not in extra:
+        extra += ("--metrics-port", "0")
+    hub = procs(nd_command("nd-hub") + ["--in-port", str(in_port), "--out-port", str(out_port),
+                                        *extra], env=env)
+    wait_port(in_port)
+    wait_port(out_port)
+    return hub, in_port, out_port
+
+
+def get_json(url: str) -> Any:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return orjson.loads(r.read())
+
+
+def metric_samples(port: int, family: str, labels: tuple[str, ...] = ("role", "reason")
+                   ) -> dict[tuple, float]:
+    """{label values (in ``labels`` order): value} of one family from the hub's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for f in text_string_to_metric_families(text):
+        if f.name == family:
+            return {tuple(s.labels[k] for k in labels): s.value for s in f.samples
+                    if not s.name.endswith("_created")}
+    return {}
