@@ -576,6 +576,8 @@
     return 10 * e;
   }
 
+  const hiddenLayers = new Set();  // layers switched off in the legend
+
   function renderPackets() {
     const canvas = $("packets-chart");
     const pk = model.packets;
@@ -599,6 +601,8 @@
       vals.className = "vals";
       vals.textContent = `${latest[layer] === undefined ? DASH : fmtRate(latest[layer])}/s · ${fmtCount(pk.totals.get(layer) || 0)} total`;
       li.append(sw, name, vals);
+      li.classList.toggle("off", hiddenLayers.has(layer));
+      li.title = "click to show or hide this layer in the chart";
       return li;
     });
     $("packets-legend").replaceChildren(...items);
@@ -656,7 +660,23 @@
     }
     g.lineWidth = 2;
     g.lineJoin = "round";
-    for (const layer of layers) {
+    // Only layers some sample has (a replayed kitchen's single count has no rate), minus
+    // the ones hidden from the legend. The first (usually Ethernet: every packet) is drawn
+    // as a faint area, so lines of layers with the same counts do not hide it.
+    const shown = layers.filter((l) => !hiddenLayers.has(l) && series.some(([, r]) => l in r));
+    if (shown.length && series.length > 1) {
+      const base = shown[0];
+      g.beginPath();
+      g.moveTo(x(series[0][0]), y(0));
+      for (const [t, r] of series) g.lineTo(x(t), y(r[base] || 0));
+      g.lineTo(x(series[series.length - 1][0]), y(0));
+      g.closePath();
+      g.globalAlpha = 0.18;
+      g.fillStyle = colorOf(base);
+      g.fill();
+      g.globalAlpha = 1;
+    }
+    for (const layer of [...shown].reverse()) {
       g.strokeStyle = colorOf(layer);
       g.fillStyle = colorOf(layer);
       g.beginPath();
@@ -940,6 +960,14 @@
         $("json-copy").textContent = "Copy failed";
       }
       setTimeout(() => { $("json-copy").textContent = "Copy"; }, 1500);
+    });
+    $("packets-legend").addEventListener("click", (ev) => {
+      const li = ev.target.closest("li[data-layer]");
+      if (!li) return;
+      const layer = li.dataset.layer;
+      if (hiddenLayers.has(layer)) hiddenLayers.delete(layer); else hiddenLayers.add(layer);
+      dirty.add("packets");
+      scheduleRender();
     });
     window.addEventListener("resize", () => { dirty.add("packets"); scheduleRender(); });
     document.addEventListener("visibilitychange", () => {
