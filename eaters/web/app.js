@@ -145,8 +145,12 @@
   };
   const dirty = new Set();
 
+  // When a dumpling happened: the capture time of its packet for packet dumplings (right
+  // for replayed files too), the kitchen's clock for interval dumplings (their capture
+  // time is the last packet's, which stands still on a quiet wire).
   function timeOf(d) {
     const m = d.metadata;
+    if (m.driver === "interval") return num(m.creation_time) ?? num(m.capture_time);
     return num(m.capture_time) ?? num(m.creation_time);
   }
 
@@ -656,6 +660,7 @@
     g.textBaseline = "top";
     for (let i = 0; i <= 4; i++) {
       const t = t0 + ((t1 - t0) * i) / 4;
+      g.textAlign = i === 0 ? "left" : i === 4 ? "right" : "center";  // stay inside the canvas
       g.fillText(i === 4 ? "latest" : `-${(t1 - t).toFixed(t1 - t0 < 20 ? 1 : 0)}s`, x(t), h - pad.b + 6);
     }
     g.lineWidth = 2;
@@ -676,7 +681,10 @@
       g.fill();
       g.globalAlpha = 1;
     }
-    for (const layer of [...shown].reverse()) {
+    // Widest first: layers with equal rates (IP and UDP on a UDP-only wire) show as
+    // nested stripes instead of one line hiding the others.
+    shown.forEach((layer, i) => {
+      g.lineWidth = 2 + (shown.length - 1 - i) * 1.5;
       g.strokeStyle = colorOf(layer);
       g.fillStyle = colorOf(layer);
       g.beginPath();
@@ -689,7 +697,7 @@
       if (series.length === 1) {  // one sample: a dot, since a line needs two
         g.beginPath(); g.arc(x(series[0][0]), y(series[0][1][layer] || 0), 3, 0, 2 * Math.PI); g.fill();
       }
-    }
+    });
   }
 
   // Hub status ------------------------------------------------------------------------------
