@@ -561,6 +561,68 @@ def flood(in_port: int, total: int, batch: int = 500) -> None:
                 break
 
 
+def send_dumplings(in_port: int, payloads: list[tuple[str, Any]]) -> None:
+    """A hand-made kitchen: one dumpling per (chef, payload), then wait for the hub's ack."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{in_port}") as ws:
+        ws.send(json.dumps({"kitchen_name": "odd", "protocol": "netdumplings/1"}))
+        assert json.loads(ws.recv(timeout=5))["welcome"] == "netdumplings"
+        for i, (chef, payload) in enumerate(payloads):
+            ws.send(json.dumps({"metadata": {"chef": chef, "kitchen": "odd",
+                                             "creation_time": time.time(),
+                                             "driver": "packet", "sequence": i + 1},
+                                "payload": payload}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv(timeout=5))
+            if isinstance(msg, dict) and msg.get("ack", 0) >= len(payloads):
+                return
+        raise AssertionError("the hub did not take the dumplings")
+
+
+def test_payloads_are_shown_as_text_and_odd_ones_do_not_break_the_page(
+        stack: Stack, page: Any) -> None:
+    evil = "<img src=x onerror=\"window.pwned=1\">"
+    send_dumplings(stack.in_port, [
+        ("Http1Chef", {"method": "<b>GET</b>", "path": evil, "status": 200, "reason": "OK",
+                       "latency": 0.002, "summary": f"<script>window.pwned=1</script> {evil}"}),
+        ("DNSLookupChef", {"name": evil, "type": "A", "rcode": "NOERROR",
+                           "answers": [{"type": "A", "data": "<i>x</i>"}]}),
+        ("FluentdForwardChef", {"tag": evil, "events": [{"record": {"k": evil}}]}),
+        ("ZmtpChef", {"type": "message", "direction": "client_to_server", "src": evil}),
+        ("ARPChef", {"sender_ip": "192.0.2.1", "sender_mac": evil}),
+        ("PacketCountChef", {"packet_counts": {evil: 1, "IP": "many"}}),
+        # Payloads the panels do not expect at all.
+        ("Http1Chef", None), ("ZmtpChef", [1, 2, 3]), ("ARPChef", "just text"),
+        ("GrpcChef", {"grpc_status": "zero"}), ("DNSLookupChef", {"answers": 5, "name": 7}),
+        ("SomeoneElsesChef", {"deep": {"er": [1, {"x": None}]}}),
+    ])
+    page.wait_for_function("() => window.netdumplings.received >= 12", timeout=WAIT_MS)
+    wait_rows(page, "#http-table tbody", 1)
+    wait_rows(page, "#arp-table tbody", 1)
+    assert page.evaluate("window.pwned") is None
+    # No element came from a payload: table cells hold text only.
+    for sel in ("main img", "main script", "main i", "main td *", "#arp-alerts li *"):
+        assert page.eval_on_selector_all(sel, "e => e.length") == 0, sel
+    http = table(page, "http-table")
+    assert len(http) == 2  # the hostile HTTP/1 one and the gRPC one with a bad status
+    assert [r[2:5] for r in http if r[1] == "HTTP/1"] == [["<b>GET</b>", evil, "200 OK"]]
+    assert [r[2:5] for r in http if r[1] == "gRPC"] == [["-", "-", "-"]]
+    assert any(evil in r[1] for r in table(page, "dns-table"))
+    assert {r[0] for r in table(page, "fluentd-table")} == {evil}
+    assert table(page, "arp-table")[0][1] == evil
+    summaries = [r["summary"] for r in stream_rows(page)]
+    assert any(x.startswith("<script>") for x in summaries)
+    assert any('"deep"' in x for x in summaries)
+    # The JSON view of the hostile one is text too.
+    page.click("#stream-table tr[data-chef=Http1Chef] >> nth=-1")
+    page.wait_for_selector("#json-dialog[open]", timeout=WAIT_MS)
+    assert json.loads(page.text_content("#json-view"))["payload"]["path"] == evil
+    assert page.eval_on_selector_all("#json-view img", "e => e.length") == 0
+    assert page.evaluate("window.pwned") is None
+
+
 def test_many_dumplings_stay_responsive(stack: Stack, page: Any) -> None:
     total = 30_000
     t = threading.Thread(target=flood, args=(stack.in_port, total), daemon=True)
