@@ -368,28 +368,52 @@ class Kitchen:
                        self.now)
 
     def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
-            progress: Callable[[], None] | None = None) -> None:
-        """Feed every packet of ``source`` through the chefs, poking on the wall clock.
+            progress: Callable[[], None] | None = None, live: bool = False) -> None:
+        """Feed every packet of ``source`` through the chefs, poking every ``poke_interval``.
 
-        ``None`` items from a live source mean "idle": time to poke if due.
+        Live sources are poked on the wall clock, checked at every packet and whenever the
+        source yields ``None`` (idle), so steady light traffic still gets its pokes. Files are
+        poked on *capture* time (a file is read far faster than it was captured, and capture
+        time is what chefs' rates and timeouts mean), as ``offline.read_dumplings`` does.
         """
         interval = self.poke_interval
-        next_poke = time.monotonic() + interval if interval else None
-        n = 0
         process = self.process
-        for packet in source:
-            if packet is not None:
+        n = 0
+        if not live:
+            next_poke: float | None = None
+            for packet in source:
+                if packet is None:
+                    continue
+                if interval:
+                    if next_poke is None:
+                        next_poke = packet.time + interval
+                    while packet.time >= next_poke:
+                        self.poke()
+                        next_poke += interval
                 process(packet)
                 n += 1
                 if n & 0x3FF:
                     continue
                 self.expire()
+                if stop is not None and stop():
+                    break
+                if progress is not None:
+                    progress()
+            return
+        monotonic = time.monotonic
+        next_wall = monotonic() + interval if interval else float("inf")
+        for packet in source:
+            if packet is not None:
+                process(packet)
+                n += 1
+                if n & 0x3FF == 0:
+                    self.expire()
+                if monotonic() < next_wall and n & 0x3F:
+                    continue
             if stop is not None and stop():
                 break
-            if progress is not None:
-                progress()
-            if next_poke is not None and time.monotonic() >= next_poke:
+            if monotonic() >= next_wall:
                 self.poke()
-                next_poke += interval
-                if next_poke < time.monotonic():
-                    next_poke = time.monotonic() + interval
+                next_wall += interval
+                if next_wall < monotonic():
+                    next_wall = monotonic() + interval

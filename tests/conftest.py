@@ -75,7 +75,7 @@ class LiveKitchen:
 
     def _run(self) -> None:
         try:
-            self.kitchen.run(self.source, stop=self._stop.is_set)
+            self.kitchen.run(self.source, stop=self._stop.is_set, live=True)
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 

@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                            "payload": {"notice": "outbox_overflow", "dropped": dropped,
                                        "dropped_total": sender.outbox.dropped_total}})
         sender.notice_hook = notice
-        sender.start()
+        if args.read:
+            sender.start()  # a file: connect while it is being read
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -200,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             source = LiveSource(interfaces, args.filter, snaplen=args.snaplen)
             log.info("sniffing %s filter=%r chefs=%s", ",".join(interfaces or ["all"]),
                      args.filter, ",".join(names))
-            kitchen.run(source, stop=stop.is_set)
+            if sender is not None:
+                sender.start()  # only now: the hub sees the kitchen once it is capturing
+            kitchen.run(source, stop=stop.is_set, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     if error and source is None:
         # Could not start at all (bad interface, filter, permissions, unreadable file).
-        if sender is not None:
+        if sender is not None and args.read:
             sender.close(timeout=0.5)
         fail(PROG, error)
     if sender is not None:
