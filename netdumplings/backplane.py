@@ -56,6 +56,9 @@ OUTBOX = 50_000       # dumplings held for NATS while it is away; oldest dropped
 DEDUPE = 8192         # recent (hub, seq) remembered per origin hub
 REPLAY_MAX_MSGS = 100_000
 REPLAY_WAIT = 10.0    # seconds an eater's replay may take at most
+PRESENCE = "hubs"     # hubs.<hub-id>: "up" after (re)connecting, "here" in answer
+HOLD_MAX = 5.0        # seconds the outbox waits after a reconnect for the other hubs
+PEER_TTL = 60.0       # a hub heard from this recently is expected back after an outage
 
 
 class HubHooks(Protocol):
@@ -211,6 +214,9 @@ class NatsBackplane:
         self._seen: dict[str, tuple[set[int], deque[int]]] = {}
         self._down_since: float | None = None
         self._unavailable = False
+        self._peers: dict[str, float] = {}
+        self._expect: set[str] = set()
+        self._hold_until = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -259,9 +265,11 @@ class NatsBackplane:
                 await asyncio.sleep(self.reconnect_wait)
         self.nc = nc
         self._status_sub = await nc.subscribe(f"{STATUS}.>", cb=self._on_msg)
+        await nc.subscribe(f"{PRESENCE}.>", cb=self._on_presence)
         await self._apply_interest()
         await self._setup_stream()
         self.connected = True
+        await self._announce(b"up")
         log.info("backplane connected: %s as hub %s%s", self.url, self.hub_id,
                  f", replay stream {self.stream}" if self.jetstream else "")
         if self._unavailable:
@@ -300,8 +308,15 @@ class NatsBackplane:
             self._outage_notice("lost", None)
 
     async def _on_reconnected(self) -> None:
+        now = time.monotonic()
+        # Core NATS keeps nothing for a hub that is not connected yet: hold what we kept
+        # through the outage until the hubs we knew are back (or HOLD_MAX passes).
+        since = (self._down_since or now) - PEER_TTL
+        self._expect = {h for h, seen in self._peers.items() if seen > since}
+        self._hold_until = now + HOLD_MAX
         self.connected = True
-        down = time.monotonic() - self._down_since if self._down_since else 0.0
+        await self._announce(b"up")
+        down = now - self._down_since if self._down_since else 0.0
         log.info("backplane %s back after %.1fs: relaying again (%d dumplings waiting)",
                  self.url, down, len(self._outbox))
         self._outage_notice("reconnected", None, down)
@@ -347,7 +362,31 @@ class NatsBackplane:
                     {H_HUB: self.hub_id, H_SEQ: str(self.seq), H_DRIVER: driver})
 
     def publish_status(self, data: bytes) -> None:
-        self._queue(f"{STATUS}.{self._hub_token}", data, {H_HUB: self.hub_id})
+        """Straight out, never held: a status is only worth anything while it is fresh."""
+        if self.connected and self.nc is not None:
+            asyncio.ensure_future(self._send(f"{STATUS}.{self._hub_token}", data,
+                                             {H_HUB: self.hub_id}))
+
+    async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self.nc.publish(subject, data, headers=headers)
+        except Exception as exc:
+            log.debug("backplane: %s not sent: %s", subject, exc)
+
+    async def _announce(self, what: bytes) -> None:
+        await self._send(f"{PRESENCE}.{self._hub_token}", what, {H_HUB: self.hub_id})
+
+    async def _on_presence(self, msg: Any) -> None:
+        origin = (msg.headers or {}).get(H_HUB)
+        if origin is None or origin == self.hub_id:
+            return
+        self._peers[origin] = time.monotonic()
+        if origin in self._expect:
+            self._expect.discard(origin)
+            if not self._expect:
+                self._wake.set()
+        if msg.data == b"up":   # a hub (re)joined: tell it we are here
+            await self._announce(b"here")
 
     def _queue(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         if len(self._outbox) >= self._outbox_max:
@@ -363,6 +402,12 @@ class NatsBackplane:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._expect and time.monotonic() < self._hold_until:
+                await asyncio.sleep(0.05)
+            if self._expect:
+                log.info("backplane: hubs %s not back after %gs; publishing anyway",
+                         ", ".join(sorted(self._expect)), HOLD_MAX)
+                self._expect.clear()
             n = 0
             while box and self.connected and self.nc is not None:
                 subject, data, headers = box[0]
@@ -435,6 +480,8 @@ class NatsBackplane:
                 continue
             if msg.subject.startswith(STATUS + "."):
                 self.received += 1
+                if origin is not None:
+                    self._peers[origin] = time.monotonic()
                 hub.deliver_remote(msg.data, STATUS_CHEF, None, "interval")
                 continue
             seq = headers.get(H_SEQ)

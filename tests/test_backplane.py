@@ -341,7 +341,8 @@ def test_nats_outage_hubs_serve_locally_and_resume(nats_server, procs):
     # what waited in each hub's outbox crosses over, once, in order
     assert _wait(lambda: _got(eat_b, "during-a") == want_a and
                  _got(eat_a, "during-b") == want_b, 20), \
-        (len(_got(eat_b, "during-a")), len(_got(eat_a, "during-b")))
+        (len(_got(eat_b, "during-a")), len(_got(eat_a, "during-b")), a.proc.err[-6:],
+         b.proc.err[-6:])
     assert _kitchen(procs, a, dns, "after").wait(30) == 0
     assert _wait(lambda: _got(eat_b, "after") == _expected(dns, "after"))
     time.sleep(0.5)
