@@ -246,7 +246,12 @@ class NatsBackplane:
 
     async def _connect_loop(self) -> None:
         """First connection (retried until NATS answers); nats-py reconnects after that."""
-        import nats
+        try:
+            import nats
+        except ImportError:
+            log.error("--backplane needs nats-py (pip install 'netdumplings[nats]'): "
+                      "serving local kitchens and eaters only")
+            return
 
         while True:
             try:
