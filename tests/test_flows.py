@@ -162,14 +162,8 @@ def test_detect_claims_flows_not_on_ports_and_unclaimed_flows_are_not_reassemble
     assert other.tcp is None and other.chefs == []   # given up: no reassembly cost
 
 
-@needs_capture
-def test_live_tcp_exchange_many_small_writes(live_kitchen):
-    """The chef sees exactly the bytes each side sent, in order, although the client writes in
-    many small pieces (TCP_NODELAY) and the server's reply arrives in coalesced segments."""
-    rnd = random.Random(7)
-    pieces = [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 40))) for _ in range(300)]
-    sent = b"".join(pieces)
-    reply = bytes(rnd.getrandbits(8) for _ in range(300_000))
+def _tcp_exchange_on_lo(live_kitchen, sent_pieces: list[bytes], reply: bytes):
+    sent = b"".join(sent_pieces)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -195,7 +189,7 @@ def test_live_tcp_exchange_many_small_writes(live_kitchen):
         t.start()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as cli:
             cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for piece in pieces:
+            for piece in sent_pieces:
                 cli.sendall(piece)
             got = bytearray()
             while True:
@@ -209,9 +203,34 @@ def test_live_tcp_exchange_many_small_writes(live_kitchen):
                                           for d in ds), 10)
     srv.close()
     (summary,) = lk.payloads("ByteStreamChef")
-    assert bytes.fromhex(summary["client_to_server"]) == sent
-    assert bytes.fromhex(summary["server_to_client"]) == reply
-    assert summary["gaps"] == 0 and summary["reason"] == "fin"
+    return summary, lk.source.kernel_drops
+
+
+@needs_capture
+def test_live_tcp_exchange_many_small_writes(live_kitchen):
+    """The chef sees exactly the bytes each side sent, in order, although the client writes in
+    many small pieces (TCP_NODELAY) and the server's reply arrives in coalesced segments.
+
+    On a loaded machine the kernel may drop captured packets; those show up as counted
+    kernel drops and as reported gaps (never silently). Such a run is repeated (at most 3)."""
+    rnd = random.Random(7)
+    pieces = [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 40))) for _ in range(300)]
+    sent = b"".join(pieces)
+    reply = bytes(rnd.getrandbits(8) for _ in range(300_000))
+    for attempt in range(3):
+        summary, drops = _tcp_exchange_on_lo(live_kitchen, pieces, reply)
+        got_c2s = bytes.fromhex(summary["client_to_server"])
+        got_s2c = bytes.fromhex(summary["server_to_client"])
+        lost = len(sent) + len(reply) - len(got_c2s) - len(got_s2c)
+        if drops and summary["gaps"]:
+            # Loss is accounted for: every missing byte was reported as a gap.
+            assert summary["gaps"] == lost
+            continue
+        assert got_c2s == sent
+        assert got_s2c == reply
+        assert summary["gaps"] == 0 and summary["reason"] == "fin"
+        return
+    pytest.fail("the kernel dropped captured packets in 3 runs in a row")
 
 
 def _rss_kb() -> int:
