@@ -186,7 +186,7 @@ class Hub:
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
                  flood_limit: int = 1000, metrics_port: int | None = None,
                  metrics_address: str | None = None, metrics_optional: bool = False,
-                 startup_grace: float = 0.0) -> None:
+                 startup_grace: float = 0.0, backplane: Any = None) -> None:
         self.address = address
         self.in_port = in_port
         self.out_port = out_port
@@ -210,6 +210,8 @@ class Hub:
         self.metrics_address = metrics_address or address
         self.metrics_optional = metrics_optional
         self.startup_grace = startup_grace
+        self.backplane = backplane   # netdumplings.backplane.NatsBackplane or None
+        self.dumplings_remote = 0
         self._eater_seen: asyncio.Event | None = None
         self.kitchens: dict[ServerConnection, KitchenConn] = {}
         self.eaters: dict[ServerConnection, EaterConn] = {}
@@ -258,6 +260,8 @@ class Hub:
                 self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
         if self.status_freq:
             self._tasks.append(asyncio.create_task(self._status_loop()))
+        if self.backplane is not None:
+            await self.backplane.start(self)
         scheme = "wss" if self.ssl else "ws"
         log.info("hub listening: dumplings in %s://%s:%d, out %s://%s:%d%s", scheme,
                  self.address, self.in_port, scheme, self.address, self.out_port,
@@ -267,6 +271,8 @@ class Hub:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.backplane is not None:
+            await self.backplane.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
         for server in self._servers:
@@ -454,8 +460,20 @@ class Hub:
             key = (conn.name, "_other")
             n = self.in_by.get(key)
         self.in_by[key] = (n or 0) + 1
+        self.dumplings_in += 1
         self._publish(obj, jb, mb, chef, kitchen, driver, ct)
+        if self.backplane is not None:
+            self.backplane.publish(mb if jb is None else jb, chef, kitchen, driver)
         return True
+
+    def deliver_remote(self, data: bytes, chef: str, kitchen: str | None,
+                       driver: str) -> None:
+        """A dumpling from another hub (via the backplane), JSON or msgpack bytes."""
+        self.dumplings_remote += 1
+        if data[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
+            self._publish(None, data, None, chef, kitchen, driver, None)
+        else:
+            self._publish(None, None, data, chef, kitchen, driver, None)
 
     def _invalid(self, conn: KitchenConn, reason: str, why: str) -> bool:
         conn.invalid += 1
@@ -476,16 +494,21 @@ class Hub:
 
     def _publish(self, obj: Any, jb: bytes | None, mb: bytes | None, chef: str,
                  kitchen: str | None, driver: str, ct: float | None) -> None:
-        self.dumplings_in += 1
+        """Queue one dumpling to every eater that wants it; ``obj`` (decoded) or one of the
+        encodings must be given, the others are made at most once, when first needed."""
         for eater in self.eaters.values():
             if eater.closing or not eater.hello.matches(chef, kitchen, driver):
                 continue
             if eater.msgpack:
                 if mb is None:
+                    if obj is None:
+                        obj = orjson.loads(jb)  # type: ignore[arg-type]
                     mb = msgpack.packb(obj)
                 data = mb
             else:
                 if jb is None:
+                    if obj is None:
+                        obj = _decode(mb)  # type: ignore[arg-type]
                     jb = orjson.dumps(obj)
                 data = jb
             if not eater.push(data, ct):
@@ -522,6 +545,10 @@ class Hub:
         if self._eater_seen is not None:
             self._eater_seen.set()
         log.info("eater %s connected from %s:%s", hello.eater_name, host, port)
+        if self.backplane is not None:
+            self._interest_changed()
+            if raw_hello.get("replay") is not None:
+                await self._replay(conn, raw_hello["replay"])
         reader = asyncio.create_task(self._guard_eater(conn))
         reader.add_done_callback(lambda _: conn.event.set())  # wake the writer to notice
         try:
@@ -531,10 +558,34 @@ class Hub:
         finally:
             reader.cancel()
             self.eaters.pop(ws, None)
+            if self.backplane is not None:
+                self._interest_changed()
             self.dumplings_dropped += conn.missed_total
             self._retire(conn)
             log.info("eater %s disconnected (%d sent, %d missed)", hello.eater_name, conn.sent,
                      conn.missed_total)
+
+    def _interest_changed(self) -> None:
+        self.backplane.update_interest([e.hello for e in self.eaters.values()])
+
+    async def _replay(self, conn: EaterConn, spec: Any) -> None:
+        """Stored dumplings first, then live ones, nothing twice: the eater is already
+        registered (so nothing live is missed while the store answers); what arrived live
+        meanwhile and is also in the replay is dropped from the queue."""
+        try:
+            old = await self.backplane.replay(conn.hello, spec, conn.msgpack)
+        except Exception as exc:  # the store is optional: live dumplings still flow
+            log.warning("replay for eater %s failed: %s", conn.name, exc)
+            return
+        if not old:
+            return
+        seen = set(old)
+        live = [d for d in conn.queue if d not in seen]
+        conn.queue.clear()
+        conn.stamps.clear()
+        conn.removed = conn.pushed
+        for d in old[-conn.max_queue:] + live:
+            conn.push(d)
 
     def _retire(self, conn: EaterConn) -> None:
         name = conn.name if (conn.name in self.out_by_eater or
@@ -622,6 +673,9 @@ class Hub:
             "total_dumplings_invalid": self.dumplings_invalid,
             "connections_refused": {f"{r}:{why}": n for (r, why), n in self.refused.items()},
             "hub_version": __version__,
+            **({"hub_id": self.backplane.hub_id, "backplane": self.backplane.status(),
+                "total_dumplings_remote":
+                self.dumplings_remote} if self.backplane is not None else {}),
         }
 
     def status_dumpling(self) -> dict[str, Any]:
@@ -639,6 +693,9 @@ class Hub:
     def publish_status(self) -> None:
         obj = self.status_dumpling()
         jb = mb = None
+        if self.backplane is not None:
+            jb = orjson.dumps(obj)
+            self.backplane.publish_status(jb)
         for eater in self.eaters.values():
             if not eater.closing and eater.hello.matches(STATUS_CHEF, None, "interval"):
                 if eater.msgpack:

@@ -90,15 +90,23 @@ class Outbox:
                     q.popleft()
                     self._bytes -= len(item)
 
-    def take(self, n: int) -> list[bytes]:
+    def take(self, n: int, window: int | None = None) -> list[bytes]:
         """Move up to ``n`` pending items to in flight, atomically, and return them: once
         taken, an item can only be dropped as in flight, never as pending while it is on
-        its way."""
+        its way. With ``window``, stop before in-flight bytes would exceed it (but take at
+        least one item)."""
         with self._lock:
             q, fl = self._q, self._inflight
-            items = [q.popleft() for _ in range(min(n, len(q)))]
+            items: list[bytes] = []
+            size = self.inflight_bytes
+            while q and len(items) < n:
+                if window is not None and items and size + len(q[0]) > window:
+                    break
+                item = q.popleft()
+                size += len(item)
+                items.append(item)
             fl.extend(items)
-            self.inflight_bytes += sum(map(len, items))
+            self.inflight_bytes = size
             return items
 
     def acked(self, n: int) -> None:
@@ -294,7 +302,8 @@ class HubSender:
                 if ack and outbox.inflight_bytes * 2 >= outbox.max_bytes:
                     items = []  # window full: wait for acks (they wake us)
                 else:
-                    items = outbox.take(self.batch_max if batch else 1)
+                    items = outbox.take(self.batch_max if batch else 1,
+                                        outbox.max_bytes // 2 if ack else None)
                 if not items:
                     if self._stopping:
                         await ws.close()

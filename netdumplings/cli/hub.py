@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after starting, hold kitchens' dumplings until an eater connects or "
                         "SECONDS pass, so dumplings kitchens resend after a hub restart reach "
                         "the returning eaters (default: %(default)s = off)")
+    bp = p.add_argument_group("several hubs (NATS backplane, docs/deployment-nats.md)")
+    bp.add_argument("--backplane", metavar="NATS_URL",
+                    help="share dumplings with the other hubs on this NATS server "
+                         "(nats://host:4222; comma-separated for a cluster)")
+    bp.add_argument("--hub-id", help="this hub's name on the backplane (default: random)")
+    bp.add_argument("--replay", metavar="DURATION",
+                    help="keep dumplings this long in a JetStream stream for eaters that ask "
+                         "for a replay (e.g. 10m; default: no replay)")
+    bp.add_argument("--replay-max", type=int, metavar="N",
+                    help="at most N dumplings in the replay stream")
     p.add_argument("--metrics-port", type=int,
                    help=f"HTTP port for /metrics and /healthz; 0 = off (default: {METRICS_PORT}"
                         ", skipped with a warning if it is taken)")
@@ -85,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
     if args.verbose == 0 and not args.quiet:
-        logging.getLogger("netdumplings.hub").setLevel(logging.INFO)
+        for name in ("netdumplings.hub", "netdumplings.backplane"):
+            logging.getLogger(name).setLevel(logging.INFO)
     if bool(args.certfile) != bool(args.keyfile) and not args.certfile:
         fail(PROG, "--keyfile needs --certfile", 2)
     try:
@@ -94,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         fail(PROG, f"cannot read token file: {exc}", 2)
     ping = args.ping_interval or None
+    backplane = None
+    if args.backplane:
+        from ..backplane import REPLAY_MAX_MSGS, NatsBackplane, parse_duration
+        try:
+            replay = parse_duration(args.replay) if args.replay else None
+        except ValueError as exc:
+            fail(PROG, f"--replay: {exc}", 2)
+        backplane = NatsBackplane(args.backplane, hub_id=args.hub_id, replay=replay,
+                                  replay_max_msgs=args.replay_max or REPLAY_MAX_MSGS)
+    elif args.replay or args.hub_id:
+        fail(PROG, "--replay and --hub-id need --backplane", 2)
     try:
         hub = Hub(args.address, args.in_port, args.out_port, args.status_freq,
                   max_queue=args.max_queue,
@@ -106,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                   metrics_port=METRICS_PORT if args.metrics_port is None else
                   args.metrics_port or None, metrics_address=args.metrics_address,
                   metrics_optional=args.metrics_port is None,
-                  startup_grace=args.startup_grace)
+                  startup_grace=args.startup_grace, backplane=backplane)
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
     try:
