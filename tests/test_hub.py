@@ -325,3 +325,26 @@ def test_nd_print_chef_subscribes_on_the_hub(hub_process, procs):
     eaters = [e for s in statuses for e in s["dumpling_eaters"]]
     assert any(e["info_from_eater"].get("chefs") == ["DNSChef"] for e in eaters)
     k.close()
+
+
+def test_outbox_drops_pending_before_in_flight_and_resends_in_order():
+    """The kitchen side of acks: what is in flight survives overflow (it has probably reached
+    the hub) and comes back first, in order, after a reconnect."""
+    from netdumplings.sender import Outbox
+    box = Outbox(max_bytes=100)
+    items = [b"%010d" % i for i in range(30)]          # 10 bytes each
+    for it in items[:4]:
+        box.put(it)
+    taken = box.take(10, window=30)
+    assert taken == items[:3] and box.in_flight == 3     # the window stops at 30 bytes
+    for it in items[4:20]:
+        box.put(it)
+    assert box.bytes <= 100 and box.dropped_total == 10  # 10 oldest *pending* dropped
+    assert box.take(0) == [] and box.in_flight == 3
+    box.acked(1)                                         # the hub has items[0]
+    assert box.requeue() == 2
+    resent = box.take(100)
+    assert resent[:2] == items[1:3]                      # in flight first, in order
+    assert resent[2:] == items[13:20]                    # then the newest pending
+    box.acked(len(resent))
+    assert len(box) == 0 and box.bytes == 0 and box.inflight_bytes == 0
