@@ -32,7 +32,7 @@ from . import __version__
 from .dumpling import DumplingMetadata
 from .wire import (CLOSE_BAD_HELLO, CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_HELLO_TIMEOUT,
                    CLOSE_POLICY, CLOSE_REASONS, CLOSE_TOO_MANY, DEFAULT_HOST, IN_PORT,
-                   METRICS_PORT, NOTICE_CHEF, OUT_PORT, STATUS_CHEF, EaterHello, KitchenHello,
+                   NOTICE_CHEF, OUT_PORT, STATUS_CHEF, EaterHello, KitchenHello,
                    Welcome, hello_summary, msgpack_array)
 
 log = logging.getLogger("netdumplings.hub")

@@ -308,7 +308,6 @@ def test_nd_print_chef_subscribes_on_the_hub(hub_process, procs):
                                               "--chef", "DNSChef", "--count", "3"])
     watcher = procs(nd_command("nd-print") + ["--hub", f"127.0.0.1:{out_port}", "--json",
                                               "--chef", "SystemStatusChef", "--count", "8"])
-    from conftest import wait_port  # noqa: F401  (ports are up: hub_process waited)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len(
             [line for line in watcher.out if '"dumpling_eater_count":2' in line]) == 0:
