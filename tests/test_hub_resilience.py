@@ -105,7 +105,7 @@ def test_stalled_eaters_while_200k_dumplings_flow(procs):
     # Memory stayed bounded: queues of 2000 (stalled), 100 (quitter) and <= 10000 (fast),
     # plus socket buffers - not 200k dumplings.
     growth = (peak[0] - baseline) / 2**20
-    assert growth < 60, f"hub RSS grew {growth:.0f} MB"
+    assert growth < 100, f"hub RSS grew {growth:.0f} MB"  # unbounded: > 220 MB
     # Status dumplings showed the stalled eater's drops and full queue.
     seen = [e for st in collector.statuses for e in st["dumpling_eaters"]
             if e["info_from_eater"]["eater_name"] == "stalled"]
