@@ -540,8 +540,12 @@ class Hub:
         if hello.protocol:
             conn.batch = hello.batch
             conn.msgpack = hello.encoding == "msgpack"
-            await ws.send(self._welcome("eater", conn.batch, hello.encoding))
+        # Subscribed before the welcome goes out: a client that starts its kitchens when it
+        # sees the welcome must not miss their first dumplings. (The queue is only drained
+        # after this, so the welcome is still the first message.)
         self.eaters[ws] = conn
+        if hello.protocol:
+            await ws.send(self._welcome("eater", conn.batch, hello.encoding))
         if self._eater_seen is not None:
             self._eater_seen.set()
         log.info("eater %s connected from %s:%s", hello.eater_name, host, port)

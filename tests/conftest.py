@@ -160,7 +160,8 @@ def hub_process():
     def _start(*extra: str, status_freq: float = 1.0) -> tuple[int, int, Any]:
         in_port, out_port = free_port(), free_port()
         cmd = nd_command("nd-hub") + ["--in-port", str(in_port), "--out-port", str(out_port),
-                                      "--status-freq", str(status_freq), *extra]
+                                      "--status-freq", str(status_freq), "--metrics-port", "0",
+                                      *extra]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
         procs.append(p)

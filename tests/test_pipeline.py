@@ -87,6 +87,22 @@ def test_read_file_and_stdin_through_hub(hub_process, procs, name, via_stdin):
     assert any("12 packets" in line for line in kitchen.err)
 
 
+def test_msgpack_kitchen_link(hub_process, procs):
+    path = DATA / "dns-queries.pcap"
+    want = [_comparable(d) for d in read_dumplings(path, ["DNSLookupChef"], kitchen_name="mp")]
+    in_port, out_port, hub = hub_process()
+    printer = _printer(procs, out_port, "--count", str(len(want)), "--kitchen", "mp")
+    kitchen = procs(nd_command("nd-sniff") + ["-r", str(path), "-n", "mp", "-c", "DNSLookupChef",
+                                              "--encoding", "msgpack", "--hub",
+                                              f"127.0.0.1:{in_port}"])
+    assert kitchen.wait(30) == 0, kitchen.err
+    assert printer.wait(20) == 0
+    got = [_comparable(d) for d in _json_lines(printer.out)]
+    for d in got + want:
+        d["metadata"].pop("host", None)
+    assert got == want
+
+
 def test_print_mode_without_hub_matches_offline_api(procs):
     path = DATA / "dns-queries.pcap"
     want = [_comparable(d) for d in read_dumplings(path, ["DNSLookupChef"], kitchen_name="k")]

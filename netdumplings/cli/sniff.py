@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flow table size; the least recently active flow is evicted beyond it")
     p.add_argument("--flow-timeout", type=float, default=300.0,
                    help="idle seconds (capture time) before a flow is closed")
+    p.add_argument("--encoding", choices=("json", "msgpack"), default="json",
+                   help="kitchen -> hub frames: JSON text (default, netdumplings 0.5 "
+                        "compatible) or msgpack binary (if the hub accepts it; else JSON)")
     p.add_argument("--token", help="kitchen token for the hub (prefer $ND_KITCHEN_TOKEN)")
     p.add_argument("--token-file", help="read the kitchen token from a file")
     p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
@@ -156,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if token:
             hello["token"] = token
         sender = HubSender(host, port, hello, tls=tls, cafile=args.cafile,
-                           outbox_bytes=int(args.outbox_mb * (1 << 20)))
+                           outbox_bytes=int(args.outbox_mb * (1 << 20)),
+                           encoding=args.encoding)
         sink = lambda dumpling, data: sender.put(data)  # noqa: E731
 
     try:
