@@ -74,6 +74,7 @@ class Kitchen:
         self.host = host if host is not None else socket.gethostname()
         self.stats = KitchenStats()
         self.now: float | None = None
+        self._next_capture_poke: float | None = None
         self.sequence = 0
         self.chefs: list[DumplingChef] = []
         self.max_flow_buffer = max_flow_buffer
@@ -367,6 +368,21 @@ class Kitchen:
             self._call(chef, chef.interval_handler, (self.poke_interval,), DRIVER_INTERVAL,
                        self.now)
 
+    def tick(self, capture_time: float) -> None:
+        """Poke every ``poke_interval`` seconds of capture time (call before processing a
+        packet of a file); the first call only starts the clock."""
+        due = self._next_capture_poke
+        if due is None:
+            self._next_capture_poke = capture_time + (self.poke_interval or 0)
+            return
+        interval = self.poke_interval
+        if not interval:
+            return
+        while capture_time >= due:
+            self.poke()
+            due += interval
+        self._next_capture_poke = due
+
     def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
             progress: Callable[[], None] | None = None, live: bool = False) -> None:
         """Feed every packet of ``source`` through the chefs, poking every ``poke_interval``.
@@ -380,16 +396,11 @@ class Kitchen:
         process = self.process
         n = 0
         if not live:
-            next_poke: float | None = None
             for packet in source:
                 if packet is None:
                     continue
                 if interval:
-                    if next_poke is None:
-                        next_poke = packet.time + interval
-                    while packet.time >= next_poke:
-                        self.poke()
-                        next_poke += interval
+                    self.tick(packet.time)
                 process(packet)
                 n += 1
                 if n & 0x3FF:

@@ -39,15 +39,11 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
     pcap = PcapSource(source)
     try:
         process = kitchen.process
-        next_poke: float | None = None
+        tick = kitchen.tick if poke_interval else None
         try:
             for packet in pcap:
-                if poke_interval:
-                    if next_poke is None:
-                        next_poke = packet.time + poke_interval
-                    while packet.time >= next_poke:
-                        kitchen.poke()
-                        next_poke += poke_interval
+                if tick is not None:
+                    tick(packet.time)
                 process(packet)
                 while out:
                     yield out.popleft()

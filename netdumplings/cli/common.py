@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
 import time
-from typing import NoReturn
+from typing import Awaitable, Callable, NoReturn
 
 from .. import __version__
 
@@ -53,3 +55,40 @@ def secret(value: str | None, file: str | None, env: str) -> str | None:
 def add_color_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                    help="colour output (default: when stdout is a terminal)")
+
+
+def add_chef_args(p: argparse.ArgumentParser) -> None:
+    """--chef-module / --chef / --chef-option, as nd-sniff and nd-cook take them."""
+    p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
+                   help="dotted module name or path to a .py file with chefs (repeatable)")
+    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
+                   help="chef class to run (repeatable; default: all of the modules)")
+    p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
+                   help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
+
+
+def add_connection_args(p: argparse.ArgumentParser, *, role: str = "eater",
+                        reconnect: bool | None = True, token_arg: bool = True) -> None:
+    """Token, CA and reconnect options of a hub client (kitchen or eater)."""
+    env = "ND_KITCHEN_TOKEN" if role == "kitchen" else "ND_EATER_TOKEN"
+    if reconnect is not None:
+        p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=reconnect,
+                       help="reconnect when the hub goes away (default: "
+                            f"{'yes' if reconnect else 'no'})")
+    if token_arg:
+        p.add_argument("--token", help=f"{role} token (prefer ${env} or --token-file)")
+    p.add_argument("--token-file", help=f"read the {role} token from a file (or set ${env})")
+    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+
+
+def run_until_signal(coro_factory: Callable[[], Awaitable[None]],
+                     on_signal: Callable[[], None]) -> None:
+    """``asyncio.run`` a client, turning SIGTERM/SIGINT into a clean ``on_signal`` stop."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await coro_factory()
+
+    asyncio.run(main())

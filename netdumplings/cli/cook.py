@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 import time
 
 from ..chef import ChefLoadError
 from ..eater import HubUnavailable
 from ..wire import IN_PORT, OUT_PORT, parse_hub_address
-from .common import fail, parser, secret, setup_logging
+from .common import (add_chef_args, add_connection_args, fail, parser, run_until_signal, secret,
+                     setup_logging)
 from .sniff import parse_chef_options, select_chefs
 
 PROG = "nd-cook"
@@ -45,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish every source's dumplings as plain --kitchen-name")
     p.add_argument("-k", "--from-kitchen", action="append", metavar="NAME",
                    help="only packets from this kitchen (repeatable; default: all)")
-    p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
-                   help="dotted module name or path to a .py file with chefs (repeatable)")
-    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
-                   help="chef class to run (repeatable; default: all of the modules)")
-    p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
-                   help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
+    add_chef_args(p)
     p.add_argument("-p", "--poke-interval", type=float, default=5.0, metavar="SECONDS",
                    help="poke interval handlers every SECONDS of capture time (0: only when a "
                         "source ends; default: %(default)s)")
@@ -63,10 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-timeout", type=float, default=10.0,
                    help="on exit, wait up to SECONDS for the hub to take the last dumplings")
     p.add_argument("--eater-name", default="nd-cook", help="name shown by the hub")
-    p.add_argument("--token", help="eater token (prefer $ND_EATER_TOKEN or --token-file)")
-    p.add_argument("--token-file", help="read the eater token from a file")
+    add_connection_args(p, reconnect=None)
     p.add_argument("--kitchen-token-file", help="read the publishing kitchen token from a file")
-    p.add_argument("--cafile", help="CA bundle to verify wss:// hubs")
     return p
 
 
@@ -132,15 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     sender.start()
     started = time.monotonic()
 
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, eater.stop)
-        await eater.eat()
-
     error = None
     try:
-        asyncio.run(run())
+        run_until_signal(eater.eat, eater.stop)
     except HubUnavailable as exc:
         error = str(exc)
     except KeyboardInterrupt:

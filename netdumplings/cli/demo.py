@@ -7,14 +7,12 @@ from real peers) through every bundled chef; prints what the eater receives, the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import threading
 import time
 from importlib import resources
 
-from ..dumpling import decode
 from ..eater import DumplingEater
 from ..hub import Hub
 from ..kitchen import Kitchen

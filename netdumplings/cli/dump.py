@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import fail, parser, secret, setup_logging
+from .common import add_connection_args, fail, parser, run_until_signal, secret, setup_logging
 
 PROG = "nd-dump"
 EPILOG = """\
@@ -46,11 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rotate every SECONDS of capture time (strftime patterns in -w)")
     p.add_argument("-c", "--count", type=int, metavar="N", help="exit after N packets")
     p.add_argument("--eater-name", default="nd-dump", help="name shown by the hub")
-    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=True,
-                   help="reconnect when the hub goes away (default: yes)")
-    p.add_argument("--token", help="eater token (prefer $ND_EATER_TOKEN or --token-file)")
-    p.add_argument("--token-file", help="read the eater token from a file")
-    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    add_connection_args(p)
     return p
 
 
@@ -78,15 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         fail(PROG, f"--hub: {exc}", 2)
 
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, eater.stop)
-        await eater.eat()
-
     error = None
     try:
-        asyncio.run(run())
+        run_until_signal(eater.eat, eater.stop)
     except HubUnavailable as exc:
         error = str(exc)
     except OSError as exc:  # cannot create an output file

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import fail, parser, secret, setup_logging
+from .common import add_connection_args, fail, parser, secret, setup_logging
 
 PROG = "nd-hubstatus"
 
@@ -18,10 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
                    help="hub out-port address (default: %(default)s)")
     p.add_argument("--once", action="store_true", help="print one status and exit")
-    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=True,
-                   help="reconnect when the hub goes away (default: yes)")
-    p.add_argument("--token-file", help="read the eater token from a file ($ND_EATER_TOKEN)")
-    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    add_connection_args(p, token_arg=False)
     args = p.parse_args(argv)
     setup_logging(args)
     from netdumplings.eaters.hubstatus import HubStatusEater

@@ -7,7 +7,7 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import add_color_flags, fail, parser, secret, setup_logging
+from .common import add_color_flags, add_connection_args, fail, parser, secret, setup_logging
 
 PROG = "nd-print"
 EPILOG = """\
@@ -38,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one compact JSON dumpling per line")
     p.add_argument("--format", metavar="FMT", help="Python format string over each dumpling")
     p.add_argument("--count", type=int, metavar="N", help="exit after printing N dumplings")
-    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=True,
-                   help="reconnect when the hub goes away (default: yes)")
-    p.add_argument("--token", help="eater token (prefer $ND_EATER_TOKEN or --token-file)")
-    p.add_argument("--token-file", help="read the eater token from a file")
-    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    add_connection_args(p)
     return p
 
 

@@ -16,7 +16,7 @@ from ..kitchen import Kitchen
 from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
 from ..wire import IN_PORT, parse_hub_address
-from .common import fail, parser, secret, setup_logging
+from .common import add_chef_args, add_connection_args, fail, parser, secret, setup_logging
 
 PROG = "nd-sniff"
 EPILOG = """\
@@ -48,12 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BPF capture filter, as tcpdump's (default: every packet)")
     p.add_argument("-r", "--read", metavar="FILE",
                    help="read a pcap/pcapng file instead of sniffing ('-' = stdin)")
-    p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
-                   help="dotted module name or path to a .py file with chefs (repeatable)")
-    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
-                   help="chef class to run (repeatable; default: all of the modules)")
-    p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
-                   help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
+    add_chef_args(p)
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
     p.add_argument("-p", "--poke-interval", type=float, default=5.0, metavar="SECONDS",
@@ -78,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("json", "msgpack"), default="json",
                    help="kitchen -> hub frames: JSON text (default, netdumplings 0.5 "
                         "compatible) or msgpack binary (if the hub accepts it; else JSON)")
-    p.add_argument("--token", help="kitchen token for the hub (prefer $ND_KITCHEN_TOKEN)")
-    p.add_argument("--token-file", help="read the kitchen token from a file")
-    p.add_argument("--cafile", help="CA bundle to verify a wss:// hub")
+    add_connection_args(p, role="kitchen", reconnect=None)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress on stderr while reading a file (default: when a terminal)")
     return p
