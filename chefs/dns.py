@@ -10,6 +10,8 @@ netdumplings 0.5 interval summary ``{"lookups_seen": {hostname: {"count", "lates
 from __future__ import annotations
 
 import logging
+import re
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
@@ -160,8 +162,11 @@ def _section(rrs: list[Any]) -> list[dict[str, Any]]:
     return [_record(rr) for rr in rrs[:MAX_RECORDS]]
 
 
-def parse_message(data: bytes) -> DnsMessage:
-    """Parse one DNS message into JSON-able parts (raises on anything malformed)."""
+def parse_message_dnslib(data: bytes) -> DnsMessage:
+    """The reference decoder: dnslib parses everything (raises on anything malformed).
+
+    It is what the output is defined by; ``fast_parse`` must agree with it wherever it
+    answers at all."""
     if len(data) > MAX_MESSAGE:
         raise ValueError(f"{len(data)} bytes is longer than any DNS message")
     rec = dnslib.DNSRecord.parse(data)
@@ -198,6 +203,268 @@ def parse_message(data: bytes) -> DnsMessage:
                 "authority": len(rec.auth), "additional": len(additional)},
     )
 
+
+# -- fast path --------------------------------------------------------------------------
+#
+# dnslib builds an object per label, record and rdata and formats them through several
+# layers; for the few record types that make up nearly all real traffic the same text can
+# be produced straight from the bytes. The fast path below answers only when it is sure
+# dnslib would parse the message the same way; anything it is unsure of (other types, odd
+# compression, lengths that do not add up, non-ASCII labels dnslib might reject) makes it
+# give up, and dnslib decides - so the output, errors included, is dnslib's by definition.
+# tests/test_dns.py checks the two agree field by field on real and generated messages.
+
+
+class _Decline(Exception):
+    """The fast path is not sure: let dnslib parse the message."""
+
+
+_HEADER = struct.Struct("!HHHHHH")
+_QTAIL = struct.Struct("!HH")
+_RRHEAD = struct.Struct("!HHIH")
+_SOATIMES = struct.Struct("!IIIII")
+_U16 = struct.Struct("!H")
+_AAAA = struct.Struct("!8H")
+
+#: Pointer hops followed in one name. dnslib follows pointers by recursion, so a long
+#: enough chain makes it fail where a loop would not: past this, dnslib decides.
+MAX_POINTER_HOPS = 32
+
+#: Bytes that dnslib shows as they are in a label (anything else becomes ``\\ddd``).
+_LABEL_PLAIN = re.compile(rb"[\x21-\x7e]*\Z")
+#: Bytes shown as they are inside a TXT string (dnslib escapes controls and DEL in octal).
+_TXT_PLAIN = re.compile(rb"[\x20-\x7e]*\Z")
+
+_type_names: dict[int, str] = {}
+_class_names: dict[int, str] = {}
+_rcode_names: dict[int, str] = {}
+
+
+def _cached(cache: dict[int, str], fn: Any, code: int) -> str:
+    name = cache.get(code)
+    if name is None:
+        name = cache[code] = fn(code)   # at most 65536 codes: bounded
+    return name
+
+
+def _label_text(label: bytes) -> str:
+    if _LABEL_PLAIN.match(label):
+        return label.decode("ascii")
+    label.decode("utf-8")   # dnslib refuses labels that are not UTF-8: UnicodeError declines
+    return "".join(chr(c) if 33 <= c <= 126 else "\\%03d" % c for c in label)
+
+
+def _name_at(data: bytes, pos: int, size: int) -> tuple[str, int]:
+    """(name as dnslib prints it, offset after the name in place).
+
+    A compression pointer must point before the first label of the run it ends, so every
+    hop goes strictly backwards: that bounds the walk without a visited set, and it is a
+    subset of what dnslib accepts (it only requires the pointer to point backwards)."""
+    labels: list[str] = []
+    end = -1
+    run_start = pos
+    hops = 0
+    while True:
+        if pos >= size:
+            raise _Decline
+        length = data[pos]
+        if length == 0:
+            if end < 0:
+                end = pos + 1
+            break
+        if length >= 0xC0:
+            if pos + 1 >= size:
+                raise _Decline
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if target >= run_start or hops >= MAX_POINTER_HOPS:
+                raise _Decline
+            hops += 1
+            if end < 0:
+                end = pos + 2
+            pos = run_start = target
+            continue
+        if length > 63:   # 0x40/0x80 label types: dnslib reads them as lengths; not us
+            raise _Decline
+        nxt = pos + 1 + length
+        if nxt > size:
+            raise _Decline
+        labels.append(_label_text(data[pos + 1:nxt]))
+        pos = nxt
+    if not labels:
+        return ".", end
+    return ".".join(labels) + ".", end
+
+
+def _ipv6_text(raw: bytes) -> str:
+    # dnslib's own rendering, not RFC 5952: the *first* run of two or more zero groups
+    # becomes "::" (not the longest), groups in lower-case hex without leading zeros
+    g = _AAAA.unpack(raw)
+    for i in range(7):
+        if g[i] == 0 and g[i + 1] == 0:
+            j = i + 2
+            while j < 8 and g[j] == 0:
+                j += 1
+            return (":".join("%x" % x for x in g[:i]) + "::"
+                    + ":".join("%x" % x for x in g[j:]))
+    return ":".join("%x" % x for x in g)
+
+
+def _txt_text(data: bytes, pos: int, end: int, rdlength: int) -> str:
+    parts = []
+    total = 0
+    while pos < end:
+        n = data[pos]
+        pos += 1
+        if total + n >= rdlength:   # dnslib's own bound (string bytes < rdlength)
+            raise _Decline
+        total += n
+        chunk = data[pos:pos + n]
+        pos += n
+        if _TXT_PLAIN.match(chunk):
+            parts.append('"' + chunk.decode("ascii") + '"')
+        else:
+            text = chunk.decode("utf-8", errors="replace")
+            parts.append('"' + "".join(c if (32 <= ord(c) <= 126 or ord(c) > 127)
+                                       else "\\%03o" % ord(c) for c in text) + '"')
+    if pos != end:
+        raise _Decline
+    return ",".join(parts)
+
+
+def _rdata(data: bytes, rtype: int, pos: int, end: int, rdlength: int, size: int) -> str:
+    if rtype == 1:
+        if rdlength != 4:
+            raise _Decline
+        return "%d.%d.%d.%d" % (data[pos], data[pos + 1], data[pos + 2], data[pos + 3])
+    if rtype == 28:
+        if rdlength != 16:
+            raise _Decline
+        return _ipv6_text(data[pos:end])
+    if rtype == 5 or rtype == 2 or rtype == 12:   # CNAME, NS, PTR
+        text, after = _name_at(data, pos, size)
+    elif rtype == 15:   # MX
+        if rdlength < 3:
+            raise _Decline
+        text, after = _name_at(data, pos + 2, size)
+        text = "%d %s" % (_U16.unpack_from(data, pos)[0], text)
+    elif rtype == 6:   # SOA
+        mname, after = _name_at(data, pos, size)
+        rname, after = _name_at(data, after, size)
+        if after + 20 != end:
+            raise _Decline
+        times = _SOATIMES.unpack_from(data, after)
+        return "%s %s %d %d %d %d %d" % (mname, rname, *times)
+    elif rtype == 16:
+        return _txt_text(data, pos, end, rdlength)
+    else:
+        raise _Decline
+    if after != end:   # dnslib would go on reading from where the name ended
+        raise _Decline
+    return text
+
+
+def _edns_fast(data: bytes, pos: int, end: int, rclass: int, ttl: int) -> dict[str, Any]:
+    options = []
+    while end - pos > 4:   # dnslib ignores a tail of 4 bytes or fewer
+        code, length = _QTAIL.unpack_from(data, pos)
+        pos += 4
+        if pos + length > end:
+            raise _Decline
+        if len(options) < MAX_RECORDS:
+            options.append({"code": code, "data_hex": data[pos:pos + min(length, 256)].hex()})
+        pos += length
+    return {"udp_payload_size": rclass, "extended_rcode_and_flags": ttl,
+            "do": bool(ttl & 0x8000), "options": options}
+
+
+def fast_parse(data: bytes) -> DnsMessage | None:
+    """``parse_message_dnslib(data)`` for the common record types, or None when unsure."""
+    try:
+        return _fast_parse(data)
+    except _Decline:
+        return None
+    except (IndexError, struct.error, UnicodeError):   # cut short or odd: dnslib decides
+        return None
+
+
+def _fast_parse(data: bytes) -> DnsMessage:
+    size = len(data)
+    if size < 12:
+        raise _Decline
+    qid, bits, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data, 0)
+    pos = 12
+    questions = []
+    for i in range(qdcount):
+        name, pos = _name_at(data, pos, size)
+        if pos + 4 > size:
+            raise _Decline
+        qtype, qclass = _QTAIL.unpack_from(data, pos)
+        pos += 4
+        if i < MAX_RECORDS:
+            questions.append({"name": name,
+                              "type": _cached(_type_names, _type_name, qtype),
+                              "class": _cached(_class_names, _class_name, qclass)})
+    sections: list[list[dict[str, Any]]] = [[], [], []]
+    edns = None
+    n_additional = 0
+    for sec, count in ((0, ancount), (1, nscount), (2, arcount)):
+        out = sections[sec]
+        for _ in range(count):
+            name, pos = _name_at(data, pos, size)
+            if pos + 10 > size:
+                raise _Decline
+            rtype, rclass, ttl, rdlength = _RRHEAD.unpack_from(data, pos)
+            pos += 10
+            end = pos + rdlength
+            if end > size:
+                raise _Decline
+            if rtype == 41:
+                # only the first OPT of the additional section is EDNS; any other OPT
+                # dnslib renders as a list of option objects: left to it
+                if sec != 2 or edns is not None:
+                    raise _Decline
+                edns = _edns_fast(data, pos, end, rclass, ttl)
+                pos = end
+                continue
+            if rdlength == 0:   # dnslib: "Empty RR"
+                raise _Decline
+            text = _rdata(data, rtype, pos, end, rdlength, size)
+            pos = end
+            if sec == 2:
+                n_additional += 1
+            if len(out) < MAX_RECORDS:
+                if len(text) > MAX_DATA_CHARS:
+                    text = text[:MAX_DATA_CHARS] + f"...({len(text)} chars)"
+                out.append({"name": name,
+                            "type": _cached(_type_names, _type_name, rtype),
+                            "class": _cached(_class_names, _class_name, rclass),
+                            "ttl": ttl, "data": text})
+    rcode = bits & 0xF
+    if edns is not None:
+        rcode |= (edns["extended_rcode_and_flags"] >> 24) << 4
+    qr = bool(bits & 0x8000)
+    header = {
+        "id": qid, "qr": qr, "opcode": (bits >> 11) & 0xF, "aa": bool(bits & 0x400),
+        "tc": bool(bits & 0x200), "rd": bool(bits & 0x100), "ra": bool(bits & 0x80),
+        "ad": bool(bits & 0x20), "cd": bool(bits & 0x10),
+        "rcode": _cached(_rcode_names, _rcode_name, rcode),
+    }
+    return DnsMessage(
+        id=qid, is_response=qr, header=header, questions=questions,
+        answers=sections[0], authority=sections[1], additional=sections[2], edns=edns,
+        size=size, counts={"questions": qdcount, "answers": ancount,
+                           "authority": nscount, "additional": n_additional},
+    )
+
+
+def parse_message(data: bytes) -> DnsMessage:
+    """Parse one DNS message into JSON-able parts (raises on anything malformed)."""
+    if len(data) > MAX_MESSAGE:
+        raise ValueError(f"{len(data)} bytes is longer than any DNS message")
+    msg = fast_parse(data)
+    if msg is None:
+        msg = parse_message_dnslib(data)
+    return msg
 
 class DnsDecoder:
     """Parses the DNS messages of one flow and pairs responses with their queries.

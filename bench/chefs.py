@@ -1,0 +1,172 @@
+"""Per-chef cost: where the all-chefs kitchen spends its time, and the protocol decoders alone.
+
+``python -m bench.chefs [--packets N] [--profile]``
+
+* ``shares``: the default bundled chefs over the first N packets of the mixed capture under
+  pyinstrument, with each sample charged to the outermost chef module on its stack, so the
+  shares answer "how much would the kitchen gain if this chef cost nothing".
+* ``decoders``: the DNS messages and HTTP/1 streams of that sample fed straight to the chefs'
+  decoders (no kitchen), timed per message, with the dnslib / h11-only path next to the
+  fast path so a regression in either shows.
+
+Not part of the test suite: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from netdumplings.chef import Direction
+from netdumplings.kitchen import Kitchen
+from netdumplings.registry import bundled_chefs
+from netdumplings.sources import PcapSource
+
+from .kitchen import default_chefs, kitchen_loop, mixed_capture
+
+CHEFS_DIR = Path(__file__).resolve().parent.parent / "chefs"
+
+
+def _chef_of(path: str) -> str | None:
+    p = Path(path)
+    if p.parent.name == "chefs" and p.suffix == ".py":
+        return p.stem
+    return None
+
+
+def chef_shares(path: Path, limit: int) -> tuple[float, dict[str, float]]:
+    """(seconds under the profiler, {chef module: share of the time})."""
+    from pyinstrument import Profiler
+
+    prof = Profiler(interval=0.0005)
+    prof.start()
+    kitchen_loop(path, default_chefs(), limit)
+    prof.stop()
+    root = prof.last_session.root_frame()
+    total = root.time
+    shares: dict[str, float] = defaultdict(float)
+
+    def walk(frame: Any) -> None:
+        # a sample belongs to the first chef module met on the way down; stdlib/library
+        # frames below it (dnslib, h11, re) are that chef's cost
+        chef = _chef_of(frame.file_path or "")
+        if chef is not None:
+            shares[chef] += frame.time
+            return
+        for child in frame.children:
+            walk(child)
+
+    walk(root)
+    return total, {k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
+def _collect(path: Path, limit: int) -> tuple[list[bytes], list[list[tuple[Direction, bytes, float]]]]:
+    """DNS payloads and per-connection HTTP/1 byte streams of the first ``limit`` packets,
+    taken from a kitchen with recording chefs (so reassembly is the kitchen's own)."""
+    from netdumplings.chef import DatagramChef, StreamChef
+
+    dns: list[bytes] = []
+    streams: dict[int, list[tuple[Direction, bytes, float]]] = {}
+
+    class DnsRec(DatagramChef):
+        default_ports = (53,)
+
+        def on_data(self, flow: Any, direction: Any, data: bytes, timestamp: float) -> None:
+            dns.append(bytes(data))
+
+    class HttpRec(StreamChef):
+        default_ports = bundled_chefs()["Http1Chef"].default_ports
+
+        def on_data(self, flow: Any, direction: Any, data: bytes, timestamp: float) -> None:
+            streams.setdefault(flow.id, []).append((direction, bytes(data), timestamp))
+
+    k = Kitchen("collect", [DnsRec, HttpRec], poke_interval=None, host="bench")
+    src = PcapSource(path)
+    try:
+        n = 0
+        for p in src:
+            k.process(p)
+            n += 1
+            if n >= limit:
+                break
+        k.finish()
+    finally:
+        src.close()
+    return dns, list(streams.values())
+
+
+def _best(fn: Callable[[], Any], reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def decoders(path: Path, limit: int) -> dict[str, Any]:
+    from netdumplings.chefs import dns as dnsmod
+    from netdumplings.chefs.http1 import Http1Decoder
+
+    dns, streams = _collect(path, limit)
+    out: dict[str, Any] = {"dns_messages": len(dns), "http_streams": len(streams)}
+    slow = getattr(dnsmod, "parse_message_dnslib", None)
+    variants = [("dns fast path", dnsmod.parse_message)]
+    if slow is not None:
+        variants.append(("dns dnslib only", slow))
+    for name, parse in variants:
+        def run(parse: Callable[[bytes], Any] = parse) -> None:
+            for m in dns:
+                try:
+                    parse(m)
+                except Exception:
+                    pass
+        secs = _best(run)
+        out[name] = round(len(dns) / secs) if dns else None
+        print(f"  {name}: {len(dns) / secs:,.0f} messages/s ({len(dns)} messages)")
+
+    segments = sum(len(s) for s in streams)
+    nbytes = sum(len(d) for s in streams for _, d, _ in s)
+    flags = [("http1 fast path", {})]
+    if "fast" in Http1Decoder.__init__.__code__.co_varnames:
+        flags.append(("http1 h11 only", {"fast": False}))
+    for name, kw in flags:
+        def run_http(kw: dict[str, Any] = kw) -> None:
+            for s in streams:
+                dec = Http1Decoder(**kw)
+                for direction, data, ts in s:
+                    dec.feed(direction, data, ts)
+                dec.close("fin", True, None)
+        secs = _best(run_http)
+        out[name] = round(segments / secs) if segments else None
+        print(f"  {name}: {segments / secs:,.0f} segments/s, {nbytes / secs / 1e6:.1f} MB/s "
+              f"({len(streams)} connections)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.chefs", description=__doc__.split("\n")[0])
+    ap.add_argument("--packets", type=int, default=100_000, help="packets of the mixed capture")
+    ap.add_argument("--capture-packets", type=int, default=1_000_000,
+                    help="size of the cached mixed capture to take them from")
+    ap.add_argument("--no-shares", action="store_true", help="skip the profiled kitchen run")
+    args = ap.parse_args(argv)
+    path, _ = mixed_capture(args.capture_packets, print)
+    if not args.no_shares:
+        secs, shares = chef_shares(path, args.packets)
+        print(f"all default chefs, {args.packets:,} packets: {secs:.2f} s under the profiler")
+        for chef, share in shares.items():
+            print(f"  {chef:16s} {share * 100:5.1f} %")
+        print(f"  {'(kitchen, rest)':16s} {(1 - sum(shares.values())) * 100:5.1f} %")
+    print(f"decoders alone, messages from the first {args.packets:,} packets:")
+    decoders(path, args.packets)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
