@@ -288,8 +288,7 @@ class LiveSource:
             if self.bpf_filter:
                 from scapy.error import Scapy_Exception
                 try:
-                    from scapy.arch.linux import attach_filter
-                    attach_filter(s, self.bpf_filter, iface or "lo")
+                    attach_filter(s, self.bpf_filter, self.snaplen, _linktype_of(iface))
                 except (Scapy_Exception, ImportError, OSError) as exc:
                     msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                     raise CaptureError(f"bad capture filter {self.bpf_filter!r}: {msg}") from exc
@@ -388,9 +387,53 @@ class LiveSource:
                              names.get(s.fileno()) or ifname)
 
 
+SO_ATTACH_FILTER = 26
+BPF_RET_K = 0x06
+
+
+def attach_filter(sock: socket.socket, expression: str, snaplen: int,
+                  linktype: int = 1) -> None:
+    """Compile a BPF expression (libpcap, through scapy) and attach it to ``sock``.
+
+    scapy compiles with a snaplen of 65535, and a classic BPF program's "accept" returns
+    that many bytes: the kernel would cut longer frames (loopback carries 65549-byte frames)
+    to 65535 bytes, silently losing their tails. The accept values are raised to ``snaplen``.
+    """
+    import ctypes
+
+    from scapy.arch.common import compile_filter
+    from scapy.libs.structures import sock_fprog
+
+    program = compile_filter(expression, linktype=linktype)
+    try:
+        for i in range(program.bf_len):
+            insn = program.bf_insns[i]
+            if insn.code == BPF_RET_K and insn.k > 0:
+                insn.k = snaplen
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                        bytes(sock_fprog(program.bf_len, program.bf_insns)))
+    finally:
+        try:
+            from scapy.libs.winpcapy import pcap_freecode
+            pcap_freecode(ctypes.byref(program))
+        except (ImportError, OSError, AttributeError):
+            pass
+
+
 #: ARPHRD_* of the receiving interface -> pcap linktype of the frames it delivers.
 _HATYPE_LINKTYPE = {1: 1, 772: 1, 65534: 101, 776: 101, 778: 101}
 _LOOPBACKS: dict[str, bool] = {}
+
+
+def _linktype_of(ifname: str | None) -> int:
+    """The pcap linktype of the frames an interface delivers (Ethernet when unknown/all)."""
+    if ifname is None:
+        return 1
+    try:
+        with open(f"/sys/class/net/{ifname}/type") as fh:
+            return _HATYPE_LINKTYPE.get(int(fh.read().strip()), 1)
+    except (OSError, ValueError):
+        return 1
 
 
 def _is_loopback(ifname: str) -> bool:

@@ -162,6 +162,22 @@ def test_detect_claims_flows_not_on_ports_and_unclaimed_flows_are_not_reassemble
     assert other.tcp is None and other.chefs == []   # given up: no reassembly cost
 
 
+@needs_capture
+def test_live_capture_keeps_frames_longer_than_65535_bytes(live_kitchen):
+    """Loopback carries frames up to 65,549 bytes; a BPF filter compiled with libpcap's
+    usual 65,535-byte snaplen would cut their tails off (a silent 14-byte gap)."""
+    from chefmods.udp_echo_chefs import UdpPayloadChef
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        with live_kitchen(f"udp port {port}", [UdpPayloadChef]) as lk:
+            s.sendto(b"z" * 65507, ("127.0.0.1", port))   # IP total length 65535
+            assert lk.wait_for(lambda ds: len(ds) >= 1, 10)
+    (payload,) = lk.payloads("UdpPayloadChef")
+    assert payload["text"] == "z" * 65507
+
+
 def _tcp_exchange_on_lo(live_kitchen, sent_pieces: list[bytes], reply: bytes):
     sent = b"".join(sent_pieces)
     srv = socket.socket()
@@ -203,6 +219,7 @@ def _tcp_exchange_on_lo(live_kitchen, sent_pieces: list[bytes], reply: bytes):
                                           for d in ds), 10)
     srv.close()
     (summary,) = lk.payloads("ByteStreamChef")
+    summary["kitchen_stats"] = lk.kitchen.stats.as_dict()
     return summary, lk.source.kernel_drops
 
 
@@ -226,8 +243,9 @@ def test_live_tcp_exchange_many_small_writes(live_kitchen):
             # Loss is accounted for: every missing byte was reported as a gap.
             assert summary["gaps"] == lost
             continue
-        assert got_c2s == sent
-        assert got_s2c == reply
+        context = (summary["gaps"], drops, summary["chunks"], lost, str(summary["kitchen_stats"]))
+        assert got_c2s == sent, context
+        assert got_s2c == reply, context
         assert summary["gaps"] == 0 and summary["reason"] == "fin"
         return
     pytest.fail("the kernel dropped captured packets in 3 runs in a row")
