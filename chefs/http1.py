@@ -152,7 +152,9 @@ class Http1Decoder:
     """
 
     def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
-                 max_pipelined: int = 64, max_held: int = 65536) -> None:
+                 max_pipelined: int = 64, max_held: int = 65536, fast: bool = True) -> None:
+        #: parse plain messages without h11 (False: h11 for every message, the reference)
+        self.fast = fast
         self.body_preview = body_preview
         self.max_header_bytes = max_header_bytes
         self.max_pipelined = max_pipelined
@@ -248,7 +250,10 @@ class Http1Decoder:
     # -- client -> server ---------------------------------------------------------------
 
     def _new_side_conn(self, side: _Side, role: Any, leftover: bytes, ts: float) -> None:
-        side.conn = h11.Connection(role, max_incomplete_event_size=self.max_header_bytes)
+        if self.fast:
+            side.conn = _Message(role, self.max_header_bytes)
+        else:
+            side.conn = h11.Connection(role, max_incomplete_event_size=self.max_header_bytes)
         side.started = bool(leftover)
         side.start_ts = ts if leftover else None
         side.tx = None
@@ -282,11 +287,11 @@ class Http1Decoder:
             ev = side.conn.next_event()
             if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
                 return
-            if isinstance(ev, h11.Request):
+            if isinstance(ev, _REQUEST):
                 self._on_request(ev, side.start_ts if side.start_ts is not None else ts, out)
                 if self.stopped:
                     return
-            elif isinstance(ev, h11.Data):
+            elif isinstance(ev, _DATA):
                 if side.tx is not None:
                     self._add_body(side.tx.request, ev)
             elif isinstance(ev, h11.EndOfMessage):
@@ -307,7 +312,7 @@ class Http1Decoder:
                         return
                 self._new_side_conn(side, h11.SERVER, leftover, ts)
 
-    def _on_request(self, ev: h11.Request, start: float, out: list[Event]) -> None:
+    def _on_request(self, ev: Any, start: float, out: list[Event]) -> None:
         self._count += 1
         msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
                           method=as_text(ev.method, 64), target=as_text(ev.target))
@@ -345,18 +350,21 @@ class Http1Decoder:
     def _prime_response_side(self, tx: Transaction, ts: float, out: list[Event]) -> bool:
         """Start the client-role h11 connection for the response to ``tx``'s request."""
         side = self._resp
-        req: h11.Request = tx.h11_request
-        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
-        headers = [(n, v) for n, v in req.headers.raw_items()
-                   if n.lower() not in (b"content-length", b"transfer-encoding")]
-        if not any(n.lower() == b"host" for n, _ in headers):
-            headers.append((b"Host", b"unknown"))  # HTTP/1.0 requests may omit it
-        try:
-            conn.send(h11.Request(method=req.method, target=req.target, headers=headers))
-            conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            self._stop(out, Problem(C2S, "protocol_error", f"cannot follow request: {exc}", ts))
-            return False
+        req = tx.h11_request
+        if isinstance(req, _FastRequest):
+            # the fast path only takes requests h11 can be primed with (see
+            # _Message._request_head), so priming waits until a response needs h11
+            conn: Any = _Message(h11.CLIENT, self.max_header_bytes, request=req)
+        else:
+            conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
+            try:
+                _prime(conn, req)
+            except h11.LocalProtocolError as exc:
+                self._stop(out, Problem(C2S, "protocol_error", f"cannot follow request: {exc}",
+                                        ts))
+                return False
+            if self.fast:
+                conn = _Message(h11.CLIENT, self.max_header_bytes, request=req, primed=conn)
         side.conn = conn
         side.tx = tx
         side.started = False
@@ -422,13 +430,13 @@ class Http1Decoder:
                                              "reason": as_text(ev.reason, 128),
                                              "timestamp": ts})
                 side.start_ts = None  # the final response starts with its own first byte
-            elif isinstance(ev, h11.Response):
+            elif isinstance(ev, _RESPONSE):
                 tx.response = self._response_head(ev, ts)
                 if tx.request.method == "CONNECT" and 200 <= ev.status_code < 300:
                     tx.response.end = ts
                     self._switch(tx, out)
                     return None
-            elif isinstance(ev, h11.Data):
+            elif isinstance(ev, _DATA):
                 if tx.response is not None:
                     self._add_body(tx.response, ev)
             elif isinstance(ev, h11.EndOfMessage):
@@ -460,8 +468,7 @@ class Http1Decoder:
                 return None
         return None
 
-    def _response_head(self, ev: h11.InformationalResponse | h11.Response,
-                       ts: float) -> HttpMessage:
+    def _response_head(self, ev: Any, ts: float) -> HttpMessage:
         start = self._resp.start_ts if self._resp.start_ts is not None else ts
         msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
                           status=ev.status_code, reason=as_text(ev.reason, 256))
@@ -510,7 +517,7 @@ class Http1Decoder:
         msg.headers_total = len(raw)
         msg.headers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
 
-    def _add_body(self, msg: HttpMessage, ev: h11.Data) -> None:
+    def _add_body(self, msg: HttpMessage, ev: Any) -> None:
         n = len(ev.data)
         msg.body_length += n
         room = self.body_preview - len(msg.body_preview)
@@ -554,6 +561,270 @@ class Http1Decoder:
 
 def _is_chunked(headers: Any) -> bool:
     return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
+
+
+def _prime(conn: h11.Connection, req: Any) -> None:
+    """Tell a client-role connection about the request, so it frames the response right."""
+    headers = [(n, v) for n, v in req.headers.raw_items()
+               if n.lower() not in (b"content-length", b"transfer-encoding")]
+    if not any(n.lower() == b"host" for n, _ in headers):
+        headers.append((b"Host", b"unknown"))  # HTTP/1.0 requests may omit it
+    conn.send(h11.Request(method=req.method, target=req.target, headers=headers))
+    conn.send(h11.EndOfMessage())
+
+
+# -- fast path ------------------------------------------------------------------------------
+#
+# Most HTTP/1.1 messages are plain: a head that arrives whole, a Content-Length body (or
+# none). For those, running h11's state machine (and priming a client-role connection for
+# every response) costs far more than the parsing itself. ``_Message`` stands in for the
+# h11 connection of one message: it parses such a message itself, with the same grammar
+# (RFC 9112, as h11 applies it), and produces the events h11 would. Anything else - a head
+# split over segments, chunked or close-delimited bodies, 1xx, CONNECT/Upgrade, duplicate
+# or odd framing headers, versions other than 1.0/1.1 - it hands, with every byte it was
+# given, to a real h11 connection before it has produced any event, so h11 decides those
+# exactly as before. tests/test_http1.py runs both paths over the same streams and compares.
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_FIELD_VCHAR = rb"[^\x00\s]"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ((?:[ \t]|" + _FIELD_VCHAR + rb")*))?")
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:" + _FIELD_VCHAR + rb"+(?:[ \t]+"
+                          + _FIELD_VCHAR + rb"+)*)?)[ \t]*")
+_DIGITS = re.compile(rb"[0-9]{1,20}")
+_EOM = h11.EndOfMessage()
+_HEAD, _BODY, _DONE = 0, 1, 2
+
+
+class _FastHeaders:
+    """The two views of h11's ``Headers`` the decoder uses: raw and lower-cased names."""
+
+    __slots__ = ("raw", "lower")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]], lower: list[bytes]) -> None:
+        self.raw = raw
+        self.lower = lower
+
+    def raw_items(self) -> list[tuple[bytes, bytes]]:
+        return self.raw
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter([(n, v) for n, (_, v) in zip(self.lower, self.raw)])
+
+
+class _FastRequest:
+    __slots__ = ("method", "target", "http_version", "headers")
+
+    def __init__(self, method: bytes, target: bytes, version: bytes,
+                 headers: _FastHeaders) -> None:
+        self.method, self.target, self.http_version, self.headers = \
+            method, target, version, headers
+
+
+class _FastResponse:
+    __slots__ = ("status_code", "reason", "http_version", "headers")
+
+    def __init__(self, status: int, reason: bytes, version: bytes,
+                 headers: _FastHeaders) -> None:
+        self.status_code, self.reason, self.http_version, self.headers = \
+            status, reason, version, headers
+
+
+class _FastData:
+    __slots__ = ("data",)
+    chunk_start = False   # never chunked: chunked bodies go to h11
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_REQUEST = (h11.Request, _FastRequest)
+_RESPONSE = (h11.Response, _FastResponse)
+_DATA = (h11.Data, _FastData)
+
+
+def _split_head(buf: bytes) -> tuple[list[bytes], int] | None:
+    """(lines of the head, offset after it), if the whole head is in ``buf``."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    # a bare LF anywhere makes a line fail the grammar below (\n is not a field char), so
+    # heads h11 would end at an earlier "\n\n" are declined, not misread
+    return buf[:end].split(b"\r\n"), end + 4
+
+
+def _header_fields(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], list[bytes]] | None:
+    raw = []
+    lower = []
+    match = _HEADER_LINE.fullmatch
+    for line in lines:
+        m = match(line)   # obs-fold (leading space) and junk fail here: h11 decides
+        if m is None:
+            return None
+        name = m.group(1)
+        raw.append((name, m.group(2)))
+        lower.append(name.lower())
+    return raw, lower
+
+
+def _content_length(raw: list[tuple[bytes, bytes]], lower: list[bytes]) -> int | None | bool:
+    """The body length announced (None: none announced); False when h11 must decide
+    (Transfer-Encoding, repeated or non-numeric Content-Length)."""
+    if b"transfer-encoding" in lower:
+        return False
+    n = lower.count(b"content-length")
+    if n == 0:
+        return None
+    if n > 1:
+        return False
+    value = raw[lower.index(b"content-length")][1]
+    if _DIGITS.fullmatch(value) is None:
+        return False
+    return int(value)
+
+
+class _Message:
+    """Stands in for the h11 connection of one message (see "fast path" above)."""
+
+    __slots__ = ("role", "max_size", "request", "primed", "h11", "buf", "closed", "state",
+                 "remaining")
+
+    def __init__(self, role: Any, max_size: int, request: Any = None,
+                 primed: h11.Connection | None = None) -> None:
+        self.role = role
+        self.max_size = max_size
+        self.request = request      # for a response: the request it answers
+        self.primed = primed        # an h11 connection already told about that request
+        self.h11: h11.Connection | None = None
+        self.buf = b""
+        self.closed = False
+        self.state = _HEAD
+        self.remaining = 0
+
+    def receive_data(self, data: bytes) -> None:
+        if self.h11 is not None:
+            self.h11.receive_data(data)
+        elif not data:
+            self.closed = True
+        elif self.buf:
+            self.buf += data
+        else:
+            self.buf = bytes(data)
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        if self.h11 is not None:
+            return self.h11.trailing_data
+        return self.buf, self.closed
+
+    def next_event(self) -> Any:
+        if self.h11 is not None:
+            return self.h11.next_event()
+        if self.state == _BODY:
+            remaining = self.remaining
+            if remaining == 0:
+                self.state = _DONE
+                return _EOM
+            buf = self.buf
+            if not buf:
+                if self.closed:
+                    raise h11.RemoteProtocolError(
+                        "peer closed connection without sending complete message body")
+                return h11.NEED_DATA
+            if len(buf) <= remaining:
+                self.buf = b""
+            else:
+                buf, self.buf = buf[:remaining], buf[remaining:]
+            self.remaining = remaining - len(buf)
+            return _FastData(buf)
+        if self.state == _DONE:   # h11 pauses after a message; the decoder never asks
+            return h11.PAUSED
+        if not self.buf and not self.closed:
+            return h11.NEED_DATA
+        ev = None
+        if self.buf:
+            ev = self._request_head() if self.role is h11.SERVER else self._response_head()
+        if ev is None:
+            return self._to_h11().next_event()
+        return ev
+
+    def _to_h11(self) -> h11.Connection:
+        """Hand the message to h11, with everything received so far (no event given yet)."""
+        conn = self.primed
+        if conn is None:
+            conn = h11.Connection(self.role, max_incomplete_event_size=self.max_size)
+            if self.request is not None:
+                _prime(conn, self.request)
+        if self.buf:
+            conn.receive_data(self.buf)
+            self.buf = b""
+        if self.closed:
+            conn.receive_data(b"")
+        self.h11 = conn
+        return conn
+
+    def _request_head(self) -> _FastRequest | None:
+        head = _split_head(self.buf)
+        if head is None:
+            return None
+        lines, end = head
+        m = _REQUEST_LINE.fullmatch(lines[0])
+        if m is None:
+            return None
+        method = m.group(1)
+        if method == b"CONNECT":
+            return None
+        fields = _header_fields(lines[1:])
+        if fields is None:
+            return None
+        raw, lower = fields
+        if b"upgrade" in lower:
+            return None
+        hosts = lower.count(b"host")
+        version = b"1." + m.group(3)
+        # h11 refuses a 1.1 request without Host, and priming the response side would
+        # refuse two Host headers in any version: both are h11's to report
+        if hosts > 1 or (hosts == 0 and version == b"1.1"):
+            return None
+        length = _content_length(raw, lower)
+        if length is False:
+            return None
+        self.buf = self.buf[end:]
+        self.state = _BODY
+        self.remaining = length or 0
+        return _FastRequest(method, m.group(2), version, _FastHeaders(raw, lower))
+
+    def _response_head(self) -> _FastResponse | None:
+        method = self.request.method if self.request is not None else None
+        if method is None or method == b"CONNECT":
+            return None
+        head = _split_head(self.buf)
+        if head is None:
+            return None
+        lines, end = head
+        m = _STATUS_LINE.fullmatch(lines[0])
+        if m is None:
+            return None
+        status = int(m.group(2))
+        if status < 200:   # 1xx (and 101 switches) stay with h11
+            return None
+        fields = _header_fields(lines[1:])
+        if fields is None:
+            return None
+        raw, lower = fields
+        length = _content_length(raw, lower)
+        if length is False:
+            return None
+        if status == 204 or status == 304 or method == b"HEAD":
+            length = 0
+        elif length is None:   # delimited by the close: h11's http/1.0 framing
+            return None
+        self.buf = self.buf[end:]
+        self.state = _BODY
+        self.remaining = length
+        reason = m.group(3)
+        return _FastResponse(status, reason if reason is not None else b"",
+                             b"1." + m.group(1), _FastHeaders(raw, lower))
 
 
 # -- the chef ---------------------------------------------------------------------------

@@ -637,3 +637,195 @@ def test_lying_content_length_keeps_memory_bounded() -> None:
     for i in range(10):
         out += dec.feed(C2S, b"GET / HTTP/1.1\r\nX: " if i == 0 else b"y" * 1000, float(i))
     assert [e.kind for e in out] == ["protocol_error"] and dec.stopped
+
+
+# -- fast path vs h11 ---------------------------------------------------------------------
+#
+# Http1Decoder parses plain messages itself and gives everything else to h11; fast=False
+# sends every message through h11 (the reference). Both must report the same thing, event
+# by event, for any byte stream, however it is segmented.
+
+from dataclasses import asdict
+
+from netdumplings.chefs.http1 import _Message
+
+
+def _event_view(ev: Any) -> dict[str, Any]:
+    d = asdict(ev)
+    d.pop("h11_request", None)  # h11's Request or the fast path's: same fields, other type
+    d["type"] = type(ev).__name__
+    return d
+
+
+def _run_decoder(fast: bool, steps: list[tuple[Any, ...]], close: tuple[bool, str] | None,
+                 **opts: Any) -> list[Any]:
+    """Every observable result of a decoder fed ``steps`` ((dir, bytes, ts), ("gap", dir,
+    n, ts) or ("expire", now, timeout))."""
+    dec = Http1Decoder(fast=fast, **opts)
+    seen: list[Any] = []
+    for step in steps:
+        if step[0] == "gap":
+            events = dec.gap(step[1], step[2], step[3])
+        elif step[0] == "expire":
+            events = dec.expire(step[1], step[2])
+        else:
+            events = dec.feed(*step)
+        seen.append([_event_view(e) for e in events])
+        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched))
+    if close is not None:
+        seen.append([_event_view(e) for e in dec.close(close[1], close[0], 99.0)])
+        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched))
+    return seen
+
+
+def assert_fast_like_h11(steps: list[tuple[Any, ...]],
+                         close: tuple[bool, str] | None = (True, "fin"), **opts: Any) -> None:
+    assert _run_decoder(True, steps, close, **opts) == _run_decoder(False, steps, close, **opts)
+
+
+def _segments(direction: Direction, data: bytes, sizes: list[int], t0: float) -> list[tuple]:
+    out, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)] if sizes else len(data)
+        out.append((direction, data[i:i + n], t0 + k / 1000))
+        i, k = i + n, k + 1
+    return out
+
+
+def test_fast_path_takes_plain_messages_and_leaves_the_rest_to_h11() -> None:
+    # the speed-up depends on plain messages not going to h11 at all
+    dec = Http1Decoder()
+    out = feed_all(dec, [(C2S, GET + b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+                          1.0), (S2C, OK5, 1.1)])
+    assert isinstance(dec._resp.conn, _Message) and dec._resp.conn.h11 is None
+    assert [t.response.body_length for t in out] == [5]
+    assert isinstance(dec._req.conn, _Message) and dec._req.conn.h11 is None
+    # chunked: h11's
+    dec.feed(S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", 1.2)
+    assert dec._resp.conn.h11 is not None
+
+
+PLAIN_REQUESTS = [
+    GET,
+    b"GET /q?a=1&b=%20 HTTP/1.0\r\nUser-Agent: t\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-Spaces:  a  b \t\r\n\r\n",
+    b"HEAD /h HTTP/1.1\r\nHost: x\r\nEmpty:\r\n\r\n",
+]
+ODD_REQUESTS = [
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Fold: a\r\n  b\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\n\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\nab",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+    b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x00\x05hello",
+]
+PLAIN_RESPONSES = [
+    OK5,
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+    b"HTTP/1.0 200\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\n\r\n",
+    b"HTTP/1.1 500 Oops \t with\ttabs\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nbad",
+]
+ODD_RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 99 Low\r\n\r\n",
+    b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+    b"garbage\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("req", PLAIN_REQUESTS + ODD_REQUESTS)
+@pytest.mark.parametrize("resp", PLAIN_RESPONSES + ODD_RESPONSES)
+def test_fast_path_matches_h11_on_message_pairs(req: bytes, resp: bytes) -> None:
+    for reqs, resps in (([req, GET], [resp, OK5]), ([GET, req], [OK5, resp])):
+        c2s, s2c = b"".join(reqs), b"".join(resps)
+        assert_fast_like_h11([(C2S, c2s, 1.0), (S2C, s2c, 1.5)])
+        # responses before requests, interleaved, and both cut at every few bytes
+        assert_fast_like_h11([(S2C, s2c, 0.5), (C2S, c2s, 1.0)], close=(False, "rst"))
+        assert_fast_like_h11(_segments(C2S, c2s, [7], 1.0) + _segments(S2C, s2c, [5, 11], 2.0))
+        assert_fast_like_h11([(C2S, c2s[:len(c2s) // 2], 1.0), (S2C, s2c[:9], 1.1),
+                              (C2S, c2s[len(c2s) // 2:], 1.2), (S2C, s2c[9:], 1.3)],
+                             close=None)
+
+
+@pytest.mark.parametrize("pcap", CAPTURES, ids=lambda p: p.stem)
+def test_fast_path_matches_h11_on_the_shared_captures(pcap: Path) -> None:
+    from netdumplings.chef import StreamChef
+
+    streams: dict[int, list[tuple]] = {}
+
+    class Recorder(StreamChef):
+        default_ports = Http1Chef.default_ports
+
+        def on_data(self, flow: Any, direction: Any, data: bytes, timestamp: float) -> None:
+            streams.setdefault(flow.id, []).append((direction, bytes(data), timestamp))
+
+    k = Kitchen("rec", [Recorder], poke_interval=None)
+    src = PcapSource(str(pcap))
+    try:
+        for packet in src:
+            k.process(packet)
+    finally:
+        src.close()
+    k.finish()
+    assert streams
+    for steps in streams.values():
+        assert_fast_like_h11(steps)
+        assert_fast_like_h11(steps + [("expire", steps[-1][2] + 60, 30.0)])
+
+
+_PARTS_C2S = PLAIN_REQUESTS + ODD_REQUESTS + [b"\r\n", b"abc", b"0\r\n\r\n"]
+_PARTS_S2C = PLAIN_RESPONSES + ODD_RESPONSES + [b"\r\n", b"xyz"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PARTS_C2S), max_size=5),
+       st.lists(st.sampled_from(_PARTS_S2C), max_size=5),
+       st.lists(st.integers(1, 60), min_size=1, max_size=6),
+       st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+       st.sampled_from(["c2s first", "s2c first", "interleaved"]),
+       st.sampled_from([(True, "fin"), (False, "rst"), None]),
+       st.booleans())
+def test_fast_path_matches_h11_on_generated_streams(reqs: list, resps: list, sizes: list,
+                                                    flips: list, order: str, close: Any,
+                                                    gap: bool) -> None:
+    streams = []
+    for parts in (reqs, resps):
+        buf = bytearray(b"".join(parts))
+        for pos, value in flips if buf else ():
+            buf[pos % len(buf)] = value
+        streams.append(bytes(buf))
+    c2s = _segments(C2S, streams[0], sizes, 1.0)
+    s2c = _segments(S2C, streams[1], sizes[::-1], 1.0005)
+    if order == "c2s first":
+        steps: list[tuple] = c2s + s2c
+    elif order == "s2c first":
+        steps = s2c + c2s
+    else:
+        steps = [s for pair in zip(c2s, s2c) for s in pair]
+        steps += c2s[len(s2c):] + s2c[len(c2s):]
+    if gap and steps:
+        steps.insert(len(steps) // 2, ("gap", S2C, 10, 1.2))
+    steps.append(("expire", 100.0, 30.0))
+    assert_fast_like_h11(steps, close=close, max_pipelined=4, body_preview=3)
