@@ -49,17 +49,24 @@ MAX_INFORMATIONAL = 8
 
 
 
+#: Bytes ``as_text`` shows as they are without looking closer (printable ASCII, TAB, CR, LF).
+_PLAIN_TEXT = re.compile(rb"[\x20-\x7e\t\r\n]*\Z")
+
+
 def as_text(raw: bytes, limit: int = MAX_VALUE_CHARS) -> str:
     """Bytes as JSON-safe text: printable ASCII/UTF-8 as is, anything else as hex.
 
     Over ``limit`` characters the text is cut and the original byte size is stated, so a
     reader never mistakes a cut value for the real one."""
-    try:
-        text = raw.decode("utf-8")
-        if not all(c.isprintable() or c in "\t\r\n" for c in text):
-            raise ValueError
-    except ValueError:
-        text = "hex:" + raw.hex()
+    if _PLAIN_TEXT.match(raw):   # nearly every header: skip the per-character check
+        text = raw.decode("ascii")
+    else:
+        try:
+            text = raw.decode("utf-8")
+            if not all(c.isprintable() or c in "\t\r\n" for c in text):
+                raise ValueError
+        except ValueError:
+            text = "hex:" + raw.hex()
     if len(text) > limit:
         text = f"{text[:limit]}...[{len(raw)} bytes]"
     return text

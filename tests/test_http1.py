@@ -829,3 +829,22 @@ def test_fast_path_matches_h11_on_generated_streams(reqs: list, resps: list, siz
         steps.insert(len(steps) // 2, ("gap", S2C, 10, 1.2))
     steps.append(("expire", 100.0, 30.0))
     assert_fast_like_h11(steps, close=close, max_pipelined=4, body_preview=3)
+
+
+def _as_text_reference(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+        if all(c.isprintable() or c in "\t\r\n" for c in text):
+            return text
+    except ValueError:
+        pass
+    return "hex:" + raw.hex()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=20).map(str.encode)))
+def test_as_text_shortcut_changes_nothing(raw: bytes) -> None:
+    # the printable-ASCII shortcut must give what the full per-character check gives
+    for b in range(256):
+        data = bytes([b]) + raw
+        assert as_text(data, 10_000) == _as_text_reference(data)
