@@ -254,16 +254,22 @@ def _label_text(label: bytes) -> str:
     return "".join(chr(c) if 33 <= c <= 126 else "\\%03d" % c for c in label)
 
 
-def _name_at(data: bytes, pos: int, size: int) -> tuple[str, int]:
+def _name_at(data: bytes, pos: int, size: int,
+             seen: dict[int, tuple[str, int]]) -> tuple[str, int]:
     """(name as dnslib prints it, offset after the name in place).
 
     A compression pointer must point before the first label of the run it ends, so every
     hop goes strictly backwards: that bounds the walk without a visited set, and it is a
-    subset of what dnslib accepts (it only requires the pointer to point backwards)."""
-    labels: list[str] = []
+    subset of what dnslib accepts (it only requires the pointer to point backwards).
+    ``seen`` maps the offsets where names of this message started to (text, hops): a
+    pointer to one of them (the usual ``0xc00c``) needs no second walk, and the walk
+    from there was held to the same rule, as that offset starts its run."""
+    start = pos
+    labels: list[bytes] = []
     end = -1
     run_start = pos
     hops = 0
+    suffix = None
     while True:
         if pos >= size:
             raise _Decline
@@ -281,6 +287,13 @@ def _name_at(data: bytes, pos: int, size: int) -> tuple[str, int]:
             hops += 1
             if end < 0:
                 end = pos + 2
+            known = seen.get(target)
+            if known is not None:
+                suffix, more = known
+                hops += more
+                if hops > MAX_POINTER_HOPS:
+                    raise _Decline
+                break
             pos = run_start = target
             continue
         if length > 63:   # 0x40/0x80 label types: dnslib reads them as lengths; not us
@@ -288,11 +301,22 @@ def _name_at(data: bytes, pos: int, size: int) -> tuple[str, int]:
         nxt = pos + 1 + length
         if nxt > size:
             raise _Decline
-        labels.append(_label_text(data[pos + 1:nxt]))
+        labels.append(data[pos + 1:nxt])
         pos = nxt
-    if not labels:
-        return ".", end
-    return ".".join(labels) + ".", end
+    if labels:
+        raw = b".".join(labels)
+        if _LABEL_PLAIN.match(raw):   # "." is plain too: dnslib prints a dot in a label as is
+            text = raw.decode("ascii")
+        else:
+            text = ".".join([_label_text(label) for label in labels])
+        if suffix is None or suffix == ".":
+            text += "."
+        else:
+            text += "." + suffix
+    else:
+        text = suffix if suffix is not None else "."
+    seen[start] = (text, hops)
+    return text, end
 
 
 def _ipv6_text(raw: bytes) -> str:
@@ -331,7 +355,8 @@ def _txt_text(data: bytes, pos: int, end: int, rdlength: int) -> str:
     return ",".join(parts)
 
 
-def _rdata(data: bytes, rtype: int, pos: int, end: int, rdlength: int, size: int) -> str:
+def _rdata(data: bytes, rtype: int, pos: int, end: int, rdlength: int, size: int,
+           seen: dict[int, tuple[str, int]]) -> str:
     if rtype == 1:
         if rdlength != 4:
             raise _Decline
@@ -341,15 +366,15 @@ def _rdata(data: bytes, rtype: int, pos: int, end: int, rdlength: int, size: int
             raise _Decline
         return _ipv6_text(data[pos:end])
     if rtype == 5 or rtype == 2 or rtype == 12:   # CNAME, NS, PTR
-        text, after = _name_at(data, pos, size)
+        text, after = _name_at(data, pos, size, seen)
     elif rtype == 15:   # MX
         if rdlength < 3:
             raise _Decline
-        text, after = _name_at(data, pos + 2, size)
+        text, after = _name_at(data, pos + 2, size, seen)
         text = "%d %s" % (_U16.unpack_from(data, pos)[0], text)
     elif rtype == 6:   # SOA
-        mname, after = _name_at(data, pos, size)
-        rname, after = _name_at(data, after, size)
+        mname, after = _name_at(data, pos, size, seen)
+        rname, after = _name_at(data, after, size, seen)
         if after + 20 != end:
             raise _Decline
         times = _SOATIMES.unpack_from(data, after)
@@ -393,24 +418,25 @@ def _fast_parse(data: bytes) -> DnsMessage:
         raise _Decline
     qid, bits, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data, 0)
     pos = 12
+    seen: dict[int, tuple[str, int]] = {}
     questions = []
     for i in range(qdcount):
-        name, pos = _name_at(data, pos, size)
+        name, pos = _name_at(data, pos, size, seen)
         if pos + 4 > size:
             raise _Decline
         qtype, qclass = _QTAIL.unpack_from(data, pos)
         pos += 4
         if i < MAX_RECORDS:
             questions.append({"name": name,
-                              "type": _cached(_type_names, _type_name, qtype),
-                              "class": _cached(_class_names, _class_name, qclass)})
+                              "type": _type_names.get(qtype) or _cached(_type_names, _type_name, qtype),
+                              "class": _class_names.get(qclass) or _cached(_class_names, _class_name, qclass)})
     sections: list[list[dict[str, Any]]] = [[], [], []]
     edns = None
     n_additional = 0
     for sec, count in ((0, ancount), (1, nscount), (2, arcount)):
         out = sections[sec]
         for _ in range(count):
-            name, pos = _name_at(data, pos, size)
+            name, pos = _name_at(data, pos, size, seen)
             if pos + 10 > size:
                 raise _Decline
             rtype, rclass, ttl, rdlength = _RRHEAD.unpack_from(data, pos)
@@ -428,7 +454,7 @@ def _fast_parse(data: bytes) -> DnsMessage:
                 continue
             if rdlength == 0:   # dnslib: "Empty RR"
                 raise _Decline
-            text = _rdata(data, rtype, pos, end, rdlength, size)
+            text = _rdata(data, rtype, pos, end, rdlength, size, seen)
             pos = end
             if sec == 2:
                 n_additional += 1
@@ -436,8 +462,8 @@ def _fast_parse(data: bytes) -> DnsMessage:
                 if len(text) > MAX_DATA_CHARS:
                     text = text[:MAX_DATA_CHARS] + f"...({len(text)} chars)"
                 out.append({"name": name,
-                            "type": _cached(_type_names, _type_name, rtype),
-                            "class": _cached(_class_names, _class_name, rclass),
+                            "type": _type_names.get(rtype) or _cached(_type_names, _type_name, rtype),
+                            "class": _class_names.get(rclass) or _cached(_class_names, _class_name, rclass),
                             "ttl": ttl, "data": text})
     rcode = bits & 0xF
     if edns is not None:

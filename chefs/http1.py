@@ -292,16 +292,17 @@ class Http1Decoder:
         side = self._req
         while not self.stopped and side.conn is not None:
             ev = side.conn.next_event()
-            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+            kind = _KINDS.get(type(ev)) or _kind(ev)
+            if kind is _WAIT:
                 return
-            if isinstance(ev, _REQUEST):
+            if kind is _HEAD_EV:
                 self._on_request(ev, side.start_ts if side.start_ts is not None else ts, out)
                 if self.stopped:
                     return
-            elif isinstance(ev, _DATA):
+            elif kind is _DATA_EV:
                 if side.tx is not None:
                     self._add_body(side.tx.request, ev)
-            elif isinstance(ev, h11.EndOfMessage):
+            elif kind is _EOM_EV:
                 tx = side.tx
                 leftover = side.conn.trailing_data[0]
                 if tx is not None:
@@ -423,10 +424,11 @@ class Http1Decoder:
         while not self.stopped and side.conn is not None:
             ev = side.conn.next_event()
             tx = side.tx
-            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+            kind = _KINDS.get(type(ev)) or _kind(ev)
+            if kind is _WAIT:
                 return None
             assert tx is not None
-            if isinstance(ev, h11.InformationalResponse):
+            if kind is _INFO_EV:
                 if ev.status_code == 101 and tx.wants_switch:
                     tx.response = self._response_head(ev, ts)
                     tx.response.end = ts
@@ -437,16 +439,16 @@ class Http1Decoder:
                                              "reason": as_text(ev.reason, 128),
                                              "timestamp": ts})
                 side.start_ts = None  # the final response starts with its own first byte
-            elif isinstance(ev, _RESPONSE):
+            elif kind is _HEAD_EV:
                 tx.response = self._response_head(ev, ts)
                 if tx.request.method == "CONNECT" and 200 <= ev.status_code < 300:
                     tx.response.end = ts
                     self._switch(tx, out)
                     return None
-            elif isinstance(ev, _DATA):
+            elif kind is _DATA_EV:
                 if tx.response is not None:
                     self._add_body(tx.response, ev)
-            elif isinstance(ev, h11.EndOfMessage):
+            elif kind is _EOM_EV:
                 leftover = side.conn.trailing_data[0]
                 self._finish(tx, ts, out)
                 side.conn = None
@@ -645,9 +647,24 @@ class _FastData:
         self.data = data
 
 
-_REQUEST = (h11.Request, _FastRequest)
-_RESPONSE = (h11.Response, _FastResponse)
-_DATA = (h11.Data, _FastData)
+# What the pump loops do with an event, by its exact type: h11's events are ABCs, and
+# isinstance on an ABC costs more than the rest of a small message's handling.
+_WAIT, _HEAD_EV, _INFO_EV, _DATA_EV, _EOM_EV, _OTHER = "wait", "head", "info", "data", "eom", "other"
+_KINDS: dict[type, str] = {
+    h11.Request: _HEAD_EV, _FastRequest: _HEAD_EV, h11.Response: _HEAD_EV,
+    _FastResponse: _HEAD_EV, h11.InformationalResponse: _INFO_EV, h11.Data: _DATA_EV,
+    _FastData: _DATA_EV, h11.EndOfMessage: _EOM_EV, h11.ConnectionClosed: _WAIT,
+}
+
+
+def _kind(ev: Any) -> str:
+    """The slow way, for anything not in ``_KINDS`` (h11's sentinels, subclasses)."""
+    if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+        return _WAIT
+    for cls, kind in _KINDS.items():
+        if isinstance(ev, cls):
+            return kind
+    return _OTHER
 
 
 def _split_head(buf: bytes) -> tuple[list[bytes], int] | None:
