@@ -2,7 +2,8 @@
 
 Each hub delivers its own kitchens' dumplings to its own eaters directly, so it keeps serving
 them while NATS is away, and also publishes them on ``dumplings.<kitchen>.<chef>`` with
-headers naming the hub (``Nd-Hub``), a per-hub sequence (``Nd-Seq``) and the driver. What
+one header, ``Nd-Origin: <hub-id> <sequence> <driver>`` (one header, not three: nats-py
+spends most of a publish on headers, per key). What
 comes back from NATS with its own hub id is skipped; everything else goes to local eaters
 through ``hub.deliver_remote``. That gives exactly one copy per eater without any
 coordination between hubs.
@@ -48,11 +49,12 @@ log = logging.getLogger("netdumplings.backplane")
 DUMPLINGS = "dumplings"
 STATUS = "status"
 STREAM = "ND_DUMPLINGS"
-H_HUB, H_SEQ, H_DRIVER = "Nd-Hub", "Nd-Seq", "Nd-Driver"
+H_ORIGIN = "Nd-Origin"  # "<hub-id escaped> <seq> <driver>"
 NULL_TOKEN = "%"      # kitchen None (hub status); never produced by escape()
 EMPTY_TOKEN = "%%"    # "" (subject tokens cannot be empty)
 MAX_SUBJECTS = 64     # beyond this many subjects, subscribe to everything and filter locally
-OUTBOX = 50_000       # dumplings held for NATS while it is away; oldest dropped beyond
+OUTBOX = 100_000      # dumplings held for NATS (while it is away, or in a burst); oldest
+                      # dropped beyond, and counted
 DEDUPE = 8192         # recent (hub, seq) remembered per origin hub
 REPLAY_MAX_MSGS = 100_000
 REPLAY_WAIT = 10.0    # seconds an eater's replay may take at most
@@ -184,6 +186,7 @@ class NatsBackplane:
         self.url = url
         self.hub_id = hub_id or new_hub_id()
         self._hub_token = escape(self.hub_id)
+        self._origin0 = {H_ORIGIN: f"{self._hub_token} 0 interval"}
         self.replay_age = replay
         self.replay_max_msgs = replay_max_msgs
         self.reconnect_wait = reconnect_wait
@@ -364,13 +367,13 @@ class NatsBackplane:
         """One dumpling from this hub's kitchens (its bytes as received, JSON or msgpack)."""
         self.seq += 1
         self._queue(dumpling_subject(kitchen, chef), data,
-                    {H_HUB: self.hub_id, H_SEQ: str(self.seq), H_DRIVER: driver})
+                    {H_ORIGIN: f"{self._hub_token} {self.seq} {driver}"})
 
     def publish_status(self, data: bytes) -> None:
         """Straight out, never held: a status is only worth anything while it is fresh."""
         if self.connected and self.nc is not None:
             asyncio.ensure_future(self._send(f"{STATUS}.{self._hub_token}", data,
-                                             {H_HUB: self.hub_id}))
+                                             self._origin0))
 
     async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         try:
@@ -379,11 +382,11 @@ class NatsBackplane:
             log.debug("backplane: %s not sent: %s", subject, exc)
 
     async def _announce(self, what: bytes) -> None:
-        await self._send(f"{PRESENCE}.{self._hub_token}", what, {H_HUB: self.hub_id})
+        await self._send(f"{PRESENCE}.{self._hub_token}", what, self._origin0)
 
     async def _on_presence(self, msg: Any) -> None:
-        origin = (msg.headers or {}).get(H_HUB)
-        if origin is None or origin == self.hub_id:
+        origin = _origin(msg)[0]
+        if origin is None or origin == self._hub_token:
             return
         self._peers[origin] = time.monotonic()
         if origin in self._expect:
@@ -426,7 +429,7 @@ class NatsBackplane:
                 box.popleft()
                 self.published += 1
                 n += 1
-                if n % 256 == 0:
+                if n % 1024 == 0:
                     await asyncio.sleep(0)   # let kitchens and eaters run too
 
     # -- interest --------------------------------------------------------------------------
@@ -478,9 +481,8 @@ class NatsBackplane:
         if len(batch) > 1:
             batch.sort(key=_order_key)
         for msg in batch:
-            headers = msg.headers or {}
-            origin = headers.get(H_HUB)
-            if origin == self.hub_id:
+            origin, seq, driver = _origin(msg)
+            if origin == self._hub_token:
                 self.skipped_own += 1
                 continue
             if msg.subject.startswith(STATUS + "."):
@@ -489,8 +491,7 @@ class NatsBackplane:
                     self._peers[origin] = time.monotonic()
                 hub.deliver_remote(msg.data, STATUS_CHEF, None, "interval")
                 continue
-            seq = headers.get(H_SEQ)
-            if origin is not None and seq is not None and self._is_duplicate(origin, int(seq)):
+            if origin is not None and seq and self._is_duplicate(origin, seq):
                 self.duplicates += 1
                 continue
             parsed = parse_subject(msg.subject)
@@ -498,7 +499,7 @@ class NatsBackplane:
                 continue
             kitchen, chef = parsed
             self.received += 1
-            hub.deliver_remote(msg.data, chef, kitchen, headers.get(H_DRIVER, "packet"))
+            hub.deliver_remote(msg.data, chef, kitchen, driver)
 
     def _is_duplicate(self, origin: str, seq: int) -> bool:
         entry = self._seen.get(origin)
@@ -554,7 +555,7 @@ class NatsBackplane:
                 parsed = parse_subject(msg.subject)
                 if parsed is not None:
                     kitchen, chef = parsed
-                    driver = (msg.headers or {}).get(H_DRIVER, "packet")
+                    driver = _origin(msg)[2]
                     if hello.matches(chef, kitchen, driver):
                         keep.append(_encode(msg.data, want_msgpack))
                 if msg.metadata.num_pending == 0:
@@ -576,9 +577,18 @@ class NatsBackplane:
 
 
 def _order_key(msg: Any) -> tuple[str, int]:
-    h = msg.headers or {}
-    seq = h.get(H_SEQ)
-    return h.get(H_HUB, ""), int(seq) if seq is not None and seq.isdigit() else 0
+    origin, seq, _ = _origin(msg)
+    return origin or "", seq
+
+
+def _origin(msg: Any) -> tuple[str | None, int, str]:
+    """(hub id escaped, sequence, driver) from ``Nd-Origin``; (None, 0, "packet") without."""
+    value = (msg.headers or {}).get(H_ORIGIN)
+    if not value:
+        return None, 0, "packet"
+    parts = value.split(" ")
+    seq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return parts[0], seq, parts[2] if len(parts) > 2 else "packet"
 
 
 def _encode(data: bytes, want_msgpack: bool) -> bytes:
