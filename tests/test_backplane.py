@@ -417,3 +417,33 @@ def test_jetstream_replay_last_and_since(nats_server, procs):
     got = asyncio.run(replay_then_live())
     keys = [(d["metadata"]["kitchen"], d["metadata"]["sequence"]) for d in got]
     assert keys == [("early", s) for _, s in want] + [("live", s) for _, s in want]
+
+
+@needs_nats
+def test_overlapping_subscriptions_still_exactly_once_in_order(nats_server, procs, tmp_path):
+    """Filters only: B subscribes to dumplings.bulk.* and dumplings.*.ARPChef, so NATS sends
+    every bulk ARP dumpling twice (once per subscription, each on its own nats-py task);
+    eaters still get each once, in kitchen order, and the copies show in B's status."""
+    a, b = _hubs(procs, nats_server)
+    bulk = _arp_pcap(tmp_path / "arp.pcap", 5000)
+    by_kitchen = _printer(procs, b, "--kitchen", "bulk")
+    by_chef = _printer(procs, b, "--chef", "ARPChef")
+    _wait_eaters(b, 2)
+    assert _wait(lambda: _status(b, "hub-b")["backplane"]["subscriptions"] ==
+                 ["dumplings.*.ARPChef", "dumplings.bulk.*"], 10)
+    want = _expected(bulk, "bulk", "ARPChef", "PacketCountChef")
+    other = _expected(DATA / "arp-veth.pcap", "other", "ARPChef")
+    kitchens = [_kitchen(procs, a, bulk, "bulk", "ARPChef", "PacketCountChef"),
+                _kitchen(procs, a, DATA / "arp-veth.pcap", "other", "ARPChef")]
+    for k in kitchens:
+        assert k.wait(60) == 0
+    arp_only = [x for x in want if x[0] == "ARPChef"]
+    assert _wait(lambda: len(_got(by_kitchen, "bulk")) >= len(want) and
+                 len(_got(by_chef, "bulk")) >= len(arp_only))
+    time.sleep(1.0)
+    assert _got(by_kitchen, "bulk") == want
+    assert _got(by_chef, "bulk") == arp_only
+    assert _got(by_chef, "other") == [x for x in other if x[0] == "ARPChef"]
+    assert _got(by_kitchen, "other") == []
+    status = _status(b, "hub-b")["backplane"]
+    assert status["duplicates"] >= len(arp_only)   # NATS did deliver the overlap twice
