@@ -3,10 +3,13 @@
 Each hub delivers its own kitchens' dumplings to its own eaters directly, so it keeps serving
 them while NATS is away, and also publishes them on ``dumplings.<kitchen>.<chef>`` with
 one header, ``Nd-Origin: <hub-id> <sequence> <driver>`` (one header, not three: nats-py
-spends most of a publish on headers, per key). What
-comes back from NATS with its own hub id is skipped; everything else goes to local eaters
-through ``hub.deliver_remote``. That gives exactly one copy per eater without any
-coordination between hubs.
+spends most of a publish on headers, per key). What comes back from NATS with its own hub
+id is skipped; everything else goes to local eaters through ``hub.deliver_remote``. That
+gives exactly one copy per eater without any coordination between hubs.
+
+Core NATS keeps nothing for a subscriber that is not connected, so after an outage a hub
+holds what it kept until the hubs it knew have announced themselves again on
+``hubs.<hub-id>`` (at most ``HOLD_MAX`` seconds).
 
 The hub subscribes to the union of its eaters' filters, so filtering happens in the NATS
 server: an eater asking for kitchen ``k`` and chef ``c`` costs ``dumplings.k.c``; one with no
