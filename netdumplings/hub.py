@@ -107,7 +107,7 @@ MERGE_BYTES = 1 << 20   # a merged eater frame stops growing here (well under ma
 
 
 def _merge(frame: bytes, n: int, q: deque[tuple[bytes, int]], batch_max: int,
-           mp: bool) -> tuple[bytes, int]:
+           mp: bool) -> tuple[bytes, int, int]:
     """An eater that fell behind has several small frames queued: send them as one (up to
     ``batch_max`` dumplings), fewer sends for the same dumplings. Frames of one dumpling are
     the dumpling; bigger ones are arrays, whose elements are spliced without decoding."""
@@ -119,8 +119,8 @@ def _merge(frame: bytes, n: int, q: deque[tuple[bytes, int]], batch_max: int,
         n += c
         size += len(f)
     if mp:
-        return _msgpack_head(n) + b"".join(parts), n
-    return b"[" + b",".join(parts) + b"]", n
+        return _msgpack_head(n) + b"".join(parts), n, size
+    return b"[" + b",".join(parts) + b"]", n, size
 
 
 def _body(frame: bytes, mp: bool) -> bytes:
@@ -186,16 +186,19 @@ class EaterConn:
 
     __slots__ = ("ws", "hello", "queue", "max_queue", "event", "missed", "missed_total",
                  "sent", "info", "closing", "batch", "msgpack", "name", "stamps", "pushed",
-                 "removed", "queued", "everything", "entries")
+                 "removed", "queued", "everything", "entries", "qbytes", "max_bytes")
 
     def __init__(self, ws: ServerConnection, hello: EaterHello, max_queue: int,
-                 info: dict[str, Any]) -> None:
+                 info: dict[str, Any], max_bytes: int | None = None) -> None:
         self.ws = ws
         self.hello = hello
         self.name = hello.eater_name
         self.max_queue = hello.queue_size and min(hello.queue_size, max_queue) or max_queue
         self.queue: deque[tuple[bytes, int]] = deque()
         self.queued = 0          # dumplings in the queue
+        # Frames shared with other eaters count in full for each: a bound, not a measure.
+        self.qbytes = 0
+        self.max_bytes = max_bytes or 0
         self.event = asyncio.Event()
         self.missed = 0          # dropped since the last notice
         self.missed_total = 0
@@ -217,13 +220,17 @@ class EaterConn:
         """Queue a frame of ``n`` dumplings; False if the eater must be disconnected. A frame
         of more dumplings than the whole queue holds is the caller's to split."""
         q = self.queue
-        if self.queued + n > self.max_queue:
+        size = len(data)
+        if self.queued + n > self.max_queue or (
+                self.max_bytes and self.qbytes + size > self.max_bytes and q):
             if self.hello.policy == "disconnect":
                 return False
             dropped = 0
-            while q and self.queued + n > self.max_queue:
-                c = q.popleft()[1]
+            while q and (self.queued + n > self.max_queue or
+                         self.max_bytes and self.qbytes + size > self.max_bytes):
+                f, c = q.popleft()
                 self.queued -= c
+                self.qbytes -= len(f)
                 dropped += c
             self.removed += dropped
             self.missed += dropped
@@ -235,6 +242,7 @@ class EaterConn:
             self.stamps.append((self.pushed, ct))
         q.append((data, n))
         self.queued += n
+        self.qbytes += size
         self.pushed += n
         self.entries += 1
         self.event.set()
@@ -324,7 +332,8 @@ class Hub:
 
     def __init__(self, address: str = DEFAULT_HOST, in_port: int = IN_PORT,
                  out_port: int = OUT_PORT, status_freq: float = 5.0, *,
-                 max_queue: int = 10_000, max_message_size: int = 16 << 20,
+                 max_queue: int = 100_000, max_queue_bytes: int = 32 << 20,
+                 max_message_size: int = 16 << 20,
                  max_dumpling_size: int = 4 << 20,
                  hello_timeout: float = 10.0, batch_max: int = 500,
                  kitchen_token: str | None = None, eater_token: str | None = None,
@@ -339,6 +348,7 @@ class Hub:
         self.out_port = out_port
         self.status_freq = status_freq
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.max_message_size = max_message_size
         self.max_dumpling_size = max_dumpling_size
         self.hello_timeout = hello_timeout
@@ -769,7 +779,8 @@ class Hub:
         host, port = _addr(ws)
         conn = EaterConn(ws, hello, self.max_queue,
                          {"info_from_eater": hello_summary(raw_hello),
-                          "info_from_hub": {"host": host, "port": port}})
+                          "info_from_hub": {"host": host, "port": port}},
+                         self.max_queue_bytes)
         if hello.protocol:
             conn.batch = hello.batch
             conn.msgpack = hello.encoding == "msgpack"
@@ -819,7 +830,7 @@ class Hub:
         seen = set(old)
         live = [d for d in _singles(conn.queue, conn.msgpack) if d not in seen]
         conn.queue.clear()
-        conn.queued = 0
+        conn.queued = conn.qbytes = 0
         conn.stamps.clear()
         conn.removed = conn.pushed
         for d in old[-conn.max_queue:] + live:
@@ -863,8 +874,11 @@ class Hub:
                     continue  # the queue may have changed while we waited
                 frame, n = q.popleft()
                 if conn.batch and q and n < batch_max and q[0][1] + n <= batch_max:
-                    frame, n = _merge(frame, n, q, batch_max, conn.msgpack)
+                    frame, n, size = _merge(frame, n, q, batch_max, conn.msgpack)
+                else:
+                    size = len(frame)
                 conn.queued -= n
+                conn.qbytes -= size
                 conn.removed += n
                 await ws.send(frame, text=text)
                 conn.sent += n

@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port for eaters (default: %(default)s)")
     p.add_argument("-f", "--status-freq", type=float, default=5.0,
                    help="seconds between status dumplings (default: %(default)s)")
-    p.add_argument("--max-queue", type=int, default=10_000,
+    p.add_argument("--max-queue", type=int, default=100_000,
                    help="dumplings queued per eater before its policy applies (default: "
                         "%(default)s; drop-oldest unless the eater asks to be disconnected)")
+    p.add_argument("--max-queue-mb", type=float, default=32.0,
+                   help="bytes queued per eater, in MB, before its policy applies, whichever "
+                        "of the two limits comes first (default: %(default)s)")
     p.add_argument("--max-message-mb", type=float, default=16.0,
                    help="largest WebSocket message accepted, in MB; bigger ones close the "
                         "connection with 1009 (default: %(default)s)")
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hub = Hub(args.address, args.in_port, args.out_port, args.status_freq,
                   max_queue=args.max_queue,
+                  max_queue_bytes=int(args.max_queue_mb * (1 << 20)),
                   max_message_size=int(args.max_message_mb * (1 << 20)),
                   max_dumpling_size=int(args.max_dumpling_kb * 1024),
                   hello_timeout=args.hello_timeout, kitchen_token=kitchen_token,
