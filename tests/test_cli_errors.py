@@ -160,3 +160,18 @@ def test_eater_without_hub(procs):
     rc, p = _run(procs, "nd-print", "--hub", f"127.0.0.1:{free_port()}", "--no-reconnect")
     assert rc == 1 and any("cannot reach the hub" in line for line in p.err)
     _no_traceback(p)
+
+
+def test_backplane_without_nats_py_fails_at_start(procs):
+    """A hub asked to join a backplane it cannot reach for want of nats-py says so and stops,
+    rather than serving alone while the user believes it is clustered."""
+    import sys
+    code = ("import sys; sys.modules['nats'] = None\n"
+            "from netdumplings.cli.hub import main\n"
+            "sys.argv = ['nd-hub', '--backplane', 'nats://127.0.0.1:4222', '--in-port', '0']\n"
+            "main()\n")
+    p = procs([sys.executable, "-c", code])
+    rc = p.wait(30)
+    assert rc == 2
+    assert any("--backplane needs nats-py" in line for line in p.err), p.err
+    _no_traceback(p)

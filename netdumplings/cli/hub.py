@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.backplane:
         from ..backplane import REPLAY_MAX_MSGS, NatsBackplane, parse_duration
         try:
+            import nats  # noqa: F401  (checked here: a hub that cannot join must say so now)
+        except ImportError:
+            fail(PROG, "--backplane needs nats-py: pip install 'netdumplings[nats]'", 2)
+        try:
             replay = parse_duration(args.replay) if args.replay else None
         except ValueError as exc:
             fail(PROG, f"--replay: {exc}", 2)
