@@ -193,6 +193,11 @@ class PrintEater(DumplingEater):
                 and self.printer.printed >= self.count:
             self.stop()
 
+    async def on_missed(self, notice: dict[str, Any]) -> None:
+        # On stderr whatever --chef / --no-interval-dumplings say: loss is never silent.
+        print(f"nd-print: the hub dropped {notice.get('missed')} dumplings for this eater "
+              f"(its queue was full; {notice.get('missed_total')} in all)", file=sys.stderr)
+
     async def on_connection_lost(self, exc: BaseException) -> None:
         print(f"nd-print: connection to the hub lost ({exc or type(exc).__name__})"
               + ("; reconnecting" if self.reconnect else ""), file=sys.stderr)

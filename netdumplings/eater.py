@@ -25,8 +25,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, OUT_PORT, PROTOCOL,
-                   parse_hub_address, ws_uri)
+from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
+                   PROTOCOL, parse_hub_address, ws_uri)
 
 log = logging.getLogger("netdumplings.eater")
 
@@ -79,6 +79,7 @@ class DumplingEater:
         if on_connection_lost is not None:
             self.on_connection_lost = on_connection_lost  # type: ignore[method-assign]
         self.received = 0
+        self.missed = 0
         self.websocket: Any = None
         self._stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +97,13 @@ class DumplingEater:
 
     async def on_connection_lost(self, exc: BaseException) -> None:
         pass
+
+    async def on_missed(self, notice: dict[str, Any]) -> None:
+        """The hub dropped dumplings meant for this eater (its queue was full): ``notice``
+        has ``missed`` (since the last notice) and ``missed_total``. Called whatever the
+        filters, so that loss is never silent; ``self.missed`` keeps the sum."""
+        log.warning("hub dropped %s dumplings for eater %r (its queue was full; %s in all)",
+                    notice.get("missed"), self.name, notice.get("missed_total"))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -184,8 +192,15 @@ class DumplingEater:
                 md = item.get("metadata")
                 if not isinstance(md, dict):
                     continue  # the hub's welcome, or not a dumpling
+                chef = md.get("chef")
+                if chef == NOTICE_CHEF:
+                    payload = item.get("payload")
+                    if isinstance(payload, dict) and payload.get("notice") == "missed" \
+                            and isinstance(payload.get("missed"), int):
+                        self.missed += payload["missed"]
+                        await self.on_missed(payload)
                 if self.chef_filter is not None:  # a 0.5 hub does not filter for us
-                    if md.get("chef") not in self.chef_filter:
+                    if chef not in self.chef_filter:
                         continue
                 if md.get("sequence") is not None and self._duplicate(md):
                     continue

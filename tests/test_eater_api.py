@@ -97,3 +97,55 @@ def test_eater_reports_missing_hub_or_reconnects():
                            on_connection_lost=on_connection_lost, backoff_max=0.2)
     asyncio.run(asyncio.wait_for(eater2.eat(1), 20))
     assert len(lost) >= 2
+
+
+def test_missed_notices_reach_a_filtered_eater(hub_process):
+    """An eater that subscribes to one chef and falls behind still hears how much the hub
+    dropped for it (the notices come from HubNoticeChef, outside its filter): what it got
+    plus what it was told it missed is everything that was sent."""
+    import time
+
+    import orjson
+
+    from test_hub_helpers import dumpling, open_kitchen
+
+    in_port, out_port, _ = hub_process()
+    n = 20_000
+    notices: list[dict] = []
+    got: list[int] = []
+    ready = threading.Event()
+
+    class Slow(DumplingEater):
+        async def on_connect(self, uri, websocket):
+            ready.set()
+
+        async def on_dumpling(self, d):
+            assert d["metadata"]["chef"] == "TestChef"
+            if not got:
+                await asyncio.sleep(3)   # falls behind: the hub's queue of 50 overflows
+            got.append(d["metadata"]["sequence"])
+            if len(got) + self.missed >= n:
+                self.stop()
+
+        async def on_missed(self, notice):
+            notices.append(notice)
+            if len(got) + self.missed >= n:
+                self.stop()
+
+    eater = Slow(name="slow", hub=f"127.0.0.1:{out_port}", chef_filter=["TestChef"],
+                 queue_size=50)
+    t = _run_in_thread(eater, None)
+    assert ready.wait(10)
+    kitchen, _ = open_kitchen(f"ws://127.0.0.1:{in_port}", batch=True)
+    pad = "x" * 1000     # 20 MB in all: more than the socket buffers between hub and eater
+    for first in range(1, n + 1, 500):
+        kitchen.send(orjson.dumps([dumpling(i, payload={"pad": pad})
+                                   for i in range(first, first + 500)]))
+    deadline = time.monotonic() + 30
+    while t.is_alive() and time.monotonic() < deadline:
+        t.join(0.5)
+    kitchen.close()
+    assert not t.is_alive(), (len(got), eater.missed)
+    assert notices and eater.missed == sum(x["missed"] for x in notices) > 0
+    assert len(got) + eater.missed == n
+    assert got == sorted(got) and got[-1] == n
