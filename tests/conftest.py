@@ -189,7 +189,7 @@ class Proc:
         self.cmd = cmd
         self.p = subprocess.Popen(cmd, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE if
                                   capture_stdout else subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.out: list[str] = []
         self.err: list[str] = []
@@ -235,6 +235,13 @@ class Proc:
             return self.wait(5)
 
     def kill(self) -> None:
+        # The whole session: netdumplings 0.5's nd-sniff leaves a child process behind
+        # when only its main process is killed.
+        import signal
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait(5)
