@@ -66,7 +66,8 @@ LIVE_COLS = [("rate", "target/s"), ("send_rate", "sent/s"), ("sent", "sent"), ("
              ("loss_pct", "loss %"), ("kernel_drops", "kernel drops")]
 HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "paced/s"),
             ("sent", "sent"), ("received_min", "min received"), ("loss_pct_max", "loss %"),
-            ("out_of_order", "reordered"), ("per_eater_dumplings_per_s_min", "per eater/s"),
+            ("outbox_dropped", "of which kitchen outbox"),
+            ("hub_reported_missed", "of which hub queues"), ("out_of_order", "reordered"), ("per_eater_dumplings_per_s_min", "per eater/s"),
             ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"),
             ("hub_rss_mb_peak", "hub RSS peak MB")]
 

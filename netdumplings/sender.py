@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import orjson
@@ -53,15 +53,25 @@ class Outbox:
         self._bytes = 0
         self.inflight_bytes = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when bytes leave
+        self.waited = 0.0         # seconds put() spent waiting for room (wait=...)
         self.dropped = 0          # since the last report
         self.dropped_total = 0
         self.put_total = 0
         self.resent_total = 0
         self._inflight_dropped = 0  # dropped from in flight, still to be matched by an ack
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes, wait: Callable[[], bool] | None = None) -> None:
+        """Queue ``data``. When full, drop the oldest - or, with ``wait``, block until the
+        hub has taken enough for ``data`` to fit, for as long as ``wait()`` says so: a
+        capture file can be read more slowly, a live interface cannot."""
         with self._lock:
             q = self._q
+            if wait is not None and self._bytes + len(data) > self.max_bytes and self._bytes:
+                t0 = time.monotonic()
+                while self._bytes + len(data) > self.max_bytes and self._bytes and wait():
+                    self._room.wait(0.1)
+                self.waited += time.monotonic() - t0
             q.append(data)
             self._bytes += len(data)
             self.put_total += 1
@@ -89,6 +99,7 @@ class Outbox:
                 if q and q[0] is item:
                     q.popleft()
                     self._bytes -= len(item)
+            self._room.notify_all()
 
     def take(self, n: int, window: int | None = None) -> list[bytes]:
         """Move up to ``n`` pending items to in flight, atomically, and return them: once
@@ -120,6 +131,7 @@ class Outbox:
                 size = len(fl.popleft())
                 self._bytes -= size
                 self.inflight_bytes -= size
+            self._room.notify_all()
 
     def requeue(self) -> int:
         """Connection lost: in-flight items go back to the front, to be resent."""
@@ -186,8 +198,9 @@ class HubSender:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, data: bytes) -> None:
-        self.outbox.put(data)
+    def put(self, data: bytes, wait: Callable[[], bool] | None = None) -> None:
+        """Hand a dumpling to the sender thread; ``wait`` as for ``Outbox.put``."""
+        self.outbox.put(data, wait)
         loop = self._loop
         if loop is not None and not self._wake_pending:
             self._wake_pending = True

@@ -179,3 +179,26 @@ def test_demo_runs_end_to_end(procs):
     received = int(summary.split("received ")[1].split()[0])
     assert made == received > 100
     assert any("GET /menu -> 200 OK" in line for line in p.out)
+
+
+def test_reading_a_file_waits_for_the_hub_instead_of_dropping(hub_process, procs):
+    """A file can be read more slowly, so a kitchen reading one into a hub that takes
+    dumplings more slowly than it makes them waits for room in its outbox rather than drop
+    (here a 2 KB outbox: a handful of dumplings). Live capture cannot wait; it drops and
+    counts (test_hub_resilience)."""
+    path = DATA / "epics-ca.pcap"
+    want = [_comparable(d) for d in read_dumplings(path, ["ChannelAccessChef"],
+                                                   kitchen_name="slowhub")]
+    assert len(want) > 100
+    in_port, out_port, _ = hub_process()
+    printer = _printer(procs, out_port, "--count", str(len(want)), "--kitchen", "slowhub")
+    kitchen = procs(nd_command("nd-sniff") + ["-r", str(path), "-n", "slowhub",
+                                              "-c", "ChannelAccessChef", "--outbox-mb", "0.002",
+                                              "--hub", f"127.0.0.1:{in_port}"])
+    assert kitchen.wait(60) == 0, kitchen.err
+    assert printer.wait(30) == 0
+    got = [_comparable(d) for d in _json_lines(printer.out)]
+    for d in got + want:
+        d["metadata"].pop("host", None)
+    assert got == want
+    assert not any("dropped" in line for line in kitchen.err), kitchen.err

@@ -61,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--snaplen", type=int, default=262144,
                    help="live capture: bytes kept per packet (default: %(default)s)")
     p.add_argument("--outbox-mb", type=float, default=64.0,
-                   help="dumplings held while the hub is unreachable, in MB (default: "
-                        "%(default)s); beyond it the oldest are dropped and counted")
+                   help="dumplings held while the hub is unreachable or slower than the "
+                        "kitchen, in MB (default: %(default)s). Live and stdin: beyond it the "
+                        "oldest are dropped, counted and reported, since capture cannot wait. "
+                        "A file (-r FILE): reading waits for room instead, so nothing is "
+                        "dropped")
     p.add_argument("--flush-timeout", type=float, default=30.0,
                    help="at the end of a file, wait up to SECONDS for the hub to take the "
                         "last dumplings (default: %(default)s)")
@@ -130,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             fail(PROG, f"--chef-option for {chef}, which is not running", 2)
     interfaces = [i for i in (args.interface or []) if i not in ("all", "any")] or None
 
+    stop = threading.Event()
+
+    def keep_waiting() -> bool:
+        return not stop.is_set()
+
     # Sink: stdout or the hub.
     sender = None
     printer = None
@@ -154,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         sender = HubSender(host, port, hello, tls=tls, cafile=args.cafile,
                            outbox_bytes=int(args.outbox_mb * (1 << 20)),
                            encoding=args.encoding)
-        sink = lambda dumpling, data: sender.put(data)  # noqa: E731
+        if args.read and args.read != "-":
+            # A file can be read more slowly: wait for the hub rather than drop.
+            def sink(dumpling: dict, data: bytes) -> None:
+                sender.put(data, wait=keep_waiting)
+        else:
+            sink = lambda dumpling, data: sender.put(data)  # noqa: E731
 
     try:
         kitchen = Kitchen(args.kitchen_name, [available[n] for n in names], sink=sink,
@@ -179,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.read:
             sender.start()  # a file: connect while it is being read
 
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     started = time.monotonic()
     error: str | None = None
