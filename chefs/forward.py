@@ -22,7 +22,8 @@ in, so a link that falls back to JSON loses nothing.
 
 ``ts`` is the float capture time the kitchen has (exact to the microsecond for current
 dates); ``ts_ns`` is only added when the packet carries an integer nanosecond time
-(``time_ns``), since a float cannot hold nanoseconds at today's epoch.
+(``time_ns``: live capture, nanosecond pcap, pcapng with nanosecond ``if_tsresol``), since a
+float cannot hold nanoseconds at today's epoch; ``nd-dump --nano`` writes it exactly.
 """
 
 from __future__ import annotations

@@ -402,3 +402,22 @@ class Packet:
             return (f"<Packet {self.l4} {self.ip_src}:{self.sport} > {self.ip_dst}:{self.dport} "
                     f"len={self.wirelen}>")
         return f"<Packet linktype={self.linktype} len={self.wirelen}>"
+
+
+class NsPacket(Packet):
+    """A packet whose source gives nanoseconds (nanosecond pcap, pcapng with ``if_tsresol``
+    finer than microseconds, live capture): ``time_ns`` holds them exactly, since the float
+    ``time`` cannot at today's epoch (it keeps about a quarter of a microsecond). A separate
+    class so microsecond captures, the common case, pay nothing for it."""
+
+    __slots__ = ("time_ns",)
+
+    def __init__(self, data: bytes, time_ns: int, wirelen: int | None = None,
+                 linktype: int = LINKTYPE_ETHERNET, interface: str | None = None) -> None:
+        self.data = data
+        self.time_ns = time_ns
+        self.time = time_ns / 1e9
+        self.wirelen = len(data) if wirelen is None else wirelen
+        self.linktype = linktype
+        self.interface = interface
+        self._scapy = None

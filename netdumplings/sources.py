@@ -20,7 +20,7 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
-from .packet import Packet
+from .packet import NsPacket, Packet
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -102,6 +102,7 @@ class PcapSource:
         self.linktype = linktype
         hdr = struct.Struct(endian + "IIII")
         iface = self.interface
+        nano = tsres < 1e-6
         if self.is_file:
             yield from self._pcap_mmap(hdr, tsres, linktype, iface)
             return
@@ -126,7 +127,10 @@ class PcapSource:
             off += 16 + caplen
             self.offset = off
             self.packets += 1
-            yield Packet(data, sec + frac * tsres, wirelen, linktype, iface)
+            if nano:
+                yield NsPacket(data, sec * 1_000_000_000 + frac, wirelen, linktype, iface)
+            else:
+                yield Packet(data, sec + frac * tsres, wirelen, linktype, iface)
 
     def _pcap_mmap(self, hdr: struct.Struct, tsres: float, linktype: int,
                    iface: str | None) -> Iterator[Packet]:
@@ -136,6 +140,7 @@ class PcapSource:
             off = 24
             unpack = hdr.unpack_from
             P = Packet
+            nano = tsres < 1e-6   # nanosecond pcap: exact integer times
             while off < size:
                 if off + 16 > size:
                     raise CaptureError(f"{self.name}: truncated record header at byte offset {off} "
@@ -153,7 +158,10 @@ class PcapSource:
                 off = end
                 self.offset = off
                 self.packets += 1
-                yield P(data, sec + frac * tsres, wirelen, linktype, iface)
+                if nano:
+                    yield NsPacket(data, sec * 1_000_000_000 + frac, wirelen, linktype, iface)
+                else:
+                    yield P(data, sec + frac * tsres, wirelen, linktype, iface)
         finally:
             mm.close()
 
@@ -189,11 +197,16 @@ class PcapSource:
                 ifid = getattr(meta, "ifid", 0) or 0
                 linktype = reader.interfaces[ifid][0] if ifid < len(reader.interfaces) else 1
             tshigh, tslow, tsresol = meta.tshigh, meta.tslow, meta.tsresol
-            ts = ((tshigh << 32) + tslow) / tsresol
+            units = (tshigh << 32) + tslow
             self.linktype = linktype
             self.packets += 1
             self.offset = _tell(f)
-            yield Packet(data, ts, meta.wirelen or len(data), linktype, iface_default)
+            if tsresol > 1_000_000:  # finer than microseconds: keep exact nanoseconds
+                yield NsPacket(data, units * 1_000_000_000 // tsresol,
+                               meta.wirelen or len(data), linktype, iface_default)
+            else:
+                yield Packet(data, units / tsresol, meta.wirelen or len(data), linktype,
+                             iface_default)
 
 
 def _tell(f: BinaryIO) -> int | str:
@@ -372,19 +385,19 @@ class LiveSource:
                 ifname, pkttype, hatype = addr[0], addr[2], addr[3]
                 if pkttype == PACKET_OUTGOING and _is_loopback(ifname):
                     continue
-                ts = None
+                ts_ns = None
                 for level, ctype, cdata in anc:
                     if level == socket.SOL_SOCKET and ctype == SCM_TIMESTAMPNS:
                         sec, nsec = struct.unpack("qq", cdata[:16])
-                        ts = sec + nsec * 1e-9
-                if ts is None:
-                    ts = time.time()
+                        ts_ns = sec * 1_000_000_000 + nsec
+                if ts_ns is None:
+                    ts_ns = time.time_ns()
                 wirelen = len(data)
                 if wirelen > snap:
                     data = data[:snap]
                 self.packets += 1
-                yield Packet(data, ts, wirelen, _HATYPE_LINKTYPE.get(hatype, 1),
-                             names.get(s.fileno()) or ifname)
+                yield NsPacket(data, ts_ns, wirelen, _HATYPE_LINKTYPE.get(hatype, 1),
+                               names.get(s.fileno()) or ifname)
 
 
 SO_ATTACH_FILTER = 26
