@@ -15,6 +15,11 @@ framing rules. A fresh h11 connection is started for every message, seeded with 
 left over from the previous one: that is what lets us follow pipelining (requests parsed
 ahead of their responses) without h11's one-request-at-a-time state machine stalling.
 Responses are matched to requests in order (HTTP/1.1 has no other correlation).
+
+After a gap in the capture (bytes lost for good) the decoder resynchronises conservatively:
+it forgets both directions' state, skips client bytes up to the next request line at a line
+start, and skips server bytes up to the next status line at a line start that follows such a
+request (see ``Http1Decoder``). The first transaction after a gap says so (``resync``).
 """
 
 from __future__ import annotations
@@ -106,7 +111,10 @@ class Transaction:
 
     ``outcome``: "complete"; "no_response" (none started; ``note`` says why we gave up:
     timeout, close, gap, error); "incomplete" (the response, or the request, was cut off);
-    "upgraded" (101 / CONNECT 2xx: the flow left HTTP/1 here)."""
+    "upgraded" (101 / CONNECT 2xx: the flow left HTTP/1 here).
+
+    ``resync``: set on the first transaction after a gap - the bytes each side skipped since
+    the gap (``client_skipped``, ``server_skipped``, lost bytes of later gaps included)."""
 
     index: int
     request: HttpMessage
@@ -118,13 +126,15 @@ class Transaction:
     late: bool = False                  # the response came after a timeout was reported
     timeout_reported: bool = False
     wants_switch: bool = False          # Upgrade header or CONNECT: the flow may leave HTTP/1
+    resync: dict[str, int] | None = None   # first transaction after a gap: bytes skipped
     request_done: bool = False
     h11_request: Any = field(default=None, repr=False)   # to prime the response parser
 
 
 @dataclass
 class Problem:
-    """Something the decoder could not parse; the flow's decoding stopped (``stopped``)."""
+    """Something the decoder could not parse or did not see; unless ``stopped`` is False
+    the flow's decoding stopped. A gap does not stop it: the decoder resynchronises."""
 
     direction: Direction
     kind: str            # protocol_error | gap | overflow | unmatched_response | truncated | not_http1
@@ -153,9 +163,31 @@ class Http1Decoder:
     """Sans-I/O HTTP/1.x decoder for one TCP connection, fed both directions.
 
     ``feed`` / ``gap`` / ``close`` / ``expire`` return lists of ``Transaction`` and
-    ``Problem`` events. After a problem, a gap or a protocol switch the decoder stops and
-    only counts the bytes it skips: resyncing mid-stream could pair responses with the
-    wrong requests, which is worse than saying nothing.
+    ``Problem`` events. After a protocol error, an overflow or a protocol switch the decoder
+    stops and only counts the bytes it skips (``skipped``).
+
+    After a gap (bytes lost for good) it reports a ``gap`` problem (``stopped=False``) and
+    the requests still waiting (incomplete or unanswered, ``note="gap"``), forgets both
+    directions' parser state and resynchronises, conservatively, because pairing a response
+    with the wrong request is worse than saying nothing:
+
+    * client bytes are skipped up to a request line (``METHOD SP target SP HTTP/1.0|1.1
+      CRLF``, METHOD in uppercase letters) at a line start: the start of a segment or right
+      after a CRLF. Parsing restarts there.
+    * server bytes are skipped up to a status line (``HTTP/1.x SP 3DIGIT SP``) at a line
+      start, accepted only while such a resynchronised request is waiting for its response
+      and began (capture time) no later than those bytes. Server bytes arriving while no
+      request waits are skipped, so the rest of a response whose request was lost in the
+      gap is not paired with the next request.
+
+    Skipped bytes (and the bytes of further gaps while resynchronising, which start it
+    over) are counted in ``skipped``; the first transaction after the gap carries them in
+    ``resync``. What stays ambiguous: with pipelining, requests wholly lost in the gap may
+    have responses still to come after a later request's bytes, and those would be paired
+    with the later requests. A request line inside a body that happens to start a segment
+    or line is taken for a request; a parse error there stops the decoder as usual. And a
+    gap is only known once bytes after it arrive, so requests seen in between are reported
+    with the gap (``note="gap"``) even when they were captured whole.
     """
 
     def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
@@ -177,7 +209,14 @@ class Http1Decoder:
         self._total = [0, 0]                # bytes seen per direction (c2s, s2c)
         self._switch_c2s_offset = 0
         self.stopped: str | None = None
-        self.skipped = [0, 0]               # bytes ignored after stopping, per direction
+        self.skipped = [0, 0]               # bytes ignored (stopped or resyncing), per direction
+        #: after a gap: per direction (c2s, s2c), still looking for where messages start
+        self.resyncing: list[bool] | None = None
+        self._resync_skipped = [0, 0]       # since the gap, per direction
+        self._resync_tx: Transaction | None = None   # first request after the gap
+        self._scan_held = [b"", b""]        # a possible start line cut by a segment end
+        self._scan_ts: list[float | None] = [None, None]
+        self._scan_cr = [False, False]      # the last skipped byte was a CR
         #: set on 101 / CONNECT 2xx: protocol and the byte offsets where HTTP/1 ends
         self.switched: dict[str, Any] | None = None
 
@@ -196,7 +235,9 @@ class Http1Decoder:
             self.skipped[direction is S2C] += len(data)
             return out
         try:
-            if direction is C2S:
+            if self.resyncing is not None and self.resyncing[direction is S2C]:
+                self._resync_feed(direction, data, timestamp, out)
+            elif direction is C2S:
                 self._feed_requests(data, timestamp, out)
             else:
                 self._feed_responses(data, timestamp, out)
@@ -210,8 +251,16 @@ class Http1Decoder:
         if self.stopped:
             self.skipped[direction is S2C] += size
             return out
-        self._stop(out, Problem(direction, "gap", f"{size} bytes lost in {direction}",
-                                timestamp), note="gap")
+        if self.resyncing is not None:
+            # still resynchronising after an earlier gap: start over, quietly
+            self._start_resync(out)
+            self.skipped[direction is S2C] += size
+            self._resync_skipped[direction is S2C] += size
+            return out
+        out.append(Problem(direction, "gap", f"{size} bytes lost in {direction}; "
+                           "resynchronising at the next request", timestamp, stopped=False))
+        self._resync_skipped = [0, 0]
+        self._start_resync(out)
         return out
 
     def close(self, reason: str, clean: bool, timestamp: float | None) -> list[Event]:
@@ -220,6 +269,8 @@ class Http1Decoder:
         out: list[Event] = []
         if self.stopped:
             return out
+        for i, held in enumerate(self._scan_held):
+            self.skipped[i] += len(held)   # a start line cut by the end: never decoded
         resp = self._resp
         if clean and resp.conn is not None and resp.tx is not None and resp.tx.response:
             try:
@@ -330,6 +381,10 @@ class Http1Decoder:
         tx = Transaction(self._count, msg, h11_request=ev,
                          wants_switch=ev.method == b"CONNECT" or b"upgrade" in lower)
         self._req.tx = tx
+        if self.resyncing is not None and self._resync_tx is None:
+            self._resync_tx = tx
+            tx.resync = {"client_skipped": self._resync_skipped[0],
+                         "server_skipped": self._resync_skipped[1]}
         if len(self._pending) >= self.max_pipelined:
             self._stop(out, Problem(C2S, "overflow", f"more than {self.max_pipelined} "
                                     "requests waiting for responses", start),
@@ -545,7 +600,8 @@ class Http1Decoder:
         """A report of ``tx`` as it stands, without disturbing the live one."""
         return Transaction(tx.index, tx.request, tx.response, list(tx.informational),
                            outcome=outcome, note=note, wants_switch=tx.wants_switch,
-                           request_done=tx.request_done)
+                           request_done=tx.request_done,
+                           resync=dict(tx.resync) if tx.resync is not None else None)
 
     def _flush_pending(self, out: list[Event], why: str) -> None:
         while self._pending:
@@ -566,6 +622,93 @@ class Http1Decoder:
         self._req.conn = self._resp.conn = None
         self._held_s2c.clear()
         self._held_c2s = None
+        self.resyncing = None
+        self._scan_held = [b"", b""]
+
+    # -- resynchronising after a gap --------------------------------------------------------
+
+    def _start_resync(self, out: list[Event]) -> None:
+        """Report what was waiting, forget both directions' state, look for message starts."""
+        self._flush_pending(out, "gap")
+        # bytes held back and never decoded count as skipped
+        dropped = [len(self._held_c2s or b""), len(self._held_s2c)]
+        self._req = _Side()
+        self._resp = _Side()
+        self._held_s2c.clear()
+        self._held_s2c_ts = None
+        self._held_c2s = None
+        self._held_c2s_ts = None
+        self.resyncing = [True, True]
+        self._resync_tx = None
+        for i, held in enumerate(self._scan_held):
+            self.skipped[i] += len(held) + dropped[i]
+            self._resync_skipped[i] += len(held) + dropped[i]
+        self._scan_held = [b"", b""]
+        self._scan_ts = [None, None]
+        self._scan_cr = [False, False]
+
+    def _resync_feed(self, direction: Direction, data: bytes, ts: float,
+                     out: list[Event]) -> None:
+        i = direction is S2C
+        held = self._scan_held[i]
+        if i:
+            first = self._resync_tx
+            if (not self._pending or self._pending[0] is not first or first is None
+                    or first.request.start is None or first.request.start > ts):
+                # no request after the gap waits for an answer: these bytes answer a request
+                # we did not see (or nothing), so they are skipped, not held
+                self._resync_skip(i, held + data if held else data)
+                return
+            search, partial = _RESYNC_STATUS, _RESYNC_STATUS_PARTIAL
+        else:
+            search, partial = _RESYNC_REQUEST, _RESYNC_REQUEST_PARTIAL
+        buf = held + data if held else data
+        # a line starts at the start of a segment (or held bytes) and right after a CRLF,
+        # also one cut between two segments
+        prefix = b"\r" if (not held and self._scan_cr[i] and buf[:1] == b"\n") else b"\r\n"
+        scan = prefix + buf
+        m = search.search(scan)
+        if m is None:
+            start = scan.rfind(b"\r\n") + 2 - len(prefix)
+            tail = buf[start:]
+            if (tail and len(tail) <= self.max_header_bytes
+                    and partial.fullmatch(tail) is not None):
+                # a start line may continue in the next segment
+                self._scan_ts[i] = self._scan_ts[i] if (held and start == 0) else ts
+                self._scan_held[i] = bytes(tail)
+                self._resync_skip(i, buf[:start])
+            else:
+                self._scan_held[i] = b""
+                self._resync_skip(i, buf)
+            return
+        pos = m.start() + 2 - len(prefix)
+        held_ts = self._scan_ts[i]
+        self._scan_held[i] = b""
+        self._scan_ts[i] = None
+        self._resync_skip(i, buf[:pos])
+        self.resyncing[i] = False  # type: ignore[index]
+        if i:
+            self.resyncing = None   # the client side found its start first
+            self._resync_tx = None
+            feed = self._feed_responses
+        else:
+            feed = self._feed_requests
+        if held and pos == 0:
+            # the start line began in an earlier segment: it started then
+            feed(held, held_ts if held_ts is not None else ts, out)
+            if not self.stopped:
+                feed(buf[len(held):], ts, out)
+        else:
+            feed(buf[pos:], ts, out)
+
+    def _resync_skip(self, i: int, skipped: bytes) -> None:
+        if skipped:
+            self.skipped[i] += len(skipped)
+            self._resync_skipped[i] += len(skipped)
+            self._scan_cr[i] = skipped[-1:] == b"\r"
+            tx = self._resync_tx
+            if i and tx is not None and tx.resync is not None:
+                tx.resync["server_skipped"] = self._resync_skipped[1]
 
 
 def _is_chunked(headers: Any) -> bool:
@@ -601,6 +744,24 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ((?:[ \t]|" + _FIELD_V
 _HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:" + _FIELD_VCHAR + rb"+(?:[ \t]+"
                           + _FIELD_VCHAR + rb"+)*)?)[ \t]*")
 _DIGITS = re.compile(rb"[0-9]{1,20}")
+
+
+def _prefixes(*parts: bytes) -> re.Pattern[bytes]:
+    """A regex matching any non-empty prefix of ``parts`` (regexes) in sequence."""
+    rx = b""
+    for part in reversed(parts):
+        rx = part + (b"(?:" + rx + b")?" if rx else b"")
+    return re.compile(rx)
+
+
+# Where decoding may restart after a gap (searched with "\r\n" in front: a line start).
+# Stricter than the grammar on purpose: a false start costs more than a late one.
+_RESYNC_REQUEST = re.compile(rb"\r\n[A-Z]{1,20} [\x21-\x7e]+ HTTP/1\.[01]\r\n")
+_RESYNC_REQUEST_PARTIAL = _prefixes(rb"[A-Z]{1,20}", b" ", rb"[\x21-\x7e]+", b" ", b"H", b"T",
+                                    b"T", b"P", b"/", b"1", rb"\.", b"[01]", b"\r")
+_RESYNC_STATUS = re.compile(rb"\r\nHTTP/1\.[01] [1-5][0-9][0-9] ")
+_RESYNC_STATUS_PARTIAL = _prefixes(b"H", b"T", b"T", b"P", b"/", b"1", rb"\.", b"[01]", b" ",
+                                   b"[1-5]", b"[0-9]", b"[0-9]")
 _EOM = h11.EndOfMessage()
 _HEAD, _BODY, _DONE = 0, 1, 2
 
@@ -860,7 +1021,10 @@ class Http1Chef(StreamChef):
     Transactions are matched in order per connection; a request left unanswered is reported
     after ``response_timeout`` seconds of capture time (from the interval poke) and at
     connection close. Decoding problems give an ``"event": "error"`` dumpling and stop that
-    connection's decoding.
+    connection's decoding. A gap in the capture gives an ``"event": "error"`` dumpling of
+    kind ``gap`` too, but decoding resynchronises at the next request line (and its
+    response): the first transaction after the gap has ``"resync"``, the bytes each side
+    skipped.
     """
 
     default_ports: ClassVar[tuple[int, ...]] = (80, 8000, 8080)
@@ -934,6 +1098,8 @@ class Http1Chef(StreamChef):
             else:
                 self.counts["transactions"] += 1
                 self.counts[ev.outcome] += 1
+                if ev.resync is not None:
+                    self.counts["resync"] += 1
                 if ev.upgrade is not None and decoder.switched is not None:
                     flow.state[UPGRADE_STATE_KEY] = dict(decoder.switched, by=self.name)
                 yield transaction_payload(flow, ev)
@@ -1007,6 +1173,8 @@ def transaction_payload(flow: Flow, tx: Transaction) -> dict[str, Any]:
         payload["note"] = tx.note
     if tx.late:
         payload["late"] = True
+    if tx.resync is not None:
+        payload["resync"] = dict(tx.resync)
     payload["summary"] = _one_line(_summary(flow, tx, latency))
     return payload
 
@@ -1036,4 +1204,7 @@ def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:
         line += f" ({tx.outcome}{': ' + tx.note if tx.note else ''})"
     if tx.late:
         line += " (late)"
+    if tx.resync is not None:
+        line += (f" (after a gap: skipped {tx.resync['client_skipped']}B client, "
+                 f"{tx.resync['server_skipped']}B server)")
     return line

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import struct
 import subprocess
 import threading
 import tracemalloc
@@ -181,8 +182,111 @@ def test_snaplen96_reports_gap_and_invents_nothing() -> None:
     for p in got:
         if p["event"] == "transaction":
             assert p["outcome"] != "complete" and p["status"] is None
-    # the first cut packet already breaks the client's stream: decoding stops at once
+    # the first cut packet already breaks the client's stream; every request after it is cut
+    # too, so the decoder keeps resynchronising (quietly) and never finds a whole head
     assert len(errors) == 1
+    assert not any(p.get("resync") for p in got)
+
+
+def copy_pcap_without(src: Path, dst: Path, drop: set[int]) -> Path:
+    """``src`` with the records numbered in ``drop`` (from 0) left out, bytes otherwise as
+    they were (classic pcap: a 24-byte file header, then 16-byte record headers)."""
+    raw = src.read_bytes()
+    order = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, pos, i = [raw[:24]], 24, 0
+    while pos < len(raw):
+        caplen = struct.unpack(order + "IIII", raw[pos:pos + 16])[2]
+        if i not in drop:
+            out.append(raw[pos:pos + 16 + caplen])
+        pos, i = pos + 16 + caplen, i + 1
+    dst.write_bytes(b"".join(out))
+    return dst
+
+
+def tcp_payloads(pcap: Path) -> list[bytes]:
+    from scapy.layers.inet import TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import RawPcapReader
+
+    reader = RawPcapReader(str(pcap))
+    try:
+        return [bytes(Ether(raw)[TCP].payload) for raw, _ in reader]
+    finally:
+        reader.close()
+
+
+def _same_transaction(got: dict[str, Any], want: dict[str, Any], held: bool = False) -> None:
+    """Everything but the request counter and the resync note agrees. ``held``: the request
+    came right after the hole in its direction; the kitchen held its segment until the
+    peer's ACK proved the hole, and hands it over with that later packet's time."""
+    skip = {"index", "summary", "resync"} | ({"timestamp", "latency"} if held else set())
+    assert {k: v for k, v in got.items() if k not in skip} == \
+        {k: v for k, v in want.items() if k not in skip}
+    if held:
+        assert want["timestamp"] < got["timestamp"] < want["timestamp"] + 0.01
+        assert got["timestamp"] + got["latency"] == \
+            pytest.approx(want["timestamp"] + want["latency"], abs=1e-6)
+    else:
+        assert got["summary"].startswith(want["summary"])
+
+
+KEEPALIVE = DATA / "http1-keepalive.pcap"
+
+
+def test_lost_request_segment_resyncs_at_the_next_request(tmp_path: Path) -> None:
+    truth = expected_of(KEEPALIVE)
+    (conn,) = truth["connections"]
+    assert len(conn["exchanges"]) == 5
+    intact = transactions(KEEPALIVE)
+    assert [p["path"] for p in intact] == [e["request"]["target"] for e in conn["exchanges"]]
+    payloads = tcp_payloads(KEEPALIVE)
+    # the third request's only segment (the third segment starting with a request line)
+    lost = [i for i, p in enumerate(payloads) if p.startswith(b"GET ")][2]
+    assert payloads[lost].startswith(b"GET /no-such-dish HTTP/1.1\r\n")
+    got = transactions(copy_pcap_without(KEEPALIVE, tmp_path / "lost.pcap", {lost}))
+    errors = [p for p in got if p["event"] == "error"]
+    assert [(p["kind"], p["direction"], p["src"]) for p in errors] == \
+        [("gap", "client_to_server", conn["client"])]
+    assert f"{len(payloads[lost])} bytes lost" in errors[0]["message"]
+    txs = [p for p in got if p["event"] == "transaction"]
+    # /no-such-dish is gone; nothing else is missing or changed, nothing is invented
+    assert len(txs) == 4
+    for p, want in zip(txs, intact[:2] + intact[3:]):
+        _same_transaction(p, want, held=p is txs[2])
+        assert p["outcome"] == "complete"
+    assert [p.get("resync") for p in txs] == \
+        [None, None, {"client_skipped": 0, "server_skipped": 135 + 28}, None]
+    assert got.index(errors[0]) == 2   # reported when it was found, between the two
+
+
+def test_lost_response_segment_resyncs_at_the_next_pair(tmp_path: Path) -> None:
+    intact = transactions(KEEPALIVE)
+    payloads = tcp_payloads(KEEPALIVE)
+    # the body of the second response (its own segment, after the head's)
+    lost = [i for i, p in enumerate(payloads) if p.startswith(b"Today:")][0]
+    assert intact[1]["path"] == "/specials" and intact[1]["response_body_length"] == 33
+    assert len(payloads[lost]) == 33
+    got = transactions(copy_pcap_without(KEEPALIVE, tmp_path / "lost.pcap", {lost}))
+    errors = [p for p in got if p["event"] == "error"]
+    assert [(p["kind"], p["direction"]) for p in errors] == [("gap", "server_to_client")]
+    txs = [p for p in got if p["event"] == "transaction"]
+    assert len(txs) == 5
+    _same_transaction(txs[0], intact[0])
+    # the response that lost its body: head as captured, no body, incomplete
+    cut = txs[1]
+    assert (cut["path"], cut["status"], cut["outcome"], cut["note"]) == \
+        ("/specials", 200, "incomplete", "gap")
+    assert cut["response_headers"] == intact[1]["response_headers"]
+    assert cut["response_body_length"] == 0 and cut["latency"] is None
+    # the gap is only known when the server's next segment shows the hole, after the next
+    # request was seen: that request is reported with the gap, its answer skipped
+    assert (txs[2]["path"], txs[2]["outcome"], txs[2]["note"], txs[2]["status"]) == \
+        ("/no-such-dish", "no_response", "gap", None)
+    assert txs[2]["request_headers"] == intact[2]["request_headers"]
+    for p, want in zip(txs[3:], intact[3:]):
+        _same_transaction(p, want)
+        assert p["outcome"] == "complete"
+    assert txs[3]["resync"] == {"client_skipped": 0, "server_skipped": 135 + 28}
 
 
 # -- decoder behaviour -------------------------------------------------------------------
@@ -327,15 +431,172 @@ def test_close_reports_unanswered_and_cut_requests() -> None:
     assert "closed (rst)" in out[0].note
 
 
-def test_gap_stops_cleanly_and_reports_pending() -> None:
+def test_gap_reports_pending_and_skips_server_bytes_without_a_request() -> None:
     dec = Http1Decoder()
     dec.feed(C2S, GET, 1.0)
     dec.feed(S2C, OK5[:20], 1.1)
     out = dec.gap(S2C, 100, 1.2)
-    assert isinstance(out[0], Problem) and out[0].kind == "gap" and out[0].stopped
+    assert isinstance(out[0], Problem) and out[0].kind == "gap" and not out[0].stopped
+    assert "100 bytes lost" in out[0].message
     assert isinstance(out[1], Transaction) and out[1].outcome == "incomplete"
+    assert out[1].note == "gap" and len(out) == 2
+    assert not dec.stopped and dec.resyncing == [True, True] and dec.pending == 0
+    # a whole response with no request after the gap to answer: skipped, never paired
     assert dec.feed(S2C, OK5, 1.3) == [] and dec.skipped == [0, len(OK5)]
     assert dec.close("fin", True, 2.0) == []
+
+
+# A keep-alive connection: three GETs, each answered before the next is sent.
+KA_REQ = [b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n",
+          b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n",
+          b"POST /three HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"]
+KA_RESP = [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789",
+           b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + b"b" * 300,
+           b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n"
+           b"created"]
+
+
+def test_gap_in_a_response_body_then_the_next_pair_decodes() -> None:
+    dec = Http1Decoder()
+    body2 = KA_RESP[1]
+    cut = body2.index(b"\r\n\r\n") + 4 + 100
+    out = feed_all(dec, [(C2S, KA_REQ[0], 1.0), (S2C, KA_RESP[0], 1.1),
+                         (C2S, KA_REQ[1], 2.0), (S2C, body2[:cut], 2.1)])
+    assert [(t.request.target, t.outcome) for t in out] == [("/one", "complete")]
+    out = dec.gap(S2C, 100, 2.2)
+    assert [type(e).__name__ for e in out] == ["Problem", "Transaction"]
+    assert (out[0].kind, out[0].direction, out[0].stopped) == ("gap", S2C, False)
+    tx = out[1]
+    assert (tx.request.target, tx.outcome, tx.note) == ("/two", "incomplete", "gap")
+    assert (tx.response.status, tx.response.body_length) == (200, 100)
+    out = feed_all(dec, [(S2C, body2[cut + 100:], 2.3),    # the rest of /two's body
+                         (C2S, KA_REQ[2], 3.0), (S2C, KA_RESP[2], 3.1),
+                         (C2S, KA_REQ[0], 4.0), (S2C, KA_RESP[0], 4.1)])
+    assert [(t.index, t.request.method, t.request.target, t.request.body_length,
+             t.response.status, t.response.reason, t.response.body_length, t.outcome)
+            for t in out] == [(3, "POST", "/three", 4, 201, "Created", 7, "complete"),
+                              (4, "GET", "/one", 0, 200, "OK", 10, "complete")]
+    assert bytes(out[0].response.body_preview) == b"created"
+    assert out[0].response.header("Content-Type") == "text/plain"
+    assert out[0].response.end - out[0].request.start == pytest.approx(0.1)
+    assert out[0].resync == {"client_skipped": 0, "server_skipped": 100}
+    assert out[1].resync is None
+    assert dec.resyncing is None and dec.skipped == [0, 100]
+    assert dec.close("fin", True, 5.0) == []
+
+
+def test_gap_in_a_request_skips_to_the_next_request_line() -> None:
+    dec = Http1Decoder()
+    post = (b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n"
+            + b"q" * 10)
+    out = feed_all(dec, [(C2S, post, 1.0)])
+    out += dec.gap(C2S, 20, 1.1)
+    assert [(type(e).__name__, getattr(e, "kind", None) or e.outcome) for e in out] == \
+        [("Problem", "gap"), ("Transaction", "incomplete")]
+    assert out[1].request.body_length == 10 and out[1].note == "gap"
+    # the end of the body, the server's answer to the lost request, then a new request that
+    # starts inside the same segment, right after a CRLF
+    lost_answer = b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n"
+    out = feed_all(dec, [(C2S, b"q" * 8 + b"\r\n" + KA_REQ[1], 1.2),
+                         (S2C, lost_answer, 1.15), (S2C, KA_RESP[1], 1.3)])
+    (tx,) = out
+    assert (tx.request.target, tx.response.status, tx.response.body_length) == ("/two", 200, 300)
+    assert tx.request.start == 1.2
+    assert tx.resync == {"client_skipped": 10, "server_skipped": len(lost_answer)}
+    assert dec.skipped == [10, len(lost_answer)]
+
+
+def test_request_line_not_at_a_line_start_is_not_a_request() -> None:
+    dec = Http1Decoder()
+    dec.feed(C2S, b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n", 1.0)
+    dec.gap(C2S, 100, 1.1)
+    fake = b"body text: GET / HTTP/1.1\r\nHost: y\r\n\r\n and x GET /z HTTP/1.1\r\n\r\n"
+    lower = b"get /lower HTTP/1.1\r\n"   # not a request line for resync: methods are upper case
+    odd = [b"\r\nGET  /twospaces HTTP/1.1\r\n", b"GET /v HTTP/1.2\r\n",
+           b"GET /nocr HTTP/1.1\n", b"M-SEARCH * HTTP/1.1\r\n"]
+    steps = [(C2S, fake, 1.2), (C2S, lower, 1.3), (C2S, b"\r\n" + lower, 1.4)]
+    steps += [(C2S, data, 1.5) for data in odd] + [(S2C, OK5, 1.7)]
+    assert feed_all(dec, steps) == []
+    assert dec.resyncing == [True, True] and dec.pending == 0
+    assert dec.skipped == [sum(len(d) for _, d, _ in steps[:-1]), len(OK5)]
+    # a request line split over two segments is found, and starts with its first byte
+    (tx,) = feed_all(dec, [(C2S, b"xyz\r\nGET /rea", 2.0), (C2S, b"l HTTP/1.1\r\nHost: x\r\n\r\n", 2.1),
+                           (S2C, b"HTTP/1.1 200 OK\r\nCon", 2.2),
+                           (S2C, b"tent-Length: 1\r\n\r\n!", 2.3)])
+    assert (tx.request.target, tx.request.start, tx.response.start, tx.response.body_length) == \
+        ("/real", 2.0, 2.2, 1)
+    # also when the CRLF before it is split
+    dec = Http1Decoder()
+    dec.gap(C2S, 5, 1.0)
+    assert feed_all(dec, [(C2S, b"junk\r", 1.1), (C2S, b"\nGET /s HTTP/1.1\r\nHost: x\r\n\r\n", 1.2)]) == []
+    assert dec.pending == 1 and dec.skipped == [6, 0]
+
+
+def test_response_needs_a_request_sent_before_it() -> None:
+    dec = Http1Decoder()
+    dec.gap(S2C, 50, 1.0)
+    # a resynchronised request that (by capture time) started after the server's bytes
+    # cannot be what they answer
+    dec.feed(C2S, KA_REQ[0], 5.0)
+    assert dec.feed(S2C, KA_RESP[0], 4.0) == []
+    assert dec.skipped == [0, len(KA_RESP[0])] and dec.resyncing == [False, True]
+    (tx,) = dec.feed(S2C, KA_RESP[1], 5.5)
+    assert (tx.request.target, tx.response.body_length) == ("/one", 300)
+    assert tx.resync == {"client_skipped": 0, "server_skipped": len(KA_RESP[0])}
+
+
+def test_second_gap_while_resynchronising() -> None:
+    dec = Http1Decoder()
+    dec.feed(C2S, KA_REQ[0], 1.0)
+    out = dec.gap(S2C, 10, 1.1)
+    assert [e.kind for e in out if isinstance(e, Problem)] == ["gap"]
+    # the client side found a request, then the server side loses bytes again: the request
+    # after the first gap is given up as well, and resync starts over, quietly
+    dec.feed(S2C, b"tail of a body", 1.2)
+    dec.feed(C2S, KA_REQ[1], 2.0)
+    assert dec.pending == 1 and dec.resyncing == [False, True]
+    out = dec.gap(S2C, 30, 2.1)
+    assert [(type(e).__name__, getattr(e, "outcome", None), getattr(e, "note", None))
+            for e in out] == [("Transaction", "no_response", "gap")]
+    assert out[0].request.target == "/two" and out[0].resync["server_skipped"] == 14
+    assert dec.resyncing == [True, True] and dec.pending == 0 and not dec.stopped
+    assert dec.gap(C2S, 7, 2.2) == []
+    assert dec.skipped == [7, 14 + 30]
+    (tx,) = feed_all(dec, [(C2S, KA_REQ[2], 3.0), (S2C, KA_RESP[2], 3.1)])
+    assert (tx.request.target, tx.response.status, tx.outcome) == ("/three", 201, "complete")
+    assert tx.resync == {"client_skipped": 7, "server_skipped": 44}
+    # a gap after the resync is done is a new gap, reported as such
+    assert [e.kind for e in dec.gap(C2S, 3, 4.0)] == ["gap"]
+
+
+def test_gaps_do_not_undo_a_stop() -> None:
+    dec = Http1Decoder()
+    out = dec.feed(C2S, b"\x16\x03\x01garbage\r\n\r\n", 1.0)
+    assert [e.kind for e in out] == ["protocol_error"] and dec.stopped
+    assert dec.gap(C2S, 10, 1.1) == [] and dec.feed(C2S, GET, 1.2) == []
+    assert dec.stopped == "protocol_error" and dec.skipped == [10 + len(GET), 0]
+    # a protocol error after a resync stops for good too
+    dec = Http1Decoder()
+    dec.gap(C2S, 10, 1.0)
+    out = dec.feed(C2S, b"GET / HTTP/1.1\r\nBad Name: y\r\n\r\n", 1.1)
+    assert [e.kind for e in out] == ["protocol_error"] and dec.stopped
+    assert dec.feed(C2S, GET, 1.2) == [] and dec.resyncing is None
+
+
+def test_chef_reports_gap_and_resync() -> None:
+    chef = Http1Chef()
+    flow = make_flow()
+    out = run_chef(chef, flow, [(C2S, KA_REQ[0], 1.0), (S2C, KA_RESP[0][:30], 1.1)], close=None)
+    out += list(chef.on_gap(flow, S2C, 5))
+    out += run_chef(chef, flow, [(S2C, b"56789", 1.2), (C2S, KA_REQ[1], 2.0),
+                                 (S2C, KA_RESP[1], 2.1)])
+    assert [(p["event"], p.get("kind") or p["outcome"]) for p in out] == \
+        [("error", "gap"), ("transaction", "incomplete"), ("transaction", "complete")]
+    assert "stopped" not in out[0]["summary"] and "5 bytes lost" in out[0]["summary"]
+    assert out[2]["resync"] == {"client_skipped": 0, "server_skipped": 5}
+    assert out[2]["summary"].endswith("(after a gap: skipped 0B client, 5B server)")
+    assert "resync" not in out[1]
+    assert chef.counts["resync"] == 1 and chef.counts["gap"] == 1
 
 
 def test_garbage_is_a_protocol_error_not_an_exception() -> None:
@@ -671,10 +932,10 @@ def _run_decoder(fast: bool, steps: list[tuple[Any, ...]], close: tuple[bool, st
         else:
             events = dec.feed(*step)
         seen.append([_event_view(e) for e in events])
-        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched))
+        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched, dec.resyncing))
     if close is not None:
         seen.append([_event_view(e) for e in dec.close(close[1], close[0], 99.0)])
-        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched))
+        seen.append((dec.pending, dec.stopped, list(dec.skipped), dec.switched, dec.resyncing))
     return seen
 
 
@@ -806,10 +1067,11 @@ _PARTS_S2C = PLAIN_RESPONSES + ODD_RESPONSES + [b"\r\n", b"xyz"]
        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
        st.sampled_from(["c2s first", "s2c first", "interleaved"]),
        st.sampled_from([(True, "fin"), (False, "rst"), None]),
-       st.booleans())
+       st.lists(st.tuples(st.floats(0, 1), st.sampled_from([C2S, S2C]), st.integers(1, 50)),
+                max_size=3))
 def test_fast_path_matches_h11_on_generated_streams(reqs: list, resps: list, sizes: list,
                                                     flips: list, order: str, close: Any,
-                                                    gap: bool) -> None:
+                                                    gaps: list) -> None:
     streams = []
     for parts in (reqs, resps):
         buf = bytearray(b"".join(parts))
@@ -825,10 +1087,42 @@ def test_fast_path_matches_h11_on_generated_streams(reqs: list, resps: list, siz
     else:
         steps = [s for pair in zip(c2s, s2c) for s in pair]
         steps += c2s[len(s2c):] + s2c[len(c2s):]
-    if gap and steps:
-        steps.insert(len(steps) // 2, ("gap", S2C, 10, 1.2))
+    for where, direction, size in gaps:   # lost bytes, then resync, both ways
+        steps.insert(int(where * len(steps)), ("gap", direction, size, 1.2))
     steps.append(("expire", 100.0, 30.0))
     assert_fast_like_h11(steps, close=close, max_pipelined=4, body_preview=3)
+
+
+@pytest.mark.parametrize("sizes", [[], [1], [3, 17], [40]])
+def test_fast_path_matches_h11_through_resync(sizes: list[int]) -> None:
+    odd = ODD_RESPONSES[0]   # chunked: h11's on the fast path too
+    c2s = [KA_REQ[0], KA_REQ[1], KA_REQ[2], ODD_REQUESTS[0], GET]
+    s2c = [KA_RESP[0], KA_RESP[1], KA_RESP[2], odd, OK5]
+    steps: list[tuple] = []
+    t = 1.0
+    for i, (req, resp) in enumerate(zip(c2s, s2c)):
+        if i == 1:
+            steps += _segments(C2S, req, sizes, t) + _segments(S2C, resp[:60], sizes, t + 0.1)
+            steps.append(("gap", S2C, 100, t + 0.2))
+            steps += _segments(S2C, resp[160:], sizes, t + 0.3)
+        elif i == 2:
+            steps += _segments(C2S, req[:20], sizes, t)
+            steps.append(("gap", C2S, 5, t + 0.1))
+            steps += _segments(C2S, req[25:] + b"\r\n" + c2s[3][:30], sizes, t + 0.2)
+        elif i == 3:
+            steps += _segments(C2S, req[30:], sizes, t)
+            steps += _segments(S2C, resp, sizes, t + 0.1)
+        else:
+            steps += _segments(C2S, req, sizes, t) + _segments(S2C, resp, sizes, t + 0.1)
+        t += 1.0
+    want = _run_decoder(False, steps, (True, "fin"))
+    assert _run_decoder(True, steps, (True, "fin")) == want
+    done = [e for events in want[::2] for e in events
+            if e["type"] == "Transaction" and e["outcome"] == "complete"]
+    # the pair after the second gap (a chunked POST) and the last one are decoded
+    assert [(e["request"]["target"], e["response"]["status"]) for e in done] == \
+        [("/one", 200), ("/c", 200), ("/a", 200)]
+    assert done[1]["resync"] is not None and done[2]["resync"] is None
 
 
 def _as_text_reference(raw: bytes) -> str:
