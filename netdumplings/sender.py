@@ -168,7 +168,8 @@ class HubSender:
     def __init__(self, host: str, port: int, hello: dict[str, Any], *, tls: bool = False,
                  cafile: str | None = None, outbox_bytes: int = 64 << 20,
                  batch_max: int = 500, backoff_max: float = 10.0,
-                 welcome_timeout: float = 2.0, encoding: str = "json") -> None:
+                 welcome_timeout: float = 2.0, encoding: str = "json",
+                 linger: float = 0.001) -> None:
         self.uri = ws_uri(host, port, tls)
         self.hello = dict(hello)
         self.hello.setdefault("protocol", PROTOCOL)
@@ -177,6 +178,11 @@ class HubSender:
             self.hello["encoding"] = encoding
         self.outbox = Outbox(outbox_bytes)
         self.batch_max = batch_max
+        #: a batch link sends at most one message per ``linger`` seconds while dumplings
+        #: keep coming (the first after a pause goes at once): at a few thousand a second
+        #: that makes a message of several dumplings instead of one each, and the hub's
+        #: work (a send per eater per message) falls with it, for at most ``linger`` latency
+        self.linger = linger
         self.backoff_max = backoff_max
         self.welcome_timeout = welcome_timeout
         self.ssl: ssl.SSLContext | None = None
@@ -184,6 +190,7 @@ class HubSender:
             self.ssl = ssl.create_default_context(cafile=cafile)
         self.connected = threading.Event()
         self.sent = 0
+        self.messages = 0         # WebSocket messages those dumplings took
         self.acked = 0
         self.connects = 0
         self._msg_sizes: deque[int] = deque()  # items per unacknowledged message, in order
@@ -301,6 +308,8 @@ class HubSender:
         if resend:
             log.info("resending %d unacknowledged dumplings", resend)
         reader = asyncio.create_task(self._read(ws))
+        loop = asyncio.get_running_loop()
+        last_send = 0.0
         try:
             while True:
                 dropped = outbox.take_dropped()
@@ -312,6 +321,10 @@ class HubSender:
                         if notice:
                             self._msg_sizes.append(0)  # before sending: the ack may beat us
                             await ws.send(_pack(notice) if binary else notice.decode())
+                if batch and self.linger and len(outbox) - outbox.in_flight < self.batch_max:
+                    wait = last_send + self.linger - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if ack and outbox.inflight_bytes * 2 >= outbox.max_bytes:
                     items = []  # window full: wait for acks (they wake us)
                 else:
@@ -340,6 +353,8 @@ class HubSender:
                 if not ack:  # a 0.5 hub: sent is as good as it gets
                     outbox.acked(len(items))
                 self.sent += len(items)
+                self.messages += 1
+                last_send = loop.time()
         finally:
             reader.cancel()
 

@@ -347,3 +347,30 @@ def test_outbox_drops_pending_before_in_flight_and_resends_in_order():
     assert resent[2:] == items[13:20]                    # then the newest pending
     box.acked(len(resent))
     assert len(box) == 0 and box.bytes == 0 and box.inflight_bytes == 0
+
+
+def test_sender_lingers_so_a_steady_trickle_shares_messages():
+    """At a few thousand dumplings a second a batch link sends at most one message per
+    ``linger`` (here 5 ms) instead of one per dumpling; nothing is lost or reordered."""
+    with HubThread() as h:
+        got: list[dict] = []
+        eater = DumplingEater("trickle", h.out_uri, on_dumpling=lambda d: _append(got, d))
+        loop = asyncio.new_event_loop()
+        n = 600
+        t = threading.Thread(target=loop.run_until_complete, args=(eater.eat(n),), daemon=True)
+        t.start()
+        assert h.wait(lambda: len(h.hub.eaters) == 1)
+        sender = HubSender("127.0.0.1", h.hub.in_port, {"kitchen_name": "tk"}, linger=0.005)
+        sender.start()
+        assert sender.connected.wait(10)
+        started = time.monotonic()
+        for i in range(1, n + 1):
+            sender.put(orjson.dumps(dumpling(i, kitchen="tk")))
+            if i % 2 == 0:
+                time.sleep(0.001)        # about 2 dumplings a millisecond, for ~0.3 s+
+        assert sender.close(10)
+        elapsed = time.monotonic() - started
+        t.join(10)
+        assert [d["metadata"]["sequence"] for d in got] == list(range(1, n + 1))
+        # sends are >= 5 ms apart while dumplings keep coming: the bound holds on any machine
+        assert sender.messages <= elapsed / 0.005 + 2, (sender.messages, elapsed)

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "oldest are dropped, counted and reported, since capture cannot wait. "
                         "A file (-r FILE): reading waits for room instead, so nothing is "
                         "dropped")
+    p.add_argument("--linger-ms", type=float, default=1.0,
+                   help="while dumplings keep coming, send at most one message to the hub "
+                        "per this many ms, so a steady flow shares messages instead of one "
+                        "each (the hub's work per eater falls with it); the first after a "
+                        "pause goes at once; 0 sends at once always (default: %(default)s)")
     p.add_argument("--flush-timeout", type=float, default=30.0,
                    help="at the end of a file, wait up to SECONDS for the hub to take the "
                         "last dumplings (default: %(default)s)")
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             hello["token"] = token
         sender = HubSender(host, port, hello, tls=tls, cafile=args.cafile,
                            outbox_bytes=int(args.outbox_mb * (1 << 20)),
-                           encoding=args.encoding)
+                           encoding=args.encoding, linger=max(0.0, args.linger_ms) / 1000)
         if args.read and args.read != "-":
             # A file can be read more slowly: wait for the hub rather than drop.
             def sink(dumpling: dict, data: bytes) -> None:
