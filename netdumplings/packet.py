@@ -414,10 +414,5 @@ class NsPacket(Packet):
 
     def __init__(self, data: bytes, time_ns: int, wirelen: int | None = None,
                  linktype: int = LINKTYPE_ETHERNET, interface: str | None = None) -> None:
-        self.data = data
+        super().__init__(data, time_ns / 1e9, wirelen, linktype, interface)
         self.time_ns = time_ns
-        self.time = time_ns / 1e9
-        self.wirelen = len(data) if wirelen is None else wirelen
-        self.linktype = linktype
-        self.interface = interface
-        self._scapy = None

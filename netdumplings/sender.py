@@ -54,7 +54,6 @@ class Outbox:
         self.inflight_bytes = 0
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # signalled when bytes leave
-        self.waited = 0.0         # seconds put() spent waiting for room (wait=...)
         self.dropped = 0          # since the last report
         self.dropped_total = 0
         self.put_total = 0
@@ -67,11 +66,9 @@ class Outbox:
         capture file can be read more slowly, a live interface cannot."""
         with self._lock:
             q = self._q
-            if wait is not None and self._bytes + len(data) > self.max_bytes and self._bytes:
-                t0 = time.monotonic()
+            if wait is not None:
                 while self._bytes + len(data) > self.max_bytes and self._bytes and wait():
                     self._room.wait(0.1)
-                self.waited += time.monotonic() - t0
             q.append(data)
             self._bytes += len(data)
             self.put_total += 1

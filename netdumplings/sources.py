@@ -102,10 +102,10 @@ class PcapSource:
         self.linktype = linktype
         hdr = struct.Struct(endian + "IIII")
         iface = self.interface
-        nano = tsres < 1e-6
         if self.is_file:
             yield from self._pcap_mmap(hdr, tsres, linktype, iface)
             return
+        nano = tsres < 1e-6   # nanosecond pcap: exact integer times
         f = self._f
         off = 24
         while True:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+
+import orjson
 
 from conftest import DATA, nd_command
 from netdumplings.eater import DumplingEater, HubUnavailable
 from conftest import free_port
+from test_hub_helpers import dumpling, open_kitchen
 
 
 def _replay(procs, in_port: int, *chefs: str) -> None:
@@ -103,12 +107,6 @@ def test_missed_notices_reach_a_filtered_eater(hub_process):
     """An eater that subscribes to one chef and falls behind still hears how much the hub
     dropped for it (the notices come from HubNoticeChef, outside its filter): what it got
     plus what it was told it missed is everything that was sent."""
-    import time
-
-    import orjson
-
-    from test_hub_helpers import dumpling, open_kitchen
-
     in_port, out_port, _ = hub_process()
     n = 20_000
     notices: list[dict] = []
