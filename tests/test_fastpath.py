@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from scapy.all import (ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest,
                        IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
 from scapy.layers.l2 import CookedLinux
@@ -317,3 +318,41 @@ def test_synthetic_captures_are_well_formed(tmp_path: Path) -> None:
         k.process(p)
     k.finish()
     assert chef.bytes > 1_000_000 and k.stats.gaps == 0
+
+
+def _general_decode(raw: bytes, linktype: int = LINKTYPE_ETHERNET) -> list[Any]:
+    q = Packet(raw, 1.0, linktype=linktype)
+    q._decode_any()   # the decode that handles every frame, without the common-frame path
+    return [getattr(q, s) for s in FIELDS]
+
+
+def test_common_frame_decode_equals_general_decode() -> None:
+    """``Packet.decode`` takes a shortcut for plain Ethernet/IP/TCP|UDP frames: it must
+    give exactly the fields of the general decode, on every frame it takes or declines."""
+    frames = edge_frames()
+    for pcap in CAPTURES:
+        frames.extend(p.data for p in read_all(pcap) if p.linktype == LINKTYPE_ETHERNET)
+    taken = 0
+    for raw in frames:
+        p = Packet(raw, 1.0)
+        taken += p._decode_common()
+        p = Packet(raw, 1.0)
+        p.decode()
+        assert [getattr(p, s) for s in FIELDS] == _general_decode(raw), raw.hex()
+    assert taken > len(frames) // 2   # the shortcut is really taken on most frames
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(EDGE_FRAMES[:6] + EDGE_FRAMES[12:13] + EDGE_FRAMES[15:17]),
+       st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=6),
+       st.integers(0, 120))
+def test_common_frame_decode_equals_general_decode_on_damaged_headers(
+        frame: Any, edits: list[tuple[int, int]], cut: int) -> None:
+    raw = bytearray(bytes(frame) + b"payload-bytes" * 3)
+    for pos, value in edits:   # lengths, header lengths, protocols, fragment bits ... lie
+        if pos < len(raw):
+            raw[pos] = value
+    raw = bytes(raw[:max(cut, 14)])
+    p = Packet(raw, 1.0)
+    p.decode()
+    assert [getattr(p, s) for s in FIELDS] == _general_decode(raw)
