@@ -396,11 +396,14 @@ class Kitchen:
         process = self.process
         n = 0
         if not live:
+            due = self._next_capture_poke
             for packet in source:
                 if packet is None:
                     continue
-                if interval:
+                # ``tick`` only when a poke is due (or to start the clock), not per packet
+                if interval and (due is None or packet.time >= due):
                     self.tick(packet.time)
+                    due = self._next_capture_poke
                 process(packet)
                 n += 1
                 if n & 0x3FF:
