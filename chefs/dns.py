@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 import dnslib
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError as DnsBufferError
+from dnslib.label import DNSBuffer
 
 from netdumplings.chef import CloseReason, DatagramChef, Direction, FlowChefOptions
 
@@ -162,6 +165,49 @@ def _section(rrs: list[Any]) -> list[dict[str, Any]]:
     return [_record(rr) for rr in rrs[:MAX_RECORDS]]
 
 
+#: Name-decompression work dnslib may do per byte of a message (a label or a pointer hop
+#: counts one). Real messages need a few per byte; see ``_BoundedBuffer``.
+NAME_WORK_PER_BYTE = 16
+
+
+class _BoundedBuffer(DNSBuffer):
+    """dnslib's parse buffer with a cap on the work spent decompressing names.
+
+    dnslib follows each compression pointer by recursion and copies the labels of every
+    level, and it never remembers a name it has already decoded. A 64 KB datagram that
+    builds a backward pointer chain a few hundred hops deep and then points thousands of
+    questions at its end costs O(questions x depth^2): seconds to minutes of CPU for one
+    packet (the fast path declines such chains, so they reach dnslib). Past the budget the
+    message is refused as malformed (a DecodeError), which bounds every message. (The fast
+    path remembers the names it decoded, so it may still answer such a message cheaply.)"""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.name_work = NAME_WORK_PER_BYTE * len(data) + 1024
+
+    def decode_name(self, last: int = -1) -> Any:
+        name = super().decode_name(last)   # recurses through this method for each hop
+        self.name_work -= 1 + len(name.label)
+        if self.name_work < 0:
+            raise DnsBufferError("name compression pointers need too much work to follow")
+        return name
+
+
+def _dnslib_record(data: bytes) -> Any:
+    """``dnslib.DNSRecord.parse(data)``, section by section over a ``_BoundedBuffer``."""
+    buf = _BoundedBuffer(data)
+    try:
+        header = dnslib.DNSHeader.parse(buf)
+        questions = [dnslib.DNSQuestion.parse(buf) for _ in range(header.q)]
+        sections = [[dnslib.RR.parse(buf) for _ in range(count)]
+                    for count in (header.a, header.auth, header.ar)]
+    except dnslib.DNSError:
+        raise
+    except (DnsBufferError, BimapError) as exc:   # worded as dnslib.DNSRecord.parse does
+        raise dnslib.DNSError(f"Error unpacking DNSRecord [offset={buf.offset}]: {exc}")
+    return dnslib.DNSRecord(header, questions, sections[0], auth=sections[1], ar=sections[2])
+
+
 def parse_message_dnslib(data: bytes) -> DnsMessage:
     """The reference decoder: dnslib parses everything (raises on anything malformed).
 
@@ -169,7 +215,7 @@ def parse_message_dnslib(data: bytes) -> DnsMessage:
     answers at all."""
     if len(data) > MAX_MESSAGE:
         raise ValueError(f"{len(data)} bytes is longer than any DNS message")
-    rec = dnslib.DNSRecord.parse(data)
+    rec = _dnslib_record(data)
     h = rec.header
     edns = None
     additional = []

@@ -527,3 +527,30 @@ def test_fast_path_ipv6_text_matches_dnslib_for_every_zero_pattern() -> None:
         data = _msg((1, 1, 0, 0), Q_EXAMPLE.replace(b"\x00\x01\x00\x01", b"\x00\x1c\x00\x01")
                     + b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + rdata)
         assert assert_same_as_dnslib(data, must_answer=True)
+
+
+def test_pointer_chain_bomb_is_refused_quickly() -> None:
+    """Regression: a 64 KB query whose first 200 questions build a backward compression
+    chain (each name is one label plus a pointer to the previous name), followed by
+    ~10,600 questions pointing at the chain's end. The fast path declines (over 32 hops),
+    and dnslib, which re-walks the chain for every question, took ~10 s (minutes for
+    deeper chains); its name work is now budgeted and the message is a DecodeError."""
+    msg = bytearray(b"\x00\x01\x01\x00" + b"\x00" * 8)  # header; question count below
+    depth = 200
+    prev = None
+    for _ in range(depth):
+        here = len(msg)
+        msg += (b"\x01a\x00" if prev is None else b"\x01a" + (0xC000 | prev).to_bytes(2, "big"))
+        msg += b"\x00\x01\x00\x01"
+        prev = here
+    tail = (0xC000 | prev).to_bytes(2, "big") + b"\x00\x01\x00\x01"
+    msg += tail * ((65535 - len(msg)) // len(tail))
+    qdcount = depth + (len(msg) - 12 - 7 - (depth - 1) * 8) // 6
+    msg[4:6] = qdcount.to_bytes(2, "big")
+    t0 = time.monotonic()
+    events = DnsDecoder().feed(bytes(msg), C2S, 1.0)
+    assert time.monotonic() - t0 < 2
+    assert len(events) == 1 and isinstance(events[0], DecodeError)
+    assert "too much work" in events[0].reason
+    # a normal heavily compressed message is untouched by the budget
+    assert isinstance(DnsDecoder().feed(_SAMPLE, S2C, 1.0)[0], Lookup)
