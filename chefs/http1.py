@@ -51,6 +51,11 @@ MAX_HEADERS_SHOWN = 100
 MAX_VALUE_CHARS = 1024
 MAX_CHUNK_SIZES = 64
 MAX_INFORMATIONAL = 8
+#: Longest start line held across segments while resynchronising after a gap. Each new
+#: segment rescans what is held, so fed in small pieces the cost grows with its square:
+#: at max_header_bytes (64 KB) one line fed a byte at a time took ~7 s. Servers refuse
+#: request lines this long anyway (nginx and Apache stop at 8 KB).
+MAX_RESYNC_LINE = 8192
 
 
 
@@ -90,6 +95,8 @@ class HttpMessage:
     body_preview: bytearray = field(default_factory=bytearray)
     chunked: bool = False
     chunk_sizes: list[int] = field(default_factory=list)
+    #: a chunk's data is still coming: 0 no, 1 yes and it is in chunk_sizes, 2 yes, past the cap
+    chunk_open: int = 0
     # request only
     method: str = ""
     target: str = ""
@@ -588,13 +595,18 @@ class Http1Decoder:
         if room > 0:
             msg.body_preview.extend(ev.data[:room])
         if msg.chunked:
-            if ev.chunk_start or not msg.chunk_sizes:
-                if len(msg.chunk_sizes) < MAX_CHUNK_SIZES:
+            # Chunks are told apart by h11's chunk_end, not chunk_start: h11 loses
+            # chunk_start when a segment ends right after a chunk-size line (the data then
+            # comes as a continuation), so chunk_start made the sizes depend on how TCP cut
+            # the stream. A Data that ends a chunk is always flagged chunk_end.
+            if not msg.chunk_open:
+                msg.chunk_open = 1 if len(msg.chunk_sizes) < MAX_CHUNK_SIZES else 2
+                if msg.chunk_open == 1:
                     msg.chunk_sizes.append(0)
-                else:
-                    return
-            if msg.chunk_sizes:
+            if msg.chunk_open == 1:
                 msg.chunk_sizes[-1] += n
+            if getattr(ev, "chunk_end", False):
+                msg.chunk_open = 0
 
     def _snapshot(self, tx: Transaction, outcome: str, note: str) -> Transaction:
         """A report of ``tx`` as it stands, without disturbing the live one."""
@@ -671,7 +683,7 @@ class Http1Decoder:
         if m is None:
             start = scan.rfind(b"\r\n") + 2 - len(prefix)
             tail = buf[start:]
-            if (tail and len(tail) <= self.max_header_bytes
+            if (tail and len(tail) <= min(self.max_header_bytes, MAX_RESYNC_LINE)
                     and partial.fullmatch(tail) is not None):
                 # a start line may continue in the next segment
                 self._scan_ts[i] = self._scan_ts[i] if (held and start == 0) else ts
@@ -802,7 +814,7 @@ class _FastResponse:
 
 class _FastData:
     __slots__ = ("data",)
-    chunk_start = False   # never chunked: chunked bodies go to h11
+    chunk_start = chunk_end = False   # never chunked: chunked bodies go to h11
 
     def __init__(self, data: bytes) -> None:
         self.data = data

@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import time
 import tracemalloc
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1142,3 +1143,35 @@ def test_as_text_shortcut_changes_nothing(raw: bytes) -> None:
     for b in range(256):
         data = bytes([b]) + raw
         assert as_text(data, 10_000) == _as_text_reference(data)
+
+
+def test_chunk_sizes_do_not_depend_on_segmentation() -> None:
+    """Regression: h11 drops chunk_start when a segment ends right after a chunk-size line,
+    so chunk_sizes came out [11, 5] or [16] depending on where TCP cut the stream."""
+    req = b"GET /log HTTP/1.1\r\nHost: x\r\n\r\n"
+    resp = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"b\r\nsteamer on\n\r\n5\r\ndone\n\r\n0\r\n\r\n")
+    cut = resp.index(b"5\r\n") + 3   # the segment ends right after the size line "5\r\n"
+    for pieces in ([resp], [resp[:cut], resp[cut:]], [resp[i:i + 1] for i in range(len(resp))]):
+        dec = Http1Decoder()
+        out = feed_all(dec, [(C2S, req, 1.0)] + [(S2C, p, 1.1) for p in pieces])
+        assert out[0].response.chunk_sizes == [11, 5], pieces
+
+
+def test_resync_start_line_fed_a_byte_at_a_time_is_linear() -> None:
+    """Regression: after a gap, a long start line cut into tiny segments was rescanned whole
+    for every segment; 40 KB fed a byte at a time took ~3 s (64 KB: ~7 s)."""
+    dec = Http1Decoder()
+    dec.feed(C2S, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1.0)
+    dec.gap(C2S, 10, 1.0)
+    line = b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    start = time.monotonic()
+    for i in range(len(line)):
+        dec.feed(C2S, line[i:i + 1], 1.1)
+    assert time.monotonic() - start < 1.5
+    assert dec.resyncing == [True, True] and dec.skipped[0] == len(line)
+    # a start line of ordinary length split the same way still resynchronises
+    dec.feed(C2S, b"\r\n", 1.2)
+    for b in b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n":
+        dec.feed(C2S, bytes([b]), 1.3)
+    assert dec.pending == 1
