@@ -273,6 +273,14 @@ class Http2Decoder:
 
     def close(self, reason: str = "closed", timestamp: float | None = None) -> list[Event]:
         """The connection ended: report streams that never finished."""
+        if not self.stopped:
+            for direction, side in self.sides.items():
+                held = len(side.buf) + (len(side.h11.trailing_data[0]) if side.h11 else 0)
+                if side.phase != "frames" and held:
+                    # a preface or upgrade head cut short, or bytes h11 was still waiting
+                    # on for a line end: without this they vanished without a word
+                    self._error(direction, timestamp, f"connection ended before HTTP/2 "
+                                                      f"framing began ({held} bytes undecoded)")
         self._flush_open(reason, timestamp)
         return self._take()
 
@@ -346,6 +354,10 @@ class Http2Decoder:
     def _start(self, direction: Direction, side: _Side, ts: float | None) -> None:
         buf = bytes(side.buf[:24])
         if direction is C2S:
+            if len(buf) < 4 and PREFACE.startswith(buf):
+                # "P", "PR", "PRI" may still become POST, PUT, PATCH...: deciding now made a
+                # request split after its first bytes fail as a bad preface
+                return
             if PREFACE.startswith(buf) or buf.startswith(PREFACE):
                 side.phase = "preface"
             elif _looks_like_request(buf):

@@ -738,3 +738,27 @@ def test_live_h2c_upgrade_with_curl(live_kitchen) -> None:
     assert (stream["method"], stream["path"], stream["status"]) == ("GET", "/upgraded", 200)
     conn = next(p for p in payloads_ if p["kind"] == "connection")
     assert conn["upgraded"] and conn["client_preface"] and conn["stopped"] is None
+
+
+def test_upgrade_request_split_after_its_first_byte_is_not_a_bad_preface() -> None:
+    """Regression: "P" is a prefix of the client preface, so an h2c upgrade POST whose first
+    segment was b"P" was taken for a preface and stopped as "bad HTTP/2 client preface"."""
+    up = (b"POST /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+          b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 0\r\n\r\n")
+    for cut in (1, 2, 3, len(up)):
+        dec = Http2Decoder()
+        events = dec.feed(C2S, up[:cut], 1.0) + dec.feed(C2S, up[cut:] + PREFACE, 1.0)
+        assert not [e for e in events if isinstance(e, DecodeError)], (cut, events)
+        assert dec.upgraded and dec.preface_seen and not dec.stopped
+
+
+def test_bytes_that_never_reach_http2_framing_are_reported_at_close() -> None:
+    """Regression: garbage starting with a capital letter, fed in small pieces, sat in h11's
+    buffer waiting for a line end and vanished at close without any event."""
+    dec = Http2Decoder()
+    events = []
+    for b in b"Q\x94w,\xe2\xbav\xc2W":
+        events += dec.feed(C2S, bytes([b]), 1.0)
+    events += dec.close("closed", 2.0)
+    errors = [e for e in events if isinstance(e, DecodeError)]
+    assert len(errors) == 1 and "9 bytes undecoded" in errors[0].message
