@@ -45,6 +45,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    2.5, 5.0, 10.0)
 MAX_LABEL_SETS = 1000   # beyond this many kitchen/chef (or eater) label values: "_other"
 FLOOD_WINDOW = 10.0     # seconds over which invalid dumplings are counted for CLOSE_FLOOD
+MAX_NAME = 200          # characters of a peer-chosen name (kitchen, eater, chef) kept for
+                        # logs and metric labels
+MAX_HELLO_BYTES = 64 << 10  # a hello is a few hundred bytes; it is kept for the connection's
+                        # life and repeated in every status dumpling, so bigger ones are refused
 
 
 class InvalidDumpling(ValueError):
@@ -95,6 +99,40 @@ def check_dumpling(obj: Any) -> tuple[str, str | None, str, float]:
     return m.chef, m.kitchen, m.driver, m.creation_time
 
 
+def _printable(name: Any) -> str:
+    """A peer-chosen name made safe for a log line or a metric label: at most ``MAX_NAME``
+    characters, control characters escaped (a newline in a name cannot forge log lines)."""
+    text = str(name)[:MAX_NAME]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+class _Quiet:
+    """At most ``burst`` log lines per kind of event per ``window`` seconds, then one line
+    saying how many were left out: a peer failing or reconnecting in a loop cannot flood
+    the log (the counts are in the metrics)."""
+
+    def __init__(self, burst: int, window: float) -> None:
+        self.burst = burst
+        self.window = window
+        self.seen: dict[tuple[str, ...], list[float]] = {}   # key -> [window start, events]
+
+    def __call__(self, level: int, key: tuple[str, ...], msg: str, *args: Any,
+                 **kwargs: Any) -> None:
+        now = time.monotonic()
+        seen = self.seen.get(key)
+        if seen is None or now - seen[0] >= self.window:
+            if seen is not None and seen[1] > self.burst:
+                log.log(level, "%d more %s messages were not logged", seen[1] - self.burst,
+                        "/".join(key))
+            seen = self.seen[key] = [now, 0]
+        seen[1] += 1
+        if seen[1] <= self.burst:
+            log.log(level, msg, *args, **kwargs)
+            if seen[1] == self.burst:
+                log.log(level, "(more %s messages in the next %.0fs are only counted)",
+                        "/".join(key), self.window - (now - seen[0]))
+
+
 def _decode(message: bytes) -> Any:
     """JSON or msgpack, told apart by the first byte: JSON documents start with ``{``, ``[``
     or whitespace, msgpack maps/arrays with 0x80-0x9f or 0xdc-0xdf."""
@@ -102,6 +140,17 @@ def _decode(message: bytes) -> Any:
     if first and (0x80 <= first[0] <= 0x9f or 0xdc <= first[0] <= 0xdf):
         return msgpack.unpackb(message, raw=False, strict_map_key=False)
     return orjson.loads(message)
+
+
+def _encode(obj: Any, mp: bool) -> bytes | None:
+    """``obj`` in an eater's encoding, or None when it has no form there: msgpack can carry
+    binary strings, extension types and non-string map keys that JSON cannot, and orjson
+    writes at most 254 levels of nesting though it reads 1024. Such a dumpling is relayed
+    as it came to eaters of its own encoding; the others are told they missed it."""
+    try:
+        return msgpack.packb(obj) if mp else orjson.dumps(obj)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 MERGE_BYTES = 1 << 20   # a merged eater frame stops growing here (well under max sizes)
 
@@ -192,7 +241,7 @@ class EaterConn:
                  info: dict[str, Any], max_bytes: int | None = None) -> None:
         self.ws = ws
         self.hello = hello
-        self.name = hello.eater_name
+        self.name = _printable(hello.eater_name)
         self.max_queue = hello.queue_size and min(hello.queue_size, max_queue) or max_queue
         self.queue: deque[tuple[bytes, int]] = deque()
         self.queued = 0          # dumplings in the queue
@@ -264,7 +313,7 @@ class KitchenConn:
     def __init__(self, ws: ServerConnection, hello: KitchenHello, info: dict[str, Any]) -> None:
         self.ws = ws
         self.hello = hello
-        self.name = hello.kitchen_name
+        self.name = _printable(hello.kitchen_name)
         self.info = info
         self.dumplings = 0
         self.invalid = 0
@@ -292,38 +341,53 @@ class _Batch:
         self._items: dict[bool, list[bytes | None]] = {}
 
     def item(self, i: int, mp: bool) -> bytes:
+        """Dumpling ``i`` encoded (b"" if it cannot be, see ``_encode``)."""
         items = self._items.get(mp)
         if items is None:
             items = self._items[mp] = [None] * len(self.objs)
         data = items[i]
         if data is None:
-            data = items[i] = msgpack.packb(self.objs[i]) if mp else orjson.dumps(self.objs[i])
-        return data
+            data = items[i] = _encode(self.objs[i], mp) or b""
+        return data   # b"": not encodable in this encoding
 
     def indices(self, sel: frozenset | None) -> list[int]:
         if sel is None:
             return list(range(len(self.objs)))
         return [i for i, k in enumerate(self.meta) if k in sel]
 
-    def build(self, mp: bool, idx: list[int]) -> bytes:
+    def build(self, mp: bool, idx: list[int]) -> tuple[bytes, list[int]]:
+        """(frame, the indices in it): dumplings that cannot be encoded are left out."""
         if len(idx) == 1:
-            return self.item(idx[0], mp)
+            data = self.item(idx[0], mp)
+            return data, idx if data else []
         if len(idx) == len(self.objs):
             if self.raw is not None and self.binary == mp:
                 # The kitchen's own bytes: already the array, and valid through and through.
-                return self.raw if mp else self.raw.strip()
-            return msgpack.packb(self.objs) if mp else orjson.dumps(self.objs)
+                return self.raw if mp else self.raw.strip(), idx
+            data = _encode(self.objs, mp)
+            if data is not None:
+                return data, idx
+        items = [self.item(i, mp) for i in idx]
+        if not all(items):
+            idx = [i for i, d in zip(idx, items) if d]
+            items = [d for d in items if d]
+            if len(items) <= 1:
+                return (items[0] if items else b""), idx
         if mp:
-            return msgpack_array([self.item(i, True) for i in idx])
-        return b"[" + b",".join([self.item(i, False) for i in idx]) + b"]"
+            return msgpack_array(items), idx
+        return b"[" + b",".join(items) + b"]", idx
 
-    def frame(self, mp: bool, sel: frozenset | None) -> tuple[bytes, int, float]:
-        """(frame, dumplings, creation_time of its first) for batch eaters."""
+    def frame(self, mp: bool, sel: frozenset | None
+              ) -> tuple[bytes, int, float, int, list[int]]:
+        """(frame, dumplings, creation_time of its first, dumplings left out because they
+        cannot be encoded, indices in the frame) for batch eaters."""
         key = (mp, sel)
         got = self._frames.get(key)
         if got is None:
             idx = self.indices(sel)
-            got = self._frames[key] = (self.build(mp, idx), len(idx), self.cts[idx[0]])
+            data, used = self.build(mp, idx)
+            got = self._frames[key] = (data, len(used), self.cts[used[0]] if used else 0.0,
+                                       len(idx) - len(used), used)
         return got
 
 
@@ -373,6 +437,14 @@ class Hub:
         self.kitchens: dict[ServerConnection, KitchenConn] = {}
         self.eaters: dict[ServerConnection, EaterConn] = {}
         self.open = {"kitchen": 0, "eater": 0}   # connections, hello or not
+        self.admitted = {"kitchen": 0, "eater": 0}   # connections past hello and token
+        # Connections still to say hello, oldest first: at most the role's limit, the
+        # oldest closed to make room, so idle unauthenticated connections cannot lock out
+        # the real clients (which say hello at once).
+        self._pending: dict[str, dict[ServerConnection, None]] = {"kitchen": {}, "eater": {}}
+        self._warn_q = _Quiet(10, 60.0)
+        self._info_q = _Quiet(50, 10.0)
+        self._closers: set[asyncio.Future] = set()
         self.dumplings_in = 0
         self.dumplings_out = 0
         self.dumplings_dropped = 0
@@ -398,7 +470,9 @@ class Hub:
                       ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
                       server_header=f"netdumplings/{__version__}")
         self._servers.append(await serve(self._kitchen, self.address, self.in_port, **common))
-        self._servers.append(await serve(self._eater, self.address, self.out_port, **common))
+        # Eaters send nothing but their hello: a bigger message is closed (1009) unread.
+        self._servers.append(await serve(self._eater, self.address, self.out_port,
+                                         **{**common, "max_size": MAX_HELLO_BYTES}))
         if self.in_port == 0:
             self.in_port = self._servers[0].sockets[0].getsockname()[1]
         if self.out_port == 0:
@@ -451,19 +525,43 @@ class Hub:
         key = (role, reason)
         self.refused[key] = self.refused.get(key, 0) + 1
 
+    def _warn(self, key: tuple[str, ...], msg: str, *args: Any, **kwargs: Any) -> None:
+        self._warn_q(logging.WARNING, key, msg, *args, **kwargs)
+
+    def _info(self, key: tuple[str, ...], msg: str, *args: Any) -> None:
+        self._info_q(logging.INFO, key, msg, *args)
+
+    def _close_later(self, ws: ServerConnection, code: int) -> None:
+        fut = asyncio.ensure_future(ws.close(code, CLOSE_REASONS[code]))
+        self._closers.add(fut)
+        fut.add_done_callback(self._closers.discard)
+
     async def _hello(self, ws: ServerConnection, role: str) -> dict[str, Any] | None:
+        pending = self._pending[role]
+        pending[ws] = None
+        if len(pending) > self.limits[role]:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            self._refuse(role, "hello_timeout")
+            self._warn((role, "hello_timeout"), "%s from %s closed: no hello yet and %d "
+                       "newer connections waiting", role, _peer(oldest), len(pending))
+            self._close_later(oldest, CLOSE_HELLO_TIMEOUT)
         try:
             raw = await asyncio.wait_for(ws.recv(), self.hello_timeout)
         except asyncio.TimeoutError:
             self._refuse(role, "hello_timeout")
             await ws.close(CLOSE_HELLO_TIMEOUT, CLOSE_REASONS[CLOSE_HELLO_TIMEOUT])
             return None
+        finally:
+            pending.pop(ws, None)
         try:
+            if len(raw) > MAX_HELLO_BYTES:
+                raise ValueError(f"hello of {len(raw)} bytes (limit {MAX_HELLO_BYTES})")
             hello = orjson.loads(raw)
             if not isinstance(hello, dict):
                 raise ValueError("hello is not a JSON object")
         except ValueError as exc:
-            log.warning("bad %s hello from %s: %s", role, _peer(ws), exc)
+            self._warn((role, "bad_hello"), "bad %s hello from %s: %s", role, _peer(ws), exc)
             self._refuse(role, "bad_hello")
             await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
             return None
@@ -487,29 +585,33 @@ class Hub:
 
     async def _admit(self, ws: ServerConnection, role: str, model: Any,
                      token: str | None) -> tuple[Any, dict[str, Any]] | None:
-        """Limit, hello, validation, auth: the parsed hello or None (connection closed)."""
-        if self.open[role] > self.limits[role]:
-            self._refuse(role, "too_many")
-            log.warning("%s from %s refused: %d connections already", role, _peer(ws),
-                        self.limits[role])
-            await ws.close(CLOSE_TOO_MANY, CLOSE_REASONS[CLOSE_TOO_MANY])
-            return None
+        """Hello, validation, auth, limit: the parsed hello or None (connection closed).
+        The caller decrements ``admitted[role]`` when an admitted connection ends. Only
+        clients with the token count towards the limit."""
         raw_hello = await self._hello(ws, role)
         if raw_hello is None:
             return None
         try:
             hello = model.model_validate(raw_hello)
         except ValidationError as exc:
-            log.warning("bad %s hello from %s: %s", role, _peer(ws),
-                        exc.errors()[0].get("msg"))
+            self._warn((role, "bad_hello"), "bad %s hello from %s: %s", role, _peer(ws),
+                       exc.errors()[0].get("msg"))
             self._refuse(role, "bad_hello")
             await ws.close(CLOSE_BAD_HELLO, CLOSE_REASONS[CLOSE_BAD_HELLO])
             return None
         if not self._authorized(ws, raw_hello.get("token"), token):
-            log.warning("%s from %s refused: wrong or missing token", role, _peer(ws))
+            self._warn((role, "auth"), "%s from %s refused: wrong or missing token", role,
+                       _peer(ws))
             self._refuse(role, "auth")
             await ws.close(CLOSE_POLICY, CLOSE_REASONS[CLOSE_POLICY])
             return None
+        if self.admitted[role] >= self.limits[role]:
+            self._refuse(role, "too_many")
+            self._warn((role, "too_many"), "%s from %s refused: %d connections already", role,
+                       _peer(ws), self.limits[role])
+            await ws.close(CLOSE_TOO_MANY, CLOSE_REASONS[CLOSE_TOO_MANY])
+            return None
+        self.admitted[role] += 1
         return hello, raw_hello
 
     # -- kitchens -------------------------------------------------------------------------
@@ -519,7 +621,10 @@ class Hub:
         try:
             admitted = await self._admit(ws, "kitchen", KitchenHello, self.kitchen_token)
             if admitted is not None:
-                await self._run_kitchen(ws, *admitted)
+                try:
+                    await self._run_kitchen(ws, *admitted)
+                finally:
+                    self.admitted["kitchen"] -= 1
         except ConnectionClosed:
             pass
         finally:
@@ -537,12 +642,20 @@ class Hub:
             conn.ack_event = asyncio.Event()
             acker = asyncio.create_task(self._acker(conn))
         self.kitchens[ws] = conn
-        log.info("kitchen %s connected from %s:%s", hello.kitchen_name, host, port)
+        self._info(("kitchen", "connected"), "kitchen %s connected from %s:%s", conn.name,
+                   host, port)
         try:
             await self._grace()
             while True:
                 message = await ws.recv(decode=False)
-                if not self._receive(conn, message):
+                try:
+                    ok = self._receive(conn, message)
+                except Exception as exc:  # a hub bug: drop the message, not the kitchen,
+                    # which would resend it after reconnecting, again and again
+                    self._warn(("kitchen", "error"), "message from kitchen %s not relayed",
+                               conn.name, exc_info=exc)
+                    ok = self._invalid(conn, "invalid", "hub error")
+                if not ok:
                     await ws.close(CLOSE_FLOOD, CLOSE_REASONS[CLOSE_FLOOD])
                     break
                 conn.messages += 1
@@ -554,8 +667,8 @@ class Hub:
             if acker is not None:
                 acker.cancel()
             self.kitchens.pop(ws, None)
-            log.info("kitchen %s disconnected (%d dumplings, %d invalid)", hello.kitchen_name,
-                     conn.dumplings, conn.invalid)
+            self._info(("kitchen", "disconnected"), "kitchen %s disconnected (%d dumplings, "
+                       "%d invalid)", conn.name, conn.dumplings, conn.invalid)
 
     async def _grace(self) -> None:
         """Just after a (re)start, hold kitchens' data until the first eater is back (or the
@@ -629,8 +742,8 @@ class Hub:
         in_by = self.in_by
         for chef, count in Counter(m[0] for m in meta).items():
             key = (conn.name, chef)
-            if key not in in_by and len(in_by) >= MAX_LABEL_SETS:
-                key = (conn.name, "_other")
+            if key not in in_by:
+                key = self._in_key(conn.name, chef)
             in_by[key] = in_by.get(key, 0) + count
         raw = message if n == len(objs) and not measure else None
         batch = _Batch(valid, meta, cts, raw, binary)
@@ -638,7 +751,9 @@ class Hub:
         if self.backplane is not None:
             publish = self.backplane.publish
             for i, (chef, kitchen, driver) in enumerate(meta):
-                publish(batch.item(i, binary), chef, kitchen, driver)
+                data = batch.item(i, binary)
+                if data:
+                    publish(data, chef, kitchen, driver)
         return ok
 
     def _accept(self, conn: KitchenConn, obj: Any, raw: bytes, binary: bool) -> bool:
@@ -656,8 +771,8 @@ class Hub:
         conn.dumplings += 1
         key = (conn.name, chef)
         n = self.in_by.get(key)
-        if n is None and len(self.in_by) >= MAX_LABEL_SETS:
-            key = (conn.name, "_other")
+        if n is None:
+            key = self._in_key(conn.name, chef)
             n = self.in_by.get(key)
         self.in_by[key] = (n or 0) + 1
         self.dumplings_in += 1
@@ -665,6 +780,14 @@ class Hub:
         if self.backplane is not None:
             self.backplane.publish(raw, chef, kitchen, driver)
         return True
+
+    def _in_key(self, kitchen: str, chef: str) -> tuple[str, str]:
+        """The dumplings_in label pair for a chef not seen yet: a printable, short name (a
+        chef name can be megabytes), ``_other`` beyond MAX_LABEL_SETS pairs."""
+        key = (kitchen, _printable(chef))
+        if key not in self.in_by and len(self.in_by) >= MAX_LABEL_SETS:
+            key = (kitchen, "_other")
+        return key
 
     def deliver_remote(self, data: bytes, chef: str, kitchen: str | None,
                        driver: str) -> None:
@@ -681,14 +804,15 @@ class Hub:
         key = (conn.name if len(self.rejected_by) < MAX_LABEL_SETS else "_other", reason)
         self.rejected_by[key] = self.rejected_by.get(key, 0) + 1
         if conn.invalid <= 5:
-            log.warning("invalid dumpling from kitchen %s: %s", conn.name, why)
+            self._warn(("kitchen", "invalid"), "invalid dumpling from kitchen %s: %s",
+                       conn.name, why)
         now = time.monotonic()
         if now - conn.flood_start > FLOOD_WINDOW:
             conn.flood_start, conn.flood_count = now, 0
         conn.flood_count += 1
         if conn.flood_count > self.flood_limit:
-            log.warning("kitchen %s closed: %d invalid dumplings in %gs", conn.name,
-                        conn.flood_count, FLOOD_WINDOW)
+            self._warn(("kitchen", "flood"), "kitchen %s closed: %d invalid dumplings in %gs",
+                       conn.name, conn.flood_count, FLOOD_WINDOW)
             return False
         return True
 
@@ -696,6 +820,7 @@ class Hub:
                  kitchen: str | None, driver: str, ct: float | None) -> None:
         """Queue one dumpling to every eater that wants it; ``obj`` (decoded) or one of the
         encodings must be given, the others are made at most once, when first needed."""
+        unencodable = False
         for eater in self.eaters.values():
             if eater.closing or not eater.hello.matches(chef, kitchen, driver):
                 continue
@@ -703,21 +828,40 @@ class Hub:
                 if mb is None:
                     if obj is None:
                         obj = orjson.loads(jb)  # type: ignore[arg-type]
-                    mb = msgpack.packb(obj)
+                    mb = None if unencodable else _encode(obj, True)
+                    if mb is None:
+                        unencodable = self._unencodable(eater, chef, kitchen, unencodable)
+                        continue
                 data = mb
             else:
                 if jb is None:
                     if obj is None:
                         obj = _decode(mb)  # type: ignore[arg-type]
-                    jb = orjson.dumps(obj)
+                    jb = None if unencodable else _encode(obj, False)
+                    if jb is None:
+                        unencodable = self._unencodable(eater, chef, kitchen, unencodable)
+                        continue
                 data = jb
             if not eater.push(data, ct):
                 self._full(eater)
 
+    def _unencodable(self, eater: EaterConn, chef: str | None, kitchen: str | None,
+                     logged: bool, n: int = 1) -> bool:
+        """``eater`` cannot get ``n`` dumplings in its encoding (see ``_encode``): they are
+        counted as missed, so the eater gets a notice, and the kitchen is not held up."""
+        eater.drop(n)
+        if not logged:
+            self._warn(("unencodable",), "%d dumpling(s)%s cannot be re-encoded for %s "
+                       "eaters (binary data, non-string keys or too deep): they miss it", n,
+                       "" if chef is None else f" from kitchen {_printable(kitchen)} (chef "
+                       f"{_printable(chef)})", "msgpack" if eater.msgpack else "JSON")
+        return True
+
     def _full(self, eater: EaterConn) -> None:
         eater.closing = True
-        asyncio.ensure_future(eater.ws.close(CLOSE_EATER_FULL, CLOSE_REASONS[CLOSE_EATER_FULL]))
-        log.warning("eater %s disconnected: queue full (%d)", eater.name, eater.max_queue)
+        self._close_later(eater.ws, CLOSE_EATER_FULL)
+        self._warn(("eater", "full"), "eater %s disconnected: queue full (%d)", eater.name,
+                   eater.max_queue)
 
     def _publish_batch(self, batch: "_Batch") -> None:
         """Queue a kitchen's batch to every eater that wants it. A batch eater that wants all
@@ -726,7 +870,6 @@ class Hub:
         that leave out the same); a non-batch eater gets one entry per dumpling, whose bytes
         are also made once. No per-dumpling work per eater, unless it asked for it."""
         keys: set[tuple[str, str | None, str]] | None = None
-        ct = batch.cts[0]
         n = len(batch.cts)
         for eater in self.eaters.values():
             if eater.closing:
@@ -746,19 +889,24 @@ class Hub:
                 meta = batch.meta
                 for i in range(n):
                     if sel is None or meta[i] in sel:
-                        if not eater.push(batch.item(i, mp), batch.cts[i]):
+                        data = batch.item(i, mp)
+                        if not data:
+                            self._unencodable(eater, *meta[i][:2], False)
+                        elif not eater.push(data, batch.cts[i]):
                             self._full(eater)
                             break
                 continue
-            frame, count, first = batch.frame(mp, sel)
+            frame, count, first, missed, idx = batch.frame(mp, sel)
+            if missed:
+                self._unencodable(eater, None, None, False, missed)
+                if not count:
+                    continue
             if count > eater.max_queue and eater.hello.policy != "disconnect":
                 # Bigger than the whole queue: keep the newest that fit, like one at a time.
-                idx = batch.indices(sel)
                 eater.drop(count - eater.max_queue)
-                idx = idx[count - eater.max_queue:]
-                frame = batch.build(mp, idx)
+                frame, idx = batch.build(mp, idx[count - eater.max_queue:])
                 count, first = len(idx), batch.cts[idx[0]]
-            if not eater.push(frame, first if sel is not None else ct, count):
+            if not eater.push(frame, first, count):
                 self._full(eater)
 
     # -- eaters ---------------------------------------------------------------------------
@@ -768,7 +916,10 @@ class Hub:
         try:
             admitted = await self._admit(ws, "eater", EaterHello, self.eater_token)
             if admitted is not None:
-                await self._run_eater(ws, *admitted)
+                try:
+                    await self._run_eater(ws, *admitted)
+                finally:
+                    self.admitted["eater"] -= 1
         except ConnectionClosed:
             pass
         finally:
@@ -792,7 +943,8 @@ class Hub:
             await ws.send(self._welcome("eater", conn.batch, hello.encoding))
         if self._eater_seen is not None:
             self._eater_seen.set()
-        log.info("eater %s connected from %s:%s", hello.eater_name, host, port)
+        self._info(("eater", "connected"), "eater %s connected from %s:%s", conn.name, host,
+                   port)
         if self.backplane is not None:
             self._interest_changed()
             if raw_hello.get("replay") is not None:
@@ -810,8 +962,8 @@ class Hub:
                 self._interest_changed()
             self.dumplings_dropped += conn.missed_total
             self._retire(conn)
-            log.info("eater %s disconnected (%d sent, %d missed)", hello.eater_name, conn.sent,
-                     conn.missed_total)
+            self._info(("eater", "disconnected"), "eater %s disconnected (%d sent, %d missed)",
+                       conn.name, conn.sent, conn.missed_total)
 
     def _interest_changed(self) -> None:
         self.backplane.update_interest([e.hello for e in self.eaters.values()])
@@ -848,7 +1000,8 @@ class Hub:
         ws = conn.ws
         try:
             async for _ in ws:
-                log.warning("eater %s tried to send data: closed", conn.name)
+                self._warn(("eater", "publish"), "eater %s tried to send data: closed",
+                           conn.name)
                 self._refuse("eater", "publish")
                 conn.closing = True
                 await ws.close(CLOSE_POLICY, "eaters cannot publish")
