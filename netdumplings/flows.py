@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 from .chef import Direction
 
+_C2S = Direction.CLIENT_TO_SERVER
+
 #: Ports below this are taken as server ports when roles cannot be told from a SYN.
 WELL_KNOWN_LIMIT = 1024
 
@@ -27,14 +29,15 @@ def format_endpoint(ip: str, port: int) -> str:
 class Flow:
     """One TCP or UDP conversation, as seen by the kitchen.
 
-    ``client``/``server`` are (ip, port) tuples; ``state`` holds per-chef state (keyed by
+    ``client``/``server`` are (ip, port) tuples, fixed when the flow is made (with their
+    ``client_str``/``server_str``); ``state`` holds per-chef state (keyed by
     chef name, see ``FlowChef.flow_state``) and is dropped with the flow.
     """
 
     __slots__ = (
         "id", "transport", "client", "server", "first_seen", "last_seen",
         "packets", "bytes", "payload_bytes", "state", "chefs", "detect_tries",
-        "roles_known", "closing", "tcp", "__weakref__",
+        "roles_known", "closing", "tcp", "client_str", "server_str", "__weakref__",
     )
 
     def __init__(self, flow_id: int, transport: str, client: tuple[str, int],
@@ -43,6 +46,9 @@ class Flow:
         self.transport = transport
         self.client = client
         self.server = server
+        #: ``ip:port`` / ``[ip]:port`` of each side, made once: every payload shows them
+        self.client_str = format_endpoint(*client)
+        self.server_str = format_endpoint(*server)
         self.first_seen = timestamp
         self.last_seen = timestamp
         #: per direction: [client_to_server, server_to_client]
@@ -58,19 +64,11 @@ class Flow:
 
     # -- presentation ---------------------------------------------------------------------
 
-    @property
-    def client_str(self) -> str:
-        return format_endpoint(*self.client)
-
-    @property
-    def server_str(self) -> str:
-        return format_endpoint(*self.server)
-
     def src(self, direction: Direction) -> str:
-        return self.client_str if direction is Direction.CLIENT_TO_SERVER else self.server_str
+        return self.client_str if direction is _C2S else self.server_str
 
     def dst(self, direction: Direction) -> str:
-        return self.server_str if direction is Direction.CLIENT_TO_SERVER else self.client_str
+        return self.server_str if direction is _C2S else self.client_str
 
     def label(self, direction: Direction = Direction.CLIENT_TO_SERVER) -> str:
         """``src -> dst`` for one direction, as the tools' one-line outputs show it."""
