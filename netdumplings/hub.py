@@ -106,6 +106,19 @@ def _printable(name: Any) -> str:
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
+class _NoDataFrames(logging.Filter):
+    """websockets logs every frame at debug level (nd-hub -vv): hellos with their tokens,
+    and one line per dumpling. Data frames are left out; everything else stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.DEBUG and record.msg in ("< %s", "> %s")
+                    and record.args and str(record.args[0]).startswith(  # type: ignore
+                        ("TEXT", "BINARY", "CONT")))
+
+
+_NO_DATA_FRAMES = _NoDataFrames()
+
+
 class _Quiet:
     """At most ``burst`` log lines per kind of event per ``window`` seconds, then one line
     saying how many were left out: a peer failing or reconnecting in a loop cannot flood
@@ -464,6 +477,7 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        logging.getLogger("websockets.server").addFilter(_NO_DATA_FRAMES)
         self._eater_seen = asyncio.Event()
         self._grace_until = time.monotonic() + self.startup_grace
         common = dict(max_size=self.max_message_size, compression=None, ssl=self.ssl,

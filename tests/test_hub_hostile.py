@@ -161,3 +161,20 @@ def test_log_lines_are_few_and_cannot_be_forged(caplog):
     assert not any("\n" in r.getMessage() or "\r" in r.getMessage() for r in records)
     assert any("evil\\n2026" in r.getMessage() for r in records)
     assert any("bad\\r\\nname" in r.getMessage() for r in records)
+
+
+def test_tokens_stay_out_of_debug_logs(caplog):
+    """With nd-hub -vv, websockets logged every frame - hellos and their tokens included."""
+    caplog.set_level(logging.DEBUG)
+    with HubThread(eater_token="e-s3cret", kitchen_token="k-s3cret") as h:
+        ws, welcome = open_eater(h.out_uri, "e", token="e-s3cret")
+        k, _ = open_kitchen(h.in_uri, "k", token="k-s3cret")
+        k.send(orjson.dumps(dumpling(1)))
+        assert len(recv_dumplings(ws, 1)) == 1
+        assert refused(h.out_uri, {"eater_name": "x", "token": "e-s3cre"}) == 1008
+        ws.close()
+        k.close()
+    text = "\n".join(r.getMessage() for r in caplog.records
+                     if r.name.startswith(("websockets.server", "netdumplings")))
+    assert "s3cret" not in text and "s3cre" not in text
+    assert "websockets.server" in {r.name for r in caplog.records}   # still logging
