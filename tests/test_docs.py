@@ -5,7 +5,9 @@ Code blocks in docs/**/*.md are marked by an HTML comment on the line before the
 
 ``<!-- run -->``
     a ```python block is run with this venv's python, a ```console block with bash
-    (lines starting ``$ ``; the venv's bin first on PATH), both from the repository root.
+    (lines starting ``$ ``; the venv's bin first on PATH; ``set -eo pipefail``, so a command
+    that fails inside a pipe, e.g. because ``head`` closed its output, fails the sample),
+    both from the repository root; a traceback on stderr fails it too.
 ``<!-- run: hub CAPTURE -->``
     the same, while a real nd-hub runs and an nd-sniff kitchen replays CAPTURE into it once
     the sample's eater is connected; the default ports 11347/11348 in the sample are
@@ -123,7 +125,7 @@ def command(block: Block, tmp_path: Path, code: str | None = None) -> list[str]:
     if block.lang in ("console", "sh", "bash"):
         lines = [ln[2:] for ln in code.splitlines() if ln.startswith("$ ")]
         assert lines, f"{block.id}: a console block runs its '$ ' lines and has none"
-        return ["bash", "-c", "set -e\n" + "\n".join(lines)]
+        return ["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)]
     raise AssertionError(f"{block.id}: cannot run a {block.lang!r} block")
 
 
@@ -161,6 +163,8 @@ def test_sample_runs(block: Block, tmp_path: Path) -> None:
     done = subprocess.run(command(block, tmp_path), cwd=ROOT, env=env(), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, f"{block.id} failed:\n{done.stderr[-3000:]}"
+    assert "Traceback" not in done.stderr, \
+        f"{block.id} printed a traceback:\n{done.stderr[-3000:]}"
     check_output(block, done.stdout)
 
 

@@ -2,12 +2,15 @@
 
 Starts a hub on free loopback ports, a printing eater, and a kitchen that replays a bundled
 capture (DNS, HTTP/1.1, HTTP/2, gRPC, Fluentd, ZeroMQ, EPICS CA and ARP traffic recorded
-from real peers) through every bundled chef; prints what the eater receives, then a summary.
+from real peers) through the bundled chefs (all but the opt-in ones); prints what the eater
+receives, then a summary. Its stdout may be closed early (``nd-demo | head``): it then stops
+printing and ends at once, with status 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -58,14 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     loop.run_until_complete(hub.start())
     got: list[dict] = []
     status_seen = threading.Event()
+    stdout_closed = threading.Event()  # `nd-demo | head`: stop printing, finish quietly
 
     async def on_dumpling(d: dict) -> None:
         if d["metadata"]["chef"] == STATUS_CHEF:
             if d["payload"].get("total_dumplings_in"):
                 status_seen.set()
             return
+        if stdout_closed.is_set():
+            return
         got.append(d)
-        printer.print(d)
+        try:
+            printer.print(d)
+        except SystemExit:  # the printer's answer to a broken pipe
+            stdout_closed.set()
+            eater.stop()
 
     eater = DumplingEater("nd-demo-printer", f"127.0.0.1:{hub.out_port}", on_dumpling=on_dumpling)
     connected = threading.Event()
@@ -96,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     kitchen.finish()
     sender.close(timeout=10)
     deadline = time.monotonic() + 10
-    while len(got) < kitchen.stats.dumplings and time.monotonic() < deadline:
+    while len(got) < kitchen.stats.dumplings and time.monotonic() < deadline \
+            and not stdout_closed.is_set():
         time.sleep(0.02)
-    status_seen.wait(3)
+    if not stdout_closed.is_set():
+        status_seen.wait(3)
     eater.stop()
 
     async def shutdown() -> None:
@@ -108,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     st = kitchen.stats
+    received = (f"the printer stopped after {len(got)} (its output was closed)"
+                if stdout_closed.is_set() else
+                f"the hub relayed them and the printer received {len(got)}")
     print(f"{PROG}: kitchen read {st.packets} packets from {capture} and made "
-          f"{st.dumplings} dumplings; the hub relayed them and the printer received "
-          f"{len(got)} in {time.monotonic() - started:.2f}s "
+          f"{st.dumplings} dumplings; {received} in {time.monotonic() - started:.2f}s "
           f"({st.chef_errors} chef errors)", file=sys.stderr)
     if error:
         fail(PROG, error)
+    if stdout_closed.is_set():
+        # whoever read stdout has seen enough: nothing left to check, nor to flush at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0 if len(got) == st.dumplings else 1
 
 
