@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         got.append(d)
         try:
             printer.print(d)
-        except SystemExit:  # the printer's answer to a broken pipe
+        except (SystemExit, BrokenPipeError):  # `| head` closed stdout
             stdout_closed.set()
             eater.stop()
 
