@@ -270,6 +270,7 @@ class DumpEater(DumplingEater):
         self.dumper = dumper
         self.tracker = BatchTracker()
         self.bad_batches = 0
+        self.write_error: OSError | None = None
 
     async def on_connect(self, hub_uri: str, websocket: Any) -> None:
         print(f"nd-dump: connected to {hub_uri}", file=sys.stderr, flush=True)
@@ -295,6 +296,12 @@ class DumpEater(DumplingEater):
             self.dumper.write_batch(kitchen, frames)
         except BrokenPipeError:  # `nd-dump -w - | head -c`, or the reader went away
             self.dumper.count = self.dumper.written
+        except OSError as exc:
+            # A file that cannot be created or written (no such directory, permissions, disk
+            # full): fatal, not a lost connection to reconnect from while packets are lost.
+            self.write_error = exc
+            self.stop()
+            return
         if self.dumper.done:
             self.stop()
 

@@ -113,6 +113,24 @@ def format_dumpling(dumpling: dict[str, Any], fmt: str) -> str:
     return _formatter.vformat(fmt, (), format_namespace(dumpling))
 
 
+_SAMPLE = {"metadata": {"chef": "SampleChef", "kitchen": "sample", "driver": "packet",
+                       "sequence": 1, "host": "sample", "creation_time": 0.0,
+                       "capture_time": 0.0},
+           "payload": {"summary": "sample", "src": "192.0.2.1:1", "dst": "192.0.2.2:2"}}
+
+FORMAT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+def check_format(fmt: str) -> None:
+    """Raise ValueError if ``fmt`` cannot format even a plain dumpling (an unclosed brace,
+    an unknown conversion, a format spec that fits no dumpling field), so ``--format``
+    mistakes stop the command at once instead of failing on every dumpling."""
+    try:
+        format_dumpling(_SAMPLE, fmt)
+    except FORMAT_ERRORS as exc:
+        raise ValueError(f"bad format string {fmt!r}: {exc}") from exc
+
+
 def pretty(dumpling: dict[str, Any], *, payload: bool = True, color: bool = False) -> str:
     md = dumpling.get("metadata") or {}
     c = _COLORS if color else {k: "" for k in _COLORS}
@@ -140,7 +158,8 @@ class Printer:
 
     def __init__(self, *, mode: str = "pretty", fmt: str | None = None, payload: bool = True,
                  color: bool = False, packet_dumplings: bool = True,
-                 interval_dumplings: bool = True, out: TextIO | None = None) -> None:
+                 interval_dumplings: bool = True, out: TextIO | None = None,
+                 prog: str = "nd-print") -> None:
         self.mode = "format" if fmt else mode
         self.fmt = fmt
         self.payload = payload
@@ -149,6 +168,8 @@ class Printer:
         self.interval_dumplings = interval_dumplings
         self.out = out or sys.stdout
         self.printed = 0
+        self.format_errors = 0
+        self.prog = prog
 
     def wants(self, dumpling: dict[str, Any]) -> bool:
         driver = (dumpling.get("metadata") or {}).get("driver")
@@ -169,7 +190,18 @@ class Printer:
         if not self.wants(dumpling):
             return False
         try:
-            self.out.write(self.line(dumpling, raw) + "\n")
+            text = self.line(dumpling, raw)
+        except FORMAT_ERRORS as exc:
+            # --format over a dumpling whose values do not fit it (a number spec on text...):
+            # skip that one, say so once, count the rest.
+            self.format_errors += 1
+            if self.format_errors == 1:
+                chef = (dumpling.get("metadata") or {}).get("chef")
+                print(f"{self.prog}: warning: --format failed on a {chef} dumpling ({exc}); "
+                      "such dumplings are skipped and counted", file=sys.stderr)
+            return False
+        try:
+            self.out.write(text + "\n")
             self.out.flush()
         except BrokenPipeError:  # `nd-print | head`
             raise SystemExit(0)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
 import time
-from typing import Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable, NoReturn
 
 from .. import __version__
+from ..wire import parse_hub_address
 
 
 def parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -22,6 +24,45 @@ def parser(prog: str, description: str, epilog: str | None = None) -> argparse.A
                    help="more log output on stderr (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     return p
+
+
+def number(kind: type = float, *, low: float | None = None, high: float | None = None,
+           above: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` for a number in a range: ``low`` is the least value allowed (or,
+    with ``above``, the value it must exceed), ``high`` the greatest. A value outside gives
+    argparse's one-line usage error (exit 2) instead of a hang or a traceback later on."""
+
+    def convert(text: str) -> Any:
+        value = kind(text)  # ValueError -> "invalid float value: 'x'"
+        if isinstance(value, float) and math.isnan(value):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'greater than' if above else 'at least'} {low:g} (got {text})")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g} (got {text})")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+POSITIVE = number(float, low=0, above=True)
+NON_NEGATIVE = number(float, low=0)
+POSITIVE_INT = number(int, low=1)
+PORT = number(int, low=0, high=65535)
+
+
+def hub_address(prog: str, option: str, address: str, default_port: int
+                ) -> tuple[str, int, bool]:
+    """``parse_hub_address`` plus a port range check; a bad address exits with one line."""
+    try:
+        host, port, tls = parse_hub_address(address, default_port)
+    except ValueError as exc:
+        fail(prog, f"{option}: {exc}", 2)
+    if not 1 <= port <= 65535:
+        fail(prog, f"{option}: port {port} in {address!r} is not a port number (1-65535)", 2)
+    return host, port, tls
 
 
 def setup_logging(args: argparse.Namespace) -> None:
@@ -45,8 +86,12 @@ def secret(value: str | None, file: str | None, env: str) -> str | None:
     Files and the environment keep tokens out of ``ps`` output; argv is allowed for quick
     tests only."""
     if file:
-        with open(file) as fh:
-            return fh.read().strip()
+        try:
+            with open(file) as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            fail(os.path.basename(sys.argv[0]) or "netdumplings",
+                 f"cannot read token file {file}: {exc.strerror or exc}", 2)
     if os.environ.get(env):
         return os.environ[env]
     return value

@@ -9,9 +9,9 @@ import time
 
 from ..chef import ChefLoadError
 from ..eater import HubUnavailable
-from ..wire import IN_PORT, OUT_PORT, parse_hub_address
-from .common import (add_chef_args, add_connection_args, fail, parser, run_until_signal, secret,
-                     setup_logging)
+from ..wire import IN_PORT, OUT_PORT, ws_uri
+from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
+                     fail, hub_address, parser, run_until_signal, secret, setup_logging)
 from .sniff import parse_chef_options, select_chefs
 
 PROG = "nd-cook"
@@ -45,16 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--from-kitchen", action="append", metavar="NAME",
                    help="only packets from this kitchen (repeatable; default: all)")
     add_chef_args(p)
-    p.add_argument("-p", "--poke-interval", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="poke interval handlers every SECONDS of capture time (0: only when a "
                         "source ends; default: %(default)s)")
-    p.add_argument("--max-flows", type=int, default=100_000,
+    p.add_argument("--max-flows", type=POSITIVE_INT, default=100_000,
                    help="flow table size per source kitchen")
-    p.add_argument("--flow-timeout", type=float, default=300.0,
+    p.add_argument("--flow-timeout", type=POSITIVE, default=300.0,
                    help="idle seconds (capture time) before a flow is closed")
-    p.add_argument("--outbox-mb", type=float, default=64.0,
+    p.add_argument("--outbox-mb", type=POSITIVE, default=64.0,
                    help="dumplings held while the publish hub is unreachable, in MB")
-    p.add_argument("--flush-timeout", type=float, default=10.0,
+    p.add_argument("--flush-timeout", type=NON_NEGATIVE, default=10.0,
                    help="on exit, wait up to SECONDS for the hub to take the last dumplings")
     p.add_argument("--eater-name", default="nd-cook", help="name shown by the hub")
     add_connection_args(p, reconnect=None)
@@ -85,14 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     for chef in chef_options:
         if chef not in names:
             fail(PROG, f"--chef-option for {chef}, which is not running", 2)
-    try:
-        hub_host, _, hub_tls = parse_hub_address(args.hub, OUT_PORT)
-        if args.publish:
-            pub_host, pub_port, pub_tls = parse_hub_address(args.publish, IN_PORT)
-        else:
-            pub_host, pub_port, pub_tls = hub_host, IN_PORT, hub_tls
-    except ValueError as exc:
-        fail(PROG, f"hub address: {exc}", 2)
+    hub_host, _, hub_tls = hub_address(PROG, "--hub", args.hub, OUT_PORT)
+    if args.publish:
+        pub_host, pub_port, pub_tls = hub_address(PROG, "--publish", args.publish, IN_PORT)
+    else:
+        pub_host, pub_port, pub_tls = hub_host, IN_PORT, hub_tls
 
     from netdumplings.eaters.cook import Cook, CookEater
 
@@ -133,9 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         pass
     cook.finish_all()
     code = 0
-    if not sender.close(timeout=args.flush_timeout):
-        print(f"{PROG}: error: the hub did not take {len(sender.outbox)} dumplings within "
-              f"{args.flush_timeout:g}s", file=sys.stderr)
+    try:
+        delivered = sender.close(timeout=args.flush_timeout)
+        late = f"within {args.flush_timeout:g}s"
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the hub: stop waiting, but say so
+        delivered = sender.close(timeout=0)
+        late = "before the interrupt"
+    if not delivered:
+        print(f"{PROG}: error: the hub at {ws_uri(pub_host, pub_port, pub_tls)} did not take "
+              f"{len(sender.outbox)} dumplings {late}", file=sys.stderr)
         code = 1
     st = cook.stats()
     if not args.quiet:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import add_connection_args, fail, parser, run_until_signal, secret, setup_logging
+from .common import (add_connection_args, fail, hub_address, parser, run_until_signal, secret,
+                     setup_logging)
 
 PROG = "nd-dump"
 EPILOG = """\
@@ -57,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROG, "-G must be positive", 2)
     if args.count is not None and args.count <= 0:
         fail(PROG, "--count must be positive", 2)
+    hub_address(PROG, "--hub", args.hub, OUT_PORT)
+    if args.write != "-":
+        # Files are created at the first packet, maybe hours later: check now what can be.
+        folder = os.path.dirname(args.write) or "."
+        if "%" not in folder and not os.path.isdir(folder):
+            fail(PROG, f"cannot write {args.write}: no such directory {folder}")
+        if "%" not in folder and not os.access(folder, os.W_OK | os.X_OK):
+            fail(PROG, f"cannot write {args.write}: directory {folder} is not writable")
+        if os.path.isdir(args.write):
+            fail(PROG, f"cannot write {args.write}: it is a directory")
     from netdumplings.eaters.dump import Dumper, DumpEater
 
     try:
@@ -85,14 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         dumper.close()
     except BrokenPipeError:
         pass
-    if error:
-        fail(PROG, error)
-    if not args.quiet:
+    except OSError as exc:  # the last flush (disk full)
+        error = error or f"cannot write: {exc}"
+    if eater.write_error is not None and not error:
+        exc = eater.write_error
+        error = f"cannot write {exc.filename or args.write}: {exc.strerror or exc}"
+    if not args.quiet and (not error or eater.write_error is not None):
         files = "stdout" if args.write == "-" else f"{len(dumper.files)} file(s)"
         t = eater.tracker
         print(f"{PROG}: {dumper.written} packets to {files}, {dumper.skipped_linktype} skipped "
               f"(link type), {t.missed_batches} batches ({t.missed_packets} packets) missed",
               file=sys.stderr)
+    if error:
+        fail(PROG, error)
     return 0
 
 

@@ -9,7 +9,8 @@ import sys
 
 from ..hub import Hub
 from ..wire import DEFAULT_HOST, IN_PORT, METRICS_PORT, OUT_PORT
-from .common import fail, parser, secret, setup_logging
+from .common import (NON_NEGATIVE, PORT, POSITIVE, POSITIVE_INT, fail, parser, secret,
+                     setup_logging)
 
 PROG = "nd-hub"
 EPILOG = f"""\
@@ -34,25 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
                      "sends them to any number of eaters.", EPILOG)
     p.add_argument("-a", "--address", default=DEFAULT_HOST,
                    help="address to bind (default: %(default)s; 0.0.0.0 to expose)")
-    p.add_argument("-i", "--in-port", type=int, default=IN_PORT,
+    p.add_argument("-i", "--in-port", type=PORT, default=IN_PORT,
                    help="port for kitchens (default: %(default)s)")
-    p.add_argument("-o", "--out-port", type=int, default=OUT_PORT,
+    p.add_argument("-o", "--out-port", type=PORT, default=OUT_PORT,
                    help="port for eaters (default: %(default)s)")
-    p.add_argument("-f", "--status-freq", type=float, default=5.0,
-                   help="seconds between status dumplings (default: %(default)s)")
-    p.add_argument("--max-queue", type=int, default=100_000,
+    p.add_argument("-f", "--status-freq", type=NON_NEGATIVE, default=5.0,
+                   help="seconds between status dumplings; 0 = none, which leaves "
+                        "nd-hubstatus and nd-hubdetails waiting (default: %(default)s)")
+    p.add_argument("--max-queue", type=POSITIVE_INT, default=100_000,
                    help="dumplings queued per eater before its policy applies (default: "
                         "%(default)s; drop-oldest unless the eater asks to be disconnected)")
-    p.add_argument("--max-queue-mb", type=float, default=32.0,
+    p.add_argument("--max-queue-mb", type=POSITIVE, default=32.0,
                    help="bytes queued per eater, in MB, before its policy applies, whichever "
                         "of the two limits comes first (default: %(default)s)")
-    p.add_argument("--max-message-mb", type=float, default=16.0,
+    p.add_argument("--max-message-mb", type=POSITIVE, default=16.0,
                    help="largest WebSocket message accepted, in MB; bigger ones close the "
                         "connection with 1009 (default: %(default)s)")
-    p.add_argument("--max-dumpling-kb", type=float, default=4096.0,
+    p.add_argument("--max-dumpling-kb", type=POSITIVE, default=4096.0,
                    help="largest single dumpling, in KB; bigger ones are rejected and "
                         "counted, the kitchen stays connected (default: %(default)s)")
-    p.add_argument("--flood-limit", type=int, default=1000,
+    p.add_argument("--flood-limit", type=POSITIVE_INT, default=1000,
                    help="invalid dumplings per 10 s after which a kitchen is closed "
                         "(default: %(default)s)")
     sec = p.add_argument_group("security")
@@ -63,16 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--eater-token-file", help="read the eater token from a file")
     sec.add_argument("--certfile", help="TLS certificate (PEM, chain first): serve wss://")
     sec.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
-    sec.add_argument("--max-kitchens", type=int, default=256,
+    sec.add_argument("--max-kitchens", type=POSITIVE_INT, default=256,
                      help="open kitchen connections allowed (default: %(default)s)")
-    sec.add_argument("--max-eaters", type=int, default=1024,
+    sec.add_argument("--max-eaters", type=POSITIVE_INT, default=1024,
                      help="open eater connections allowed (default: %(default)s)")
-    sec.add_argument("--hello-timeout", type=float, default=10.0,
+    sec.add_argument("--hello-timeout", type=POSITIVE, default=10.0,
                      help="seconds a new connection has to say hello (default: %(default)s)")
-    sec.add_argument("--ping-interval", type=float, default=20.0,
+    sec.add_argument("--ping-interval", type=NON_NEGATIVE, default=20.0,
                      help="seconds between keepalive pings; a peer that does not answer "
                           "within as long again is closed; 0 = off (default: %(default)s)")
-    p.add_argument("--startup-grace", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--startup-grace", type=NON_NEGATIVE, default=0.0, metavar="SECONDS",
                    help="after starting, hold kitchens' dumplings until an eater connects or "
                         "SECONDS pass, so dumplings kitchens resend after a hub restart reach "
                         "the returning eaters (default: %(default)s = off)")
@@ -84,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--replay", metavar="DURATION",
                     help="keep dumplings this long in a JetStream stream for eaters that ask "
                          "for a replay (e.g. 10m; default: no replay)")
-    bp.add_argument("--replay-max", type=int, metavar="N",
+    bp.add_argument("--replay-max", type=POSITIVE_INT, metavar="N",
                     help="at most N dumplings in the replay stream")
-    p.add_argument("--metrics-port", type=int,
+    p.add_argument("--metrics-port", type=PORT,
                    help=f"HTTP port for /metrics and /healthz; 0 = off (default: {METRICS_PORT}"
                         ", skipped with a warning if it is taken)")
     p.add_argument("--metrics-address", help="address for the metrics port (default: "

@@ -6,7 +6,7 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import add_connection_args, fail, parser, secret, setup_logging
+from .common import add_connection_args, fail, hub_address, parser, secret, setup_logging
 
 PROG = "nd-hubdetails"
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_connection_args(p, reconnect=None, token_arg=False)
     args = p.parse_args(argv)
     setup_logging(args)
+    hub_address(PROG, "--hub", args.hub, OUT_PORT)
     from netdumplings.eaters.hubdetails import HubDetailsEater
     try:
         HubDetailsEater(follow=args.follow, name="nd-hubdetails", hub=args.hub,

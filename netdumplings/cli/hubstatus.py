@@ -6,7 +6,7 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import add_connection_args, fail, parser, secret, setup_logging
+from .common import add_connection_args, fail, hub_address, parser, secret, setup_logging
 
 PROG = "nd-hubstatus"
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_connection_args(p, token_arg=False)
     args = p.parse_args(argv)
     setup_logging(args)
+    hub_address(PROG, "--hub", args.hub, OUT_PORT)
     from netdumplings.eaters.hubstatus import HubStatusEater
     try:
         eater = HubStatusEater(once=args.once, name="nd-hubstatus", hub=args.hub,

@@ -7,7 +7,8 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import add_color_flags, add_connection_args, fail, parser, secret, setup_logging
+from .common import (POSITIVE_INT, add_color_flags, add_connection_args, fail, hub_address,
+                     parser, secret, setup_logging)
 
 PROG = "nd-print"
 EPILOG = """\
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_color_flags(p)
     p.add_argument("--json", action="store_true", help="one compact JSON dumpling per line")
     p.add_argument("--format", metavar="FMT", help="Python format string over each dumpling")
-    p.add_argument("--count", type=int, metavar="N", help="exit after printing N dumplings")
+    p.add_argument("--count", type=POSITIVE_INT, metavar="N",
+                   help="exit after printing N dumplings")
     add_connection_args(p)
     return p
 
@@ -45,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    from netdumplings.eaters.print import PrintEater, Printer
+    from netdumplings.eaters.print import PrintEater, Printer, check_format
+
+    hub_address(PROG, "--hub", args.hub, OUT_PORT)
+    if args.format:
+        try:
+            check_format(args.format)
+        except ValueError as exc:
+            fail(PROG, f"--format: {exc}", 2)
 
     drivers = [d for d, on in (("packet", args.packet_dumplings),
                                ("interval", args.interval_dumplings)) if on]
@@ -68,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         eater.run()
     except HubUnavailable as exc:
         fail(PROG, str(exc))
+    finally:
+        if printer.format_errors:
+            print(f"{PROG}: {printer.format_errors} dumplings not printed (--format failed)",
+                  file=sys.stderr)
     return 0
 
 

@@ -15,10 +15,12 @@ from ..dumpling import encode
 from ..kitchen import Kitchen
 from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
-from ..wire import IN_PORT, parse_hub_address
-from .common import add_chef_args, add_connection_args, fail, parser, secret, setup_logging
+from ..wire import IN_PORT
+from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
+                     fail, hub_address, number, parser, secret, setup_logging)
 
 PROG = "nd-sniff"
+SNAPLEN = 262144
 EPILOG = """\
 examples:
   nd-sniff -i lo -f "tcp port 24224" -c FluentdForwardChef          live, to the hub on 127.0.0.1:11347
@@ -51,33 +53,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_chef_args(p)
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
-    p.add_argument("-p", "--poke-interval", type=float, default=5.0, metavar="SECONDS",
-                   help="call chefs' interval handlers every SECONDS (default: %(default)s)")
+    p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
+                   help="call chefs' interval handlers every SECONDS (0: only at the end; "
+                        "default: %(default)s)")
     p.add_argument("--print", action="store_true",
                    help="no hub: print dumplings to stdout (JSON lines, or --format)")
     p.add_argument("--format", metavar="FMT",
                    help="with --print: Python format string over a dumpling, e.g. "
                         "'{timestamp} {chef} {payload[summary]}'")
-    p.add_argument("-s", "--snaplen", type=int, default=262144,
-                   help="live capture: bytes kept per packet (default: %(default)s)")
-    p.add_argument("--outbox-mb", type=float, default=64.0,
+    p.add_argument("-s", "--snaplen", type=number(int, low=0), default=SNAPLEN,
+                   help="live capture: bytes kept per packet (0 = %(default)s, as tcpdump; "
+                        "default: %(default)s)")
+    p.add_argument("--outbox-mb", type=POSITIVE, default=64.0,
                    help="dumplings held while the hub is unreachable or slower than the "
                         "kitchen, in MB (default: %(default)s). Live and stdin: beyond it the "
                         "oldest are dropped, counted and reported, since capture cannot wait. "
                         "A file (-r FILE): reading waits for room instead, so nothing is "
                         "dropped")
-    p.add_argument("--linger-ms", type=float, default=1.0,
+    p.add_argument("--linger-ms", type=NON_NEGATIVE, default=1.0,
                    help="while dumplings keep coming, send at most one message to the hub "
                         "per this many ms, so a steady flow shares messages instead of one "
                         "each (the hub's work per eater falls with it); the first after a "
                         "pause goes at once; 0 sends at once always (default: %(default)s)")
-    p.add_argument("--flush-timeout", type=float, default=30.0,
+    p.add_argument("--flush-timeout", type=NON_NEGATIVE, default=30.0,
                    help="at the end of a file, wait up to SECONDS for the hub to take the "
                         "last dumplings (default: %(default)s)")
-    p.add_argument("--max-flows", type=int, default=100_000,
-                   help="flow table size; the least recently active flow is evicted beyond it")
-    p.add_argument("--flow-timeout", type=float, default=300.0,
-                   help="idle seconds (capture time) before a flow is closed")
+    p.add_argument("--max-flows", type=POSITIVE_INT, default=100_000,
+                   help="flow table size; the least recently active flow is evicted beyond it "
+                        "(default: %(default)s)")
+    p.add_argument("--flow-timeout", type=POSITIVE, default=300.0,
+                   help="idle seconds (capture time) before a flow is closed (default: "
+                        "%(default)s)")
     p.add_argument("--encoding", choices=("json", "msgpack"), default="json",
                    help="kitchen -> hub frames: JSON text (default, netdumplings 0.5 "
                         "compatible) or msgpack binary (if the hub accepts it; else JSON)")
@@ -137,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         if chef not in names:
             fail(PROG, f"--chef-option for {chef}, which is not running", 2)
     interfaces = [i for i in (args.interface or []) if i not in ("all", "any")] or None
+    if args.format:
+        from netdumplings.eaters.print import check_format
+        try:
+            check_format(args.format)
+        except ValueError as exc:
+            fail(PROG, f"--format: {exc}", 2)
 
     stop = threading.Event()
 
@@ -148,16 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     printer = None
     if args.print:
         from netdumplings.eaters.print import Printer
-        printer = Printer(mode="json", fmt=args.format)
+        printer = Printer(mode="json", fmt=args.format, prog=PROG)
 
         def sink(dumpling: dict, data: bytes) -> None:
             printer.print(dumpling, data)
     else:
         from ..sender import HubSender
-        try:
-            host, port, tls = parse_hub_address(args.hub, IN_PORT)
-        except ValueError as exc:
-            fail(PROG, f"--hub: {exc}", 2)
+        host, port, tls = hub_address(PROG, "--hub", args.hub, IN_PORT)
         hello = {"kitchen_name": args.kitchen_name,
                  "interface": args.read and f"file:{args.read}" or ",".join(interfaces or ["all"]),
                  "filter": args.filter, "chefs": names, "poke_interval": args.poke_interval}
@@ -212,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             if progress:
                 sys.stderr.write("\r\x1b[K")
         else:
-            source = LiveSource(interfaces, args.filter, snaplen=args.snaplen)
+            source = LiveSource(interfaces, args.filter, snaplen=args.snaplen or SNAPLEN)
             log.info("sniffing %s filter=%r chefs=%s", ",".join(interfaces or ["all"]),
                      args.filter, ",".join(names))
             if sender is not None:
@@ -223,20 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if isinstance(source, LiveSource):
+        if source is not None:
             source.close()
-    kitchen.finish()
     code = 0
     if error and source is None:
-        # Could not start at all (bad interface, filter, permissions, unreadable file).
+        # Could not start at all (bad interface, filter, permissions, unreadable file): no
+        # capture, so no end-of-capture dumplings either (they would be empty statistics).
         if sender is not None and args.read:
             sender.close(timeout=0.5)
         fail(PROG, error)
+    kitchen.finish()
     if sender is not None:
-        if not sender.close(timeout=args.flush_timeout):
+        try:
+            delivered = sender.close(timeout=args.flush_timeout)
+            late = f"within {args.flush_timeout:g}s"
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the hub: stop waiting, but say so
+            delivered = sender.close(timeout=0)
+            late = "before the interrupt"
+        if not delivered:
             print(f"{PROG}: error: the hub at {args.hub} did not take "
-                  f"{len(sender.outbox)} dumplings within {args.flush_timeout:g}s",
-                  file=sys.stderr)
+                  f"{len(sender.outbox)} dumplings {late}", file=sys.stderr)
             code = 1
     elapsed = time.monotonic() - started
     st = kitchen.stats
@@ -246,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         live = f", {ks['kernel_drops']} dropped by the kernel"
     dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
         sender.outbox.dropped_total else ""
+    if printer is not None and printer.format_errors:
+        dropped += f", {printer.format_errors} not printed (--format failed)"
     if not args.quiet:
         print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
               f"errors{dropped}{live} in {elapsed:.2f}s "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..wire import OUT_PORT, parse_hub_address, ws_uri
-from .common import fail, parser, setup_logging
+from ..wire import OUT_PORT, ws_uri
+from .common import PORT, fail, hub_address, parser, setup_logging
 
 PROG = "nd-web"
 DEFAULT_PORT = 11350
@@ -29,18 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-url", help="WebSocket URL given to the browser (default: from --hub)")
     p.add_argument("-a", "--address", default="127.0.0.1",
                    help="address to serve the page on (default: %(default)s)")
-    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
+    p.add_argument("-p", "--port", type=PORT, default=DEFAULT_PORT,
                    help="port to serve the page on (default: %(default)s; 0 = any free)")
     p.add_argument("-n", "--eater-name", default="nd-web",
                    help="name the page gives the hub (default: %(default)s)")
     args = p.parse_args(argv)
     setup_logging(args)
-    if not 0 <= args.port <= 65535:
-        fail(PROG, f"--port {args.port} is not a port number", 2)
-    try:
-        host, port, tls = parse_hub_address(args.hub, OUT_PORT)
-    except ValueError as exc:
-        fail(PROG, f"--hub: {exc}", 2)
+    host, port, tls = hub_address(PROG, "--hub", args.hub, OUT_PORT)
     hub_url = args.hub_url or ws_uri(host, port, tls)
     if not hub_url.startswith(("ws://", "wss://")):
         fail(PROG, "--hub-url must start with ws:// or wss://", 2)

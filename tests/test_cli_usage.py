@@ -1,0 +1,180 @@
+"""A user's mistakes with option values, addresses, --format, output files and Ctrl-C: each
+gives one clear line and the right exit code at once, never a hang, a flood or a traceback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, free_port, needs_capture, nd_command
+
+CHEFS_FILE = str(Path(__file__).parent / "chefmods" / "udp_echo_chefs.py")
+DNS = str(DATA / "dns-queries.pcap")
+
+
+def _run(procs, *args: str, timeout: float = 30, **kw):
+    p = procs(nd_command(args[0]) + list(args[1:]), **kw)
+    rc = p.wait(timeout)
+    return rc, p
+
+
+def _no_traceback(p) -> None:
+    assert not any("Traceback" in line for line in p.err), "\n".join(p.err)
+
+
+@pytest.mark.parametrize("args, message", [
+    # Each of these used to hang, flood stdout, or end in a traceback.
+    (("nd-sniff", "-r", DNS, "--print", "-p", "-1"), "-p/--poke-interval: must be at least 0"),
+    (("nd-sniff", "-r", DNS, "--print", "--max-flows", "0"), "--max-flows: must be at least 1"),
+    (("nd-sniff", "-r", DNS, "--outbox-mb", "0"), "--outbox-mb: must be greater than 0"),
+    (("nd-sniff", "-r", DNS, "--print", "-s", "-5"), "-s/--snaplen: must be at least 0"),
+    (("nd-sniff", "-r", DNS, "--print", "--flow-timeout", "nan"), "not a number"),
+    (("nd-cook", "-p", "-1"), "-p/--poke-interval: must be at least 0"),
+    (("nd-hub", "--in-port", "70000"), "-i/--in-port: must be at most 65535"),
+    (("nd-hub", "--metrics-port", "-1"), "--metrics-port: must be at least 0"),
+    (("nd-hub", "--status-freq", "-1"), "-f/--status-freq: must be at least 0"),
+    (("nd-hub", "--max-queue", "0"), "--max-queue: must be at least 1"),
+    (("nd-print", "--count", "0"), "--count: must be at least 1"),
+    (("nd-print", "--count", "x"), "--count: invalid int value: 'x'"),
+])
+def test_bad_option_values(procs, args, message):
+    rc, p = _run(procs, *args, timeout=15)
+    assert rc == 2, (rc, p.err)
+    assert any(message in line for line in p.err), p.err
+    assert not p.out
+    _no_traceback(p)
+
+
+@pytest.mark.parametrize("args", [
+    ("nd-sniff", "-r", DNS, "--hub", "127.0.0.1:99999"),
+    ("nd-print", "--hub", "127.0.0.1:99999", "--no-reconnect"),
+    ("nd-dump", "-w", "-", "--hub", "127.0.0.1:99999", "--no-reconnect"),
+    ("nd-hubstatus", "--hub", "127.0.0.1:99999", "--once"),
+    ("nd-cook", "--publish", "127.0.0.1:0"),
+    ("nd-web", "--hub", "127.0.0.1:99999", "-p", "0"),
+])
+def test_hub_port_out_of_range(procs, args):
+    rc, p = _run(procs, *args, timeout=15)
+    assert rc == 2, (rc, p.err)
+    assert any("is not a port number (1-65535)" in line for line in p.err), p.err
+    _no_traceback(p)
+
+
+def test_missing_token_file(procs):
+    for args in (("nd-print", "--token-file", "/nonexistent/token"),
+                 ("nd-sniff", "-r", DNS, "--token-file", "/nonexistent/token")):
+        rc, p = _run(procs, *args, timeout=15)
+        assert rc == 2
+        assert any("cannot read token file /nonexistent/token" in line for line in p.err), p.err
+        _no_traceback(p)
+
+
+def test_bad_format_string_stops_at_once(procs):
+    """A --format typo used to turn every dumpling into a 'chef error' (nd-sniff, exit 0 with
+    nothing printed) or a traceback at the first dumpling (nd-print)."""
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "--print", "--format", "{payload[summary")
+    assert rc == 2 and not p.out
+    assert any("--format: bad format string" in line and "expected '}'" in line
+               for line in p.err), p.err
+    _no_traceback(p)
+    rc, p = _run(procs, "nd-print", "--hub", f"127.0.0.1:{free_port()}", "--format", "{x!z}")
+    assert rc == 2 and any("Unknown conversion specifier z" in line for line in p.err), p.err
+    _no_traceback(p)
+
+
+def test_format_failing_on_some_dumplings_is_counted(procs):
+    # 'name' is text in lookups: the numeric spec fails there, not on the final
+    # statistics dumpling (no 'name': printed as '-').
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "--print", "-c", "DNSLookupChef",
+                 "--format", "{payload[name]:05d}")
+    assert rc == 0
+    assert p.out == ["-"]
+    err = "\n".join(p.err)
+    assert "--format failed on a DNSLookupChef dumpling" in err
+    assert "0 chef errors, 6 not printed (--format failed)" in err
+    _no_traceback(p)
+
+
+@pytest.mark.parametrize("what", ["/nonexistent/capture.pcap", "directory"])
+def test_unopenable_capture_prints_no_dumplings(procs, tmp_path, what):
+    """No capture, no end-of-capture statistics: they used to go out (to stdout or the hub)
+    as if an empty capture had been read."""
+    path = str(tmp_path) if what == "directory" else what
+    rc, p = _run(procs, "nd-sniff", "-r", path, "--print")
+    assert rc == 1
+    assert p.out == []
+    assert any(f"cannot open {path}" in line for line in p.err), p.err
+    _no_traceback(p)
+
+
+@needs_capture
+def test_unknown_interface_prints_no_dumplings(procs):
+    rc, p = _run(procs, "nd-sniff", "-i", "nosuchif0", "--print")
+    assert rc == 1 and p.out == []
+    _no_traceback(p)
+
+
+def test_ctrl_c_while_waiting_for_the_hub(procs):
+    """Ctrl-C during the end-of-file wait for an unreachable hub: stop waiting, report how
+    many dumplings were not delivered, exit 1 (used to be a KeyboardInterrupt traceback)."""
+    p = procs(nd_command("nd-sniff") + ["-r", DNS, "-c", "DNSLookupChef", "--hub",
+                                        f"127.0.0.1:{free_port()}", "--flush-timeout", "60"])
+    p.wait_line("not reachable")
+    time.sleep(0.5)
+    p.p.send_signal(signal.SIGINT)
+    assert p.wait(15) == 1
+    err = "\n".join(p.err)
+    assert "did not take 7 dumplings before the interrupt" in err
+    assert "12 packets, 7 dumplings" in err
+    _no_traceback(p)
+
+
+def test_dump_output_that_cannot_be_written(procs, hub_process, tmp_path):
+    # A missing directory or a directory as the file: refused at start, like tcpdump -w.
+    rc, p = _run(procs, "nd-dump", "-w", str(tmp_path / "nodir" / "x.pcap"), "--hub",
+                 f"127.0.0.1:{free_port()}")
+    assert rc == 1 and any("no such directory" in line for line in p.err), p.err
+    rc, p = _run(procs, "nd-dump", "-w", str(tmp_path), "--hub", f"127.0.0.1:{free_port()}")
+    assert rc == 1 and any("it is a directory" in line for line in p.err), p.err
+
+    # Known only at the first packet (%k in a directory name): a clear error and exit 1, not
+    # a "connection lost; reconnecting" loop that drops every packet.
+    in_port, out_port, _ = hub_process()
+    template = str(tmp_path / "by-%k" / "x.pcap")
+    dump = procs(nd_command("nd-dump") + ["-w", template, "--hub", f"127.0.0.1:{out_port}"])
+    dump.wait_line("connected")
+    rc, k = _run(procs, "nd-sniff", "-q", "-r", DNS, "-c", "PacketForwardChef", "--hub",
+                 f"127.0.0.1:{in_port}")
+    assert rc == 0
+    assert dump.wait(15) == 1
+    err = "\n".join(dump.err)
+    assert f"cannot write {tmp_path}/by-default/x.pcap: No such file or directory" in err
+    assert "reconnecting" not in err
+    _no_traceback(dump)
+
+
+@needs_capture
+def test_snaplen_zero_keeps_whole_packets(procs):
+    """-s 0 means 'the default' as in tcpdump; it used to cut every packet to 0 bytes."""
+    port = free_port(socket.SOCK_DGRAM)
+    p = procs(nd_command("nd-sniff") + ["-i", "lo", "-f", f"udp dst port {port}", "-s", "0",
+                                        "-m", CHEFS_FILE, "-c", "UdpPayloadChef", "--print",
+                                        "-v"])
+    p.wait_line("sniffing", timeout=15)
+    time.sleep(0.3)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        deadline = time.monotonic() + 10
+        while not p.out and time.monotonic() < deadline:
+            s.sendto(b"whole-payload", ("127.0.0.1", port))
+            time.sleep(0.2)
+    p.p.send_signal(signal.SIGINT)
+    assert p.wait(15) == 0
+    payloads = [json.loads(line)["payload"] for line in p.out]
+    assert payloads and payloads[0] == {"text": "whole-payload", "sport": payloads[0]["sport"],
+                                        "dport": port}
+    _no_traceback(p)
