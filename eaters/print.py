@@ -216,8 +216,10 @@ class PrintEater(DumplingEater):
         super().__init__(**kwargs)
         self.printer = printer
         self.count = count
+        self._reported_down = False  # one line per outage, not one per reconnect attempt
 
     async def on_connect(self, hub_uri: str, websocket: Any) -> None:
+        self._reported_down = False
         print(f"nd-print: connected to {hub_uri}", file=sys.stderr)
 
     async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
@@ -231,5 +233,12 @@ class PrintEater(DumplingEater):
               f"(its queue was full; {notice.get('missed_total')} in all)", file=sys.stderr)
 
     async def on_connection_lost(self, exc: BaseException) -> None:
-        print(f"nd-print: connection to the hub lost ({exc or type(exc).__name__})"
+        if self._reported_down:
+            return
+        self._reported_down = self.reconnect
+        if self.websocket is None:  # the connection attempt itself failed
+            what = f"cannot reach the hub at {self.hub_ws}"
+        else:
+            what = "connection to the hub lost"
+        print(f"nd-print: {what} ({exc or type(exc).__name__})"
               + ("; reconnecting" if self.reconnect else ""), file=sys.stderr)

@@ -178,3 +178,20 @@ def test_snaplen_zero_keeps_whole_packets(procs):
     assert payloads and payloads[0] == {"text": "whole-payload", "sport": payloads[0]["sport"],
                                         "dport": port}
     _no_traceback(p)
+
+
+def test_print_waiting_for_the_hub_says_so_once(procs):
+    """nd-print started before its hub: one 'cannot reach' line, not a 'connection to the
+    hub lost' line at every reconnect attempt, then it connects when the hub comes."""
+    port = free_port()
+    p = procs(nd_command("nd-print") + ["--hub", f"127.0.0.1:{port}", "--json"])
+    p.wait_line("cannot reach the hub")
+    time.sleep(4)  # several attempts (backoff from 0.2 s)
+    hub = procs(nd_command("nd-hub") + ["--in-port", str(free_port()), "--out-port", str(port),
+                                        "--metrics-port", "0", "--status-freq", "0.5"])
+    p.wait_line("connected to", timeout=20)
+    p.wait_line("SystemStatusChef", timeout=10, stream="out")
+    assert sum("cannot reach the hub" in line for line in p.err) == 1, p.err
+    assert not any("connection to the hub lost" in line for line in p.err), p.err
+    _no_traceback(p)
+    hub.kill()
