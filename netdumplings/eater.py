@@ -213,7 +213,10 @@ class DumplingEater:
                     return True
         if self._stop:
             return True
-        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+        # The hub closed cleanly (``async for`` ended without raising): same handling as
+        # an abrupt close. websockets requires the close ordering once both frames exist.
+        proto = ws.protocol
+        raise ConnectionClosed(proto.close_rcvd, proto.close_sent, proto.close_rcvd_then_sent)
 
     def _duplicate(self, md: dict[str, Any]) -> bool:
         key = (md.get("kitchen"), md.get("host"), md["sequence"], md.get("creation_time"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, free_port, needs_capture, nd_command
+from conftest import DATA, free_port, needs_capture, nd_command, wait_port
 
 CHEFS_FILE = str(Path(__file__).parent / "chefmods" / "udp_echo_chefs.py")
 DNS = str(DATA / "dns-queries.pcap")
@@ -195,3 +195,44 @@ def test_print_waiting_for_the_hub_says_so_once(procs):
     assert not any("connection to the hub lost" in line for line in p.err), p.err
     _no_traceback(p)
     hub.kill()
+
+
+def test_hub_sigterm_stops_cleanly_and_eaters_reconnect(procs):
+    """``docker stop``/systemd send SIGTERM: the hub closes its connections with 1001 and
+    exits 0; a connected nd-print neither crashes nor quits, and eats from the next hub.
+    (Before: the hub died with 143, and a cleanly closing hub made every eater raise an
+    AssertionError inside websockets.)"""
+    in_port, out_port = free_port(), free_port()
+    hub_cmd = nd_command("nd-hub") + ["-i", str(in_port), "-o", str(out_port),
+                                      "--metrics-port", "0", "--status-freq", "0"]
+    sniff = nd_command("nd-sniff") + ["-r", DNS, "-c", "DNSLookupChef",
+                                      "--hub", f"127.0.0.1:{in_port}", "-p", "0"]
+
+    def feed_and_wait(printer, before: int) -> int:
+        rc, k = _run(procs, *sniff, timeout=60)
+        assert rc == 0, k.err
+        deadline = time.monotonic() + 20
+        while len(printer.out) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(printer.out) > before, printer.err
+        return len(printer.out)
+
+    hub = procs(hub_cmd)
+    wait_port(in_port)
+    wait_port(out_port)
+    printer = procs(nd_command("nd-print") + ["--hub", f"127.0.0.1:{out_port}"])
+    hub.wait_line("eater", timeout=15)
+    seen = feed_and_wait(printer, 0)
+
+    hub.p.send_signal(signal.SIGTERM)
+    assert hub.wait(15) == 0, hub.err
+    _no_traceback(hub)
+    time.sleep(1.0)
+    assert printer.p.poll() is None, printer.err   # still there, trying to reconnect
+    _no_traceback(printer)
+
+    hub2 = procs(hub_cmd)
+    wait_port(in_port)
+    hub2.wait_line("eater", timeout=20)              # the printer came back by itself
+    feed_and_wait(printer, seen)
+    _no_traceback(printer)

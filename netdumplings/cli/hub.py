@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from ..hub import Hub
 from ..wire import DEFAULT_HOST, IN_PORT, METRICS_PORT, OUT_PORT
 from .common import (NON_NEGATIVE, PORT, POSITIVE, POSITIVE_INT, fail, parser, secret,
                      setup_logging)
+
+log = logging.getLogger("netdumplings.hub")
 
 PROG = "nd-hub"
 EPILOG = f"""\
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
     try:
-        asyncio.run(hub.serve_forever())
+        asyncio.run(_serve_until_signal(hub))
     except OSError as exc:
         fail(PROG, f"cannot listen on {args.address} ports {args.in_port}/{args.out_port}"
                    f"{'/' + str(args.metrics_port) if args.metrics_port else ''}: "
@@ -150,6 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+async def _serve_until_signal(hub: Hub) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly: connections are closed with 1001
+    (going away), so eaters and kitchens reconnect quietly (``docker stop``, systemd)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    try:
+        await stop.wait()
+    finally:
+        await hub.stop()
+    log.info("hub stopped")
 
 
 if __name__ == "__main__":
