@@ -113,6 +113,8 @@ class FlowTable:
 
     def __init__(self, max_flows: int = 100_000, idle_timeout: float = 300.0,
                  server_ports: frozenset[int] = frozenset()) -> None:
+        if max_flows < 1:
+            raise ValueError(f"max_flows must be at least 1, not {max_flows}")
         self.max_flows = max_flows
         self.idle_timeout = idle_timeout
         self.server_ports = server_ports

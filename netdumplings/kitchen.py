@@ -28,6 +28,10 @@ S2C = Direction.SERVER_TO_CLIENT
 DETECT_TRIES = 4
 #: Errors per chef logged with a traceback before the rest are only counted.
 ERRORS_LOGGED = 5
+#: Interval pokes made for one packet at most: a capture-time gap longer than this many
+#: intervals skips the rest (counted in ``stats.pokes_skipped``) instead of poking, say,
+#: a billion times for ``-p 1e-9`` or 17,000 times for a day-long pause at 5 s.
+MAX_CATCH_UP_POKES = 1000
 
 Sink = Callable[[dict[str, Any], bytes], None]
 
@@ -35,7 +39,7 @@ Sink = Callable[[dict[str, Any], bytes], None]
 class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
                  "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
-                 "retransmissions", "overlaps")
+                 "retransmissions", "overlaps", "pokes_skipped")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -49,6 +53,7 @@ class KitchenStats:
         self.gap_bytes = 0
         self.retransmissions = 0
         self.overlaps = 0
+        self.pokes_skipped = 0
         self.started = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
@@ -378,9 +383,16 @@ class Kitchen:
         interval = self.poke_interval
         if not interval:
             return
+        pokes = 0
         while capture_time >= due:
             self.poke()
             due += interval
+            pokes += 1
+            if pokes >= MAX_CATCH_UP_POKES and capture_time >= due:
+                # A long silence in the capture (or a tiny interval): the pokes in between
+                # would only repeat the same state, so the clock skips to the present.
+                self.stats.pokes_skipped += int((capture_time - due) // interval) + 1
+                due += (int((capture_time - due) // interval) + 1) * interval
         self._next_capture_poke = due
 
     def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,

@@ -260,6 +260,8 @@ class LiveSource:
     def __init__(self, interfaces: list[str] | None, bpf_filter: str | None = None,
                  snaplen: int = 262144, buffer_size: int = 32 * 1024 * 1024,
                  poll_timeout: float = 0.2) -> None:
+        if snaplen < 1:
+            raise ValueError(f"snaplen must be at least 1 byte, not {snaplen}")
         self.bpf_filter = bpf_filter or None
         self.snaplen = snaplen
         self.poll_timeout = poll_timeout

@@ -133,14 +133,19 @@ def parse_hub_address(address: str, default_port: int) -> tuple[str, int, bool]:
         address = address.rstrip("/")
     if address.startswith("["):  # [ipv6]:port
         host, _, rest = address[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-        return host, port, tls
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"bad address {address!r} (use [ipv6]:port)")
+        return host, _port(rest[1:], address) if rest else default_port, tls
     if address.count(":") == 1:
         host, port_s = address.split(":")
-        if not port_s.isdigit():
-            raise ValueError(f"bad port in {address!r}")
-        return host or DEFAULT_HOST, int(port_s), tls
+        return host or DEFAULT_HOST, _port(port_s, address), tls
     return address or DEFAULT_HOST, default_port, tls
+
+
+def _port(text: str, address: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port {text} in {address!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def ws_uri(host: str, port: int, tls: bool = False) -> str:

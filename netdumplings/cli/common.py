@@ -55,14 +55,11 @@ PORT = number(int, low=0, high=65535)
 
 def hub_address(prog: str, option: str, address: str, default_port: int
                 ) -> tuple[str, int, bool]:
-    """``parse_hub_address`` plus a port range check; a bad address exits with one line."""
+    """``parse_hub_address``; a bad address exits with one line."""
     try:
-        host, port, tls = parse_hub_address(address, default_port)
+        return parse_hub_address(address, default_port)
     except ValueError as exc:
         fail(prog, f"{option}: {exc}", 2)
-    if not 1 <= port <= 65535:
-        fail(prog, f"{option}: port {port} in {address!r} is not a port number (1-65535)", 2)
-    return host, port, tls
 
 
 def setup_logging(args: argparse.Namespace) -> None:

@@ -1,0 +1,80 @@
+"""Library-level guards behind the CLI's option checks: an API user who passes nonsense
+gets a ValueError at once, and capture-time pokes stay bounded whatever the interval."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from netdumplings.chef import DumplingChef
+from netdumplings.flows import FlowTable
+from netdumplings.kitchen import MAX_CATCH_UP_POKES, Kitchen
+from netdumplings.packet import Packet
+from netdumplings.sources import LiveSource
+from netdumplings.wire import parse_hub_address
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:11347", ("127.0.0.1", 11347, False)),
+    ("hub.example", ("hub.example", 11347, False)),
+    (":9000", ("127.0.0.1", 9000, False)),
+    ("ws://hub:1", ("hub", 1, False)),
+    ("wss://hub:65535/", ("hub", 65535, True)),
+    ("[::1]:8080", ("::1", 8080, False)),
+    ("[::1]", ("::1", 11347, False)),
+])
+def test_hub_addresses(address, expected):
+    assert parse_hub_address(address, 11347) == expected
+
+
+@pytest.mark.parametrize("address", [
+    "host:0", "host:65536", "host:99999", "host:abc", "host:", "[::1]:abc", "[::1]:70000",
+    "[::1]x", "http://host:1",
+])
+def test_bad_hub_addresses(address):
+    with pytest.raises(ValueError):
+        parse_hub_address(address, 11347)
+
+
+def test_flow_table_needs_room_for_a_flow():
+    with pytest.raises(ValueError, match="max_flows"):
+        FlowTable(max_flows=0)
+
+
+def test_live_source_refuses_a_snaplen_that_cuts_everything():
+    for snaplen in (0, -5):
+        with pytest.raises(ValueError, match="snaplen"):
+            LiveSource(["lo"], snaplen=snaplen)
+
+
+class Ticker(DumplingChef):
+    pokes = 0
+
+    def interval_handler(self, interval=None):
+        Ticker.pokes += 1
+
+
+def _frame() -> bytes:
+    return bytes(12) + b"\x08\x06" + bytes(28)   # an ARP-typed frame; content irrelevant
+
+
+def test_capture_time_pokes_are_bounded_by_a_long_gap_or_a_tiny_interval():
+    for interval, gap in ((1e-9, 10.0), (5.0, 86_400.0)):
+        Ticker.pokes = 0
+        k = Kitchen("k", [Ticker], sink=lambda d, b: None, poke_interval=interval, host="h")
+        t = time.monotonic()
+        k.run([Packet(_frame(), 1000.0), Packet(_frame(), 1000.0 + gap),
+               Packet(_frame(), 1000.0 + gap + interval * 3.5)])
+        assert time.monotonic() - t < 5
+        assert Ticker.pokes == MAX_CATCH_UP_POKES + 3
+        # every interval is either poked or counted as skipped
+        assert Ticker.pokes + k.stats.pokes_skipped == pytest.approx(
+            (gap + interval * 3.5) // interval, abs=2)
+
+
+def test_ordinary_gaps_poke_every_interval():
+    Ticker.pokes = 0
+    k = Kitchen("k", [Ticker], sink=lambda d, b: None, poke_interval=5.0, host="h")
+    k.run([Packet(_frame(), 1000.0), Packet(_frame(), 1062.0)])
+    assert Ticker.pokes == 12 and k.stats.pokes_skipped == 0
