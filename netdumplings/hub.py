@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import ssl
 import time
@@ -419,6 +420,7 @@ class Hub:
                  ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
                  flood_limit: int = 1000, metrics_port: int | None = None,
                  metrics_address: str | None = None, metrics_optional: bool = False,
+                 metrics_token: str | None = None,
                  startup_grace: float = 0.0, backplane: Any = None) -> None:
         self.address = address
         self.in_port = in_port
@@ -443,6 +445,9 @@ class Hub:
         self.metrics_port = metrics_port
         self.metrics_address = metrics_address or address
         self.metrics_optional = metrics_optional
+        #: with a token, /metrics needs "Authorization: Bearer TOKEN" (it names kitchens,
+        #: eaters and chefs); /healthz stays open for probes and says only "ok" and counts
+        self.metrics_token = metrics_token or None
         self.startup_grace = startup_grace
         self.backplane = backplane   # netdumplings.backplane.NatsBackplane or None
         self.dumplings_remote = 0
@@ -503,6 +508,14 @@ class Hub:
                             self.metrics_port, exc.strerror or exc)
             if self._metrics_server is not None and self.metrics_port == 0:
                 self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
+            if (self._metrics_server is not None and self.metrics_token is None
+                    and (self.kitchen_token or self.eater_token)
+                    and not _loopback(self.metrics_address)):
+                log.warning("metrics on %s:%d need no token, unlike kitchens and eaters: "
+                            "anyone who reaches them sees kitchen, eater and chef names; "
+                            "set --metrics-token-file (or $ND_METRICS_TOKEN) or "
+                            "--metrics-address 127.0.0.1", self.metrics_address,
+                            self.metrics_port)
         if self.status_freq:
             self._tasks.append(asyncio.create_task(self._status_loop()))
         if self.backplane is not None:
@@ -1180,7 +1193,11 @@ class Hub:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             parts = head.split(b"\r\n", 1)[0].split()
             path = parts[1].split(b"?")[0] if len(parts) >= 2 else b""
-            if path == b"/metrics":
+            if path == b"/metrics" and not self._metrics_authorised(head):
+                status, ctype, body = b"401 Unauthorized", b"text/plain", \
+                    b"/metrics needs Authorization: Bearer <metrics token>\n"
+                self._refuse("metrics", "auth")
+            elif path == b"/metrics":
                 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
                 status, ctype, body = b"200 OK", CONTENT_TYPE_LATEST.encode(), \
                     generate_latest(_Registry(self))
@@ -1190,15 +1207,38 @@ class Hub:
                      "eaters": len(self.eaters), "uptime": time.time() - self.started})
             else:
                 status, ctype, body = b"404 Not Found", b"text/plain", b"not found\n"
+            extra = b"WWW-Authenticate: Bearer\r\n" if status.startswith(b"401") else b""
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
-                         b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) +
-                         body)
+                         b"\r\nContent-Length: %d\r\n" % len(body) + extra +
+                         b"Connection: close\r\n\r\n" + body)
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             pass
         finally:
             writer.close()
+
+    def _metrics_authorised(self, head: bytes) -> bool:
+        if self.metrics_token is None:
+            return True
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, token = value.strip().partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    token.strip(), self.metrics_token.encode())
+        return False
+
+
+def _loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _Registry:

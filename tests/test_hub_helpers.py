@@ -213,13 +213,15 @@ def get_json(url: str) -> Any:
         return orjson.loads(r.read())
 
 
-def metric_samples(port: int, family: str, labels: tuple[str, ...] = ("role", "reason")
-                   ) -> dict[tuple, float]:
+def metric_samples(port: int, family: str, labels: tuple[str, ...] = ("role", "reason"),
+                   token: str | None = None) -> dict[tuple, float]:
     """{label values (in ``labels`` order): value} of one family from the hub's /metrics."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
+        "Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=5) as r:
         text = r.read().decode()
     for f in text_string_to_metric_families(text):
         if f.name == family:

@@ -255,3 +255,45 @@ def test_tls_end_to_end(procs, tmp_path):
     assert hub.p.poll() is None
     ins = metric_samples(metrics, "netdumplings_hub_dumplings_in", ("kitchen", "chef"))
     assert ins[("default", "DNSLookupChef")] == 7
+
+
+def test_metrics_token(procs):
+    """With a metrics token, /metrics (which names kitchens, eaters and chefs) answers 401
+    without it; /healthz stays open for liveness probes."""
+    import urllib.error
+    import urllib.request
+
+    metrics = free_port()
+    hub, in_port, out_port = start_hub_proc(procs, "--metrics-port", str(metrics),
+                                            "--status-freq", "0",
+                                            env={"ND_METRICS_TOKEN": "m-secret"})
+    url = f"http://127.0.0.1:{metrics}/metrics"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic m-secret"}):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5)
+        assert err.value.code == 401
+        assert err.value.headers["WWW-Authenticate"] == "Bearer"
+    refused = metric_samples(metrics, "netdumplings_hub_connections_refused", token="m-secret")
+    assert refused == {("metrics", "auth"): 3}
+    assert get_json(f"http://127.0.0.1:{metrics}/healthz")["status"] == "ok"
+
+
+def test_open_metrics_beside_tokens_are_warned_about(caplog):
+    """Tokens on the WebSocket ports but /metrics reachable from other hosts without one:
+    the hub says so at start (names of kitchens, eaters and chefs would be readable)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="netdumplings.hub"):
+        hub = HubThread(kitchen_token="k", metrics_port=0, metrics_address="0.0.0.0")
+        try:
+            assert any("metrics on 0.0.0.0" in r.getMessage() and "need no token" in
+                       r.getMessage() for r in caplog.records), caplog.text
+        finally:
+            hub.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="netdumplings.hub"):
+        for kwargs in ({"metrics_address": "127.0.0.1"},
+                       {"metrics_address": "0.0.0.0", "metrics_token": "m"}):
+            hub = HubThread(kitchen_token="k", metrics_port=0, **kwargs)
+            hub.close()
+    assert not any("need no token" in r.getMessage() for r in caplog.records), caplog.text

@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                         ", skipped with a warning if it is taken)")
     p.add_argument("--metrics-address", help="address for the metrics port (default: "
                                              "--address)")
+    p.add_argument("--metrics-token", help="token /metrics requires as 'Authorization: "
+                                           "Bearer TOKEN' (prefer $ND_METRICS_TOKEN); "
+                                           "/healthz stays open for probes")
+    p.add_argument("--metrics-token-file", help="read the metrics token from a file")
     return p
 
 
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kitchen_token = secret(args.kitchen_token, args.kitchen_token_file, "ND_KITCHEN_TOKEN")
         eater_token = secret(args.eater_token, args.eater_token_file, "ND_EATER_TOKEN")
+        metrics_token = secret(args.metrics_token, args.metrics_token_file, "ND_METRICS_TOKEN")
     except OSError as exc:
         fail(PROG, f"cannot read token file: {exc}", 2)
     ping = args.ping_interval or None
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                   ping_interval=ping, ping_timeout=ping, flood_limit=args.flood_limit,
                   metrics_port=METRICS_PORT if args.metrics_port is None else
                   args.metrics_port or None, metrics_address=args.metrics_address,
-                  metrics_optional=args.metrics_port is None,
+                  metrics_optional=args.metrics_port is None, metrics_token=metrics_token,
                   startup_grace=args.startup_grace, backplane=backplane)
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
