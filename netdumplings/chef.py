@@ -257,14 +257,14 @@ def chefs_in_module(spec: str) -> dict[str, type[DumplingChef]]:
             mod_spec.loader.exec_module(module)
         except ChefLoadError:
             raise
-        except Exception as exc:  # user code: any error is a load error, not a crash
+        except (Exception, SystemExit) as exc:  # user code: a load error, not a crash/exit
             raise ChefLoadError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from exc
     else:
         if os.getcwd() not in sys.path:
             sys.path.append(os.getcwd())
         try:
             module = importlib.import_module(spec)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise ChefLoadError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from exc
     found = {
         name: obj for name, obj in inspect.getmembers(module, inspect.isclass)

@@ -78,6 +78,19 @@ def test_chef_module_that_fails_to_import(procs, tmp_path):
     _no_traceback(p)
 
 
+def test_chef_module_that_exits_on_import(procs, tmp_path):
+    """A module calling sys.exit() at import used to end nd-sniff silently with its code."""
+    for name, spec in (("exiting_chefs.py", None), ("exiting_mod_chefs", "exiting_mod_chefs")):
+        mod = tmp_path / (name if name.endswith(".py") else name + ".py")
+        mod.write_text("import sys\nsys.exit(3)\n")
+        rc, p = _run(procs, "nd-sniff", "-m", spec or str(mod), "-r",
+                     str(DATA / "dns-queries.pcap"), "--print", cwd=str(tmp_path))
+        assert rc == 2, (rc, p.err)
+        assert any("failed to import: SystemExit: 3" in line for line in p.err), p.err
+        assert not p.out
+        _no_traceback(p)
+
+
 def test_chef_module_without_chefs(procs, tmp_path):
     empty = tmp_path / "nochefs.py"
     empty.write_text("X = 1\n")
