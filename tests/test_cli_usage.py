@@ -236,3 +236,31 @@ def test_hub_sigterm_stops_cleanly_and_eaters_reconnect(procs):
     hub2.wait_line("eater", timeout=20)              # the printer came back by itself
     feed_and_wait(printer, seen)
     _no_traceback(printer)
+
+
+def _nofile(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files limit")
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="needs /proc")
+def test_hub_raises_its_open_files_limit_or_warns(procs):
+    """256 kitchens + 1024 eaters (the default limits) need more descriptors than the common
+    default soft limit of 1024: the hub raises it up to the hard limit, else says so."""
+    for limits, raised in (("1024:8192", True), ("1024:1024", False)):
+        in_port, out_port = free_port(), free_port()
+        hub = procs(["prlimit", f"--nofile={limits}", "--"] + nd_command("nd-hub") + [
+            "-i", str(in_port), "-o", str(out_port), "--metrics-port", "0",
+            "--status-freq", "0"])
+        wait_port(in_port)
+        soft, hard = _nofile(hub.p.pid)
+        if raised:
+            assert soft == 2 * (256 + 1024) + 64 and hard == 8192
+            assert not any("open files limit" in line for line in hub.err)
+        else:
+            assert soft == 1024
+            hub.wait_line("open files limit is 1024, below the 2624", timeout=10)
+        hub.terminate()

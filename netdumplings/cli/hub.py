@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                   startup_grace=args.startup_grace, backplane=backplane)
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
+    _raise_open_files_limit(2 * (args.max_kitchens + args.max_eaters) + 64)
     try:
         asyncio.run(_serve_until_signal(hub))
     except OSError as exc:
@@ -158,6 +159,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _raise_open_files_limit(need: int) -> None:
+    """Every connection is a file descriptor, and the limits allow up to ``need`` of them
+    (kitchens and eaters with a hello, as many again still saying it, some spare): raise the
+    soft limit towards that (1024 is a common default), and say so if the hard one is lower."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < need:
+        log.warning("open files limit is %d, below the %d that --max-kitchens and --max-eaters "
+                    "allow: connections beyond it will fail (raise 'ulimit -n' or lower them)",
+                    soft, need)
 
 
 async def _serve_until_signal(hub: Hub) -> None:
