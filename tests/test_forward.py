@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from netdumplings.chefs.forward import BatchTracker, PacketForwardChef, iter_frames
-from netdumplings.eaters.dump import Dumper, split_time
+from netdumplings.pcapwriter import Dumper, split_time
 from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
 from netdumplings.packet import Packet

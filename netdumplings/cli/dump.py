@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             fail(PROG, f"cannot write {args.write}: directory {folder} is not writable")
         if os.path.isdir(args.write):
             fail(PROG, f"cannot write {args.write}: it is a directory")
-    from netdumplings.eaters.dump import Dumper, DumpEater
+    from netdumplings.eaters.dump import DumpEater
+    from netdumplings.pcapwriter import Dumper
 
     try:
         dumper = Dumper(args.write, pcapng=args.pcapng, nano=args.nano,
