@@ -62,6 +62,19 @@ def hub_address(prog: str, option: str, address: str, default_port: int
         fail(prog, f"{option}: {exc}", 2)
 
 
+def check_writable(prog: str, path: str) -> None:
+    """Fail now, with one line, for an output file that cannot be created: files are
+    opened at the first packet, which may come hours later. ``%`` patterns in the folder
+    (strftime, %k) are only known then."""
+    folder = os.path.dirname(path) or "."
+    if "%" not in folder and not os.path.isdir(folder):
+        fail(prog, f"cannot write {path}: no such directory {folder}")
+    if "%" not in folder and not os.access(folder, os.W_OK | os.X_OK):
+        fail(prog, f"cannot write {path}: directory {folder} is not writable")
+    if os.path.isdir(path):
+        fail(prog, f"cannot write {path}: it is a directory")
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.ERROR if args.quiet else (
         logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import (add_connection_args, fail, hub_address, parser, run_until_signal, secret,
-                     setup_logging)
+from .common import (add_connection_args, check_writable, fail, hub_address, parser,
+                     run_until_signal, secret, setup_logging)
 
 PROG = "nd-dump"
 EPILOG = """\
@@ -61,14 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROG, "--count must be positive", 2)
     hub_address(PROG, "--hub", args.hub, OUT_PORT)
     if args.write != "-":
-        # Files are created at the first packet, maybe hours later: check now what can be.
-        folder = os.path.dirname(args.write) or "."
-        if "%" not in folder and not os.path.isdir(folder):
-            fail(PROG, f"cannot write {args.write}: no such directory {folder}")
-        if "%" not in folder and not os.access(folder, os.W_OK | os.X_OK):
-            fail(PROG, f"cannot write {args.write}: directory {folder} is not writable")
-        if os.path.isdir(args.write):
-            fail(PROG, f"cannot write {args.write}: it is a directory")
+        check_writable(PROG, args.write)
     from netdumplings.eaters.dump import DumpEater
     from netdumplings.pcapwriter import Dumper
 

@@ -13,11 +13,12 @@ from typing import Any
 from ..chef import ChefLoadError
 from ..dumpling import encode
 from ..kitchen import Kitchen
+from ..pcapwriter import Dumper
 from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
 from ..wire import IN_PORT
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
-                     fail, hub_address, number, parser, secret, setup_logging)
+                     check_writable, fail, hub_address, number, parser, secret, setup_logging)
 
 PROG = "nd-sniff"
 SNAPLEN = 262144
@@ -26,6 +27,7 @@ examples:
   nd-sniff -i lo -f "tcp port 24224" -c FluentdForwardChef          live, to the hub on 127.0.0.1:11347
   nd-sniff -i eth0 -i eth1 -m mychefs.py --hub hub.example:11347    several interfaces, your chefs
   nd-sniff -r capture.pcap --print                                  a file, dumplings on stdout
+  nd-sniff -i eth0 -f "port 53" -w dns.pcapng                       cook, and keep the packets
   tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
   nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
   nd-sniff -l                                                       list the chefs available
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="call chefs' interval handlers every SECONDS (0: only at the end; "
                         "default: %(default)s)")
+    p.add_argument("-w", "--write", metavar="FILE",
+                   help="also write the packets read to FILE, as tcpdump -w (pcapng if FILE "
+                        "ends in .pcapng, else pcap; '-' = stdout, not with --print); the "
+                        "chefs still run")
+    p.add_argument("--nano", action="store_true",
+                   help="with -w: nanosecond timestamps (default: microseconds, as tcpdump)")
     p.add_argument("--print", action="store_true",
                    help="no hub: print dumplings to stdout (JSON lines, or --format)")
     p.add_argument("--format", metavar="FMT",
@@ -150,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             fail(PROG, f"--format: {exc}", 2)
 
+    dumper = None
+    if args.write:
+        if args.write == "-" and args.print:
+            fail(PROG, "-w - and --print would both write to stdout", 2)
+        if args.write != "-":
+            check_writable(PROG, args.write)
+        dumper = Dumper(args.write, pcapng=args.write.endswith(".pcapng"), nano=args.nano)
+    elif args.nano:
+        fail(PROG, "--nano is for -w", 2)
+
     stop = threading.Event()
 
     def keep_waiting() -> bool:
@@ -206,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.read:
             sender.start()  # a file: connect while it is being read
 
+    tee = _Tee(dumper, args.write) if dumper is not None else None
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     started = time.monotonic()
     error: str | None = None
@@ -217,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
                 progress = _progress(source, kitchen, started)
-            kitchen.run(source, stop=stop.is_set, progress=progress)
+            kitchen.run(tee(source) if tee else source, stop=stop.is_set, progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
         else:
@@ -226,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.filter, ",".join(names))
             if sender is not None:
                 sender.start()  # only now: the hub sees the kitchen once it is capturing
-            kitchen.run(source, stop=stop.is_set, live=True)
+            kitchen.run(tee(source) if tee else source, stop=stop.is_set, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -263,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         sender.outbox.dropped_total else ""
     if printer is not None and printer.format_errors:
         dropped += f", {printer.format_errors} not printed (--format failed)"
+    if tee is not None:
+        tee.close()
+        dropped += f", {tee.written} written to {'stdout' if args.write == '-' else args.write}"
+        if tee.error:
+            error = error or tee.error
+        elif tee.skipped:
+            dropped += f" ({tee.skipped} of other link types not written: use .pcapng)"
     if not args.quiet:
         print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
               f"errors{dropped}{live} in {elapsed:.2f}s "
@@ -271,6 +297,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1
     return code
+
+
+class _Tee:
+    """``-w FILE``: every packet the kitchen reads also goes to a pcap/pcapng file.
+
+    Buffered, flushed when a live source is idle and every 256 live packets, so a reader of
+    the file (``tail -c +1 -f``, ``-w - | tcpdump -r -``) is never far behind. A write
+    error stops the writing, not the kitchen: it is reported at once and at exit (status 1).
+    """
+
+    def __init__(self, dumper: Dumper, name: str) -> None:
+        self.dumper = dumper
+        self.name = name
+        self.error: str | None = None
+
+    @property
+    def written(self) -> int:
+        return self.dumper.written
+
+    @property
+    def skipped(self) -> int:
+        return self.dumper.skipped_linktype
+
+    def __call__(self, source: Any) -> Any:
+        write = self.dumper.write_frame
+        n = 0
+        for packet in source:
+            if self.error is None:
+                try:
+                    if packet is None:
+                        self.dumper.flush()   # a live source with nothing to read
+                    else:
+                        write({"ts": packet.time, "ts_ns": getattr(packet, "time_ns", None),
+                               "data": packet.data, "wirelen": packet.wirelen,
+                               "linktype": packet.linktype, "interface": packet.interface})
+                        n += 1
+                        if not n & 0xFF and isinstance(source, LiveSource):
+                            self.dumper.flush()
+                except OSError as exc:
+                    self._failed(exc)
+            yield packet
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = (f"-w {self.name}: writing stopped after {self.dumper.written} packets: "
+                      f"{exc.strerror or exc}")
+        print(f"{PROG}: error: {self.error} (the chefs go on)", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            self.dumper.close()
+        except OSError as exc:
+            if self.error is None:
+                self._failed(exc)
 
 
 def _progress(source: PcapSource, kitchen: Kitchen, started: float):
