@@ -260,3 +260,14 @@ def procs():
     yield _spawn
     for proc in started:
         proc.kill()
+
+
+def run_nd(procs: Callable[..., Any], name: str, *args: str, timeout: float = 30,
+           **kw: Any) -> tuple[int, Any]:
+    """Run one of our commands to its end -> (exit code, Proc with .out/.err lines)."""
+    p = procs(nd_command(name) + list(args), **kw)
+    return p.wait(timeout), p
+
+
+def assert_no_traceback(p: Any) -> None:
+    assert not any("Traceback" in line for line in p.err), "\n".join(p.err)

@@ -8,19 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, free_port, needs_capture, nd_command, wait_port
+from conftest import (DATA, free_port, needs_capture, nd_command, wait_port)
+from conftest import assert_no_traceback as _no_traceback
+from conftest import run_nd as _run
 
 CHEFS_FILE = str(Path(__file__).parent / "chefmods" / "udp_echo_chefs.py")
-
-
-def _run(procs, *args: str, timeout: float = 30, **kw):
-    p = procs(nd_command(args[0]) + list(args[1:]), **kw)
-    rc = p.wait(timeout)
-    return rc, p
-
-
-def _no_traceback(p) -> None:
-    assert not any("Traceback" in line for line in p.err), "\n".join(p.err)
 
 
 @needs_capture

@@ -62,6 +62,21 @@ def hub_address(prog: str, option: str, address: str, default_port: int
         fail(prog, f"{option}: {exc}", 2)
 
 
+def close_sender(prog: str, sender: Any, timeout: float, hub: str) -> bool:
+    """Give the hub up to ``timeout`` seconds for the last dumplings (Ctrl-C stops the
+    wait, and says so); False, with one error line, if some were not taken."""
+    try:
+        delivered = sender.close(timeout=timeout)
+        late = f"within {timeout:g}s"
+    except KeyboardInterrupt:
+        delivered = sender.close(timeout=0)
+        late = "before the interrupt"
+    if not delivered:
+        print(f"{prog}: error: the hub at {hub} did not take {len(sender.outbox)} dumplings "
+              f"{late}", file=sys.stderr)
+    return delivered
+
+
 def check_writable(prog: str, path: str) -> None:
     """Fail now, with one line, for an output file that cannot be created: files are
     opened at the first packet, which may come hours later. ``%`` patterns in the folder

@@ -11,7 +11,8 @@ from ..chef import ChefLoadError
 from ..eater import HubUnavailable
 from ..wire import IN_PORT, OUT_PORT, ws_uri
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
-                     fail, hub_address, parser, run_until_signal, secret, setup_logging)
+                     close_sender, fail, hub_address, parser, run_until_signal, secret,
+                     setup_logging)
 from .sniff import parse_chef_options, select_chefs
 
 PROG = "nd-cook"
@@ -130,15 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     cook.finish_all()
     code = 0
-    try:
-        delivered = sender.close(timeout=args.flush_timeout)
-        late = f"within {args.flush_timeout:g}s"
-    except KeyboardInterrupt:  # Ctrl-C while waiting for the hub: stop waiting, but say so
-        delivered = sender.close(timeout=0)
-        late = "before the interrupt"
-    if not delivered:
-        print(f"{PROG}: error: the hub at {ws_uri(pub_host, pub_port, pub_tls)} did not take "
-              f"{len(sender.outbox)} dumplings {late}", file=sys.stderr)
+    if not close_sender(PROG, sender, args.flush_timeout, ws_uri(pub_host, pub_port, pub_tls)):
         code = 1
     st = cook.stats()
     if not args.quiet:

@@ -18,7 +18,8 @@ from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
 from ..wire import IN_PORT
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
-                     check_writable, fail, hub_address, number, parser, secret, setup_logging)
+                     check_writable, close_sender, fail, hub_address, number, parser,
+                     secret, setup_logging)
 
 PROG = "nd-sniff"
 SNAPLEN = 262144
@@ -261,17 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             sender.close(timeout=0.5)
         fail(PROG, error)
     kitchen.finish()
-    if sender is not None:
-        try:
-            delivered = sender.close(timeout=args.flush_timeout)
-            late = f"within {args.flush_timeout:g}s"
-        except KeyboardInterrupt:  # Ctrl-C while waiting for the hub: stop waiting, but say so
-            delivered = sender.close(timeout=0)
-            late = "before the interrupt"
-        if not delivered:
-            print(f"{PROG}: error: the hub at {args.hub} did not take "
-                  f"{len(sender.outbox)} dumplings {late}", file=sys.stderr)
-            code = 1
+    if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub):
+        code = 1
     elapsed = time.monotonic() - started
     st = kitchen.stats
     live = ""
