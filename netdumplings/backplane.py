@@ -64,6 +64,10 @@ REPLAY_WAIT = 10.0    # seconds an eater's replay may take at most
 PRESENCE = "hubs"     # hubs.<hub-id>: "up" after (re)connecting, "here" in answer
 HOLD_MAX = 5.0        # seconds the outbox waits after a reconnect for the other hubs
 PEER_TTL = 60.0       # a hub heard from this recently is expected back after an outage
+MAX_SUBJECT = 1024    # bytes of a dumpling subject at most: nats-server closes a connection
+                      # whose protocol line passes 4096 bytes (max_control_line), and nats-py
+                      # would send the same line again after reconnecting
+WARN_EVERY = 10.0     # seconds between warnings about the same kind of unpublishable dumpling
 
 
 class HubHooks(Protocol):
@@ -120,6 +124,11 @@ def dumpling_subject(kitchen: str | None, chef: str) -> str:
     return f"{DUMPLINGS}.{escape(kitchen)}.{escape(chef)}"
 
 
+def subject_fits(subject: str) -> bool:
+    """Short enough for NATS (see ``MAX_SUBJECT``); tokens are ASCII, so chars == bytes."""
+    return len(subject) <= MAX_SUBJECT
+
+
 def parse_subject(subject: str) -> tuple[str | None, str] | None:
     parts = subject.split(".")
     if len(parts) != 3 or parts[0] != DUMPLINGS:
@@ -143,6 +152,12 @@ def interest_subjects(hellos: Iterable[Any], max_subjects: int = MAX_SUBJECTS) -
             return [f"{DUMPLINGS}.>"]
         ks = ["*"] if kitchens is None else [escape(k) for k in kitchens]
         cs = ["*"] if chefs is None else [escape(c) for c in chefs]
+        # A name too long for a subject is never published (see NatsBackplane.publish):
+        # subscribing to it would only make nats-server drop the connection.
+        ks = [k for k in ks if subject_fits(f"{DUMPLINGS}.{k}.*")]
+        cs = [c for c in cs if subject_fits(f"{DUMPLINGS}.*.{c}")]
+        if not ks or not cs:
+            continue
         if len(ks) * len(cs) > max_subjects:
             if len(ks) <= max_subjects and kitchens is not None:
                 cs = ["*"]
@@ -160,7 +175,7 @@ def interest_subjects(hellos: Iterable[Any], max_subjects: int = MAX_SUBJECTS) -
                   if (k == "*" or c == "*") or (c not in any_kitchen and k not in any_chef))
     if len(kept) > max_subjects:
         return [f"{DUMPLINGS}.>"]
-    return [f"{DUMPLINGS}.{k}.{c}" for k, c in kept]
+    return [f"{DUMPLINGS}.{k}.{c}" for k, c in kept if subject_fits(f"{DUMPLINGS}.{k}.{c}")]
 
 
 def parse_duration(text: str) -> float:
@@ -206,6 +221,9 @@ class NatsBackplane:
         self.skipped_own = 0
         self.duplicates = 0
         self.dropped = 0
+        self.too_big = 0        # dumplings over the server's max_payload: not published
+        self.long_names = 0     # kitchen/chef names too long for a subject: not published
+        self._warned: dict[str, float] = {}
         self.seq = 0
         self._outbox: deque[tuple[str, bytes, dict[str, str]]] = deque()
         self._outbox_max = outbox
@@ -331,6 +349,9 @@ class NatsBackplane:
         log.info("backplane %s back after %.1fs: relaying again (%d dumplings waiting)",
                  self.url, down, len(self._outbox))
         self._outage_notice("reconnected", None, down)
+        if self._interest_task is None or self._interest_task.done():
+            # subscriptions that failed while the connection was away
+            self._interest_task = asyncio.create_task(self._apply_interest())
         if self.replay_age:
             await self._setup_stream()  # a NATS restarted with an empty store
         self._wake.set()
@@ -367,10 +388,49 @@ class NatsBackplane:
     # -- out ------------------------------------------------------------------------------
 
     def publish(self, data: bytes, chef: str, kitchen: str | None, driver: str) -> None:
-        """One dumpling from this hub's kitchens (its bytes as received, JSON or msgpack)."""
+        """One dumpling from this hub's kitchens (its bytes as received, JSON or msgpack).
+
+        Local eaters already have it; what cannot cross NATS at all (a subject too long, a
+        dumpling over the server's max_payload) is counted and warned about, never queued
+        or retried: one such dumpling must not stall the others or the connection."""
+        subject = dumpling_subject(kitchen, chef)
+        if not subject_fits(subject):
+            self.long_names += 1
+            self._warn_unpublishable(
+                "name", "backplane: kitchen/chef name too long for a NATS subject "
+                f"({len(subject)} > {MAX_SUBJECT} bytes escaped, kitchen {str(kitchen)[:60]!r}, "
+                f"chef {chef[:60]!r}): not published, local eaters only "
+                f"({self.long_names} so far)")
+            return
         self.seq += 1
-        self._queue(dumpling_subject(kitchen, chef), data,
-                    {H_ORIGIN: f"{self._hub_token} {self.seq} {driver}"})
+        self._queue(subject, data, {H_ORIGIN: f"{self._hub_token} {self.seq} {driver}"})
+
+    def _warn_unpublishable(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(kind, -WARN_EVERY) >= WARN_EVERY:
+            self._warned[kind] = now
+            log.warning("%s", message)
+
+    def _fits_payload(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
+        """Would nats-server take it? It counts headers in max_payload (nats-py does not,
+        and a violation makes the server close the connection)."""
+        limit = getattr(self.nc, "max_payload", 0) or 0
+        if limit <= 0:
+            return True
+        size = len(data) + 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        if size <= limit:
+            return True
+        if subject.startswith(DUMPLINGS + "."):
+            self.too_big += 1
+            self._warn_unpublishable(
+                "payload", f"backplane: a {size}-byte dumpling on {subject[:120]} is over the "
+                f"NATS server's max_payload ({limit} bytes): not published, local eaters only "
+                f"({self.too_big} so far)")
+        else:
+            self._warn_unpublishable(
+                "status", f"backplane: {subject[:120]} ({size} bytes) is over the NATS "
+                f"server's max_payload ({limit} bytes): not published")
+        return False
 
     def publish_status(self, data: bytes) -> None:
         """Straight out, never held: a status is only worth anything while it is fresh."""
@@ -379,6 +439,8 @@ class NatsBackplane:
                                              self._origin0))
 
     async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        if not self._fits_payload(subject, data, headers):
+            return
         try:
             await self.nc.publish(subject, data, headers=headers)
         except Exception as exc:
@@ -422,9 +484,21 @@ class NatsBackplane:
             n = 0
             while box and self.connected and self.nc is not None:
                 subject, data, headers = box[0]
+                if not self._fits_payload(subject, data, headers):
+                    box.popleft()
+                    continue
                 try:
                     await self.nc.publish(subject, data, headers=headers)
-                except Exception as exc:  # reconnecting and nats-py's own buffer is full
+                except Exception as exc:
+                    if not _transient(exc):
+                        # it would fail the same way forever and hold up everything behind
+                        box.popleft()
+                        self.dropped += 1
+                        self._warn_unpublishable(
+                            "error", f"backplane: dumpling on {subject[:120]} not published: "
+                            f"{exc.__class__.__name__} {exc}")
+                        continue
+                    # reconnecting and nats-py's own buffer is full: try again shortly
                     log.debug("backplane publish deferred: %s", exc)
                     await asyncio.sleep(0.1)
                     self._wake.set()
@@ -449,9 +523,13 @@ class NatsBackplane:
             target = list(self._subjects)
             for subject in target:
                 if subject not in self._subs:
-                    self._subs[subject] = await self.nc.subscribe(
-                        subject, cb=self._on_msg, pending_msgs_limit=200_000,
-                        pending_bytes_limit=256 << 20)
+                    try:
+                        self._subs[subject] = await self.nc.subscribe(
+                            subject, cb=self._on_msg, pending_msgs_limit=200_000,
+                            pending_bytes_limit=256 << 20)
+                    except Exception as exc:  # closed or draining: retried on reconnect
+                        log.debug("backplane: cannot subscribe to %s now: %s", subject, exc)
+                        return
             for subject in [s for s in self._subs if s not in target]:
                 sub = self._subs.pop(subject)
                 try:
@@ -526,8 +604,11 @@ class NatsBackplane:
             return []
         last = spec.get("last")
         since = spec.get("since")
-        last = int(last) if isinstance(last, (int, float)) and last > 0 else None
-        since = float(since) if isinstance(since, (int, float)) and since > 0 else None
+        # bounded by what the stream can hold (a huge number must not overflow below)
+        last = (int(min(last, self.replay_max_msgs)) if isinstance(last, (int, float))
+                and not isinstance(last, bool) and last >= 1 else None)
+        since = (float(min(since, 10 * 365 * 86400)) if isinstance(since, (int, float))
+                 and not isinstance(since, bool) and since > 0 else None)
         if last is None and since is None:
             return []
         from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -574,9 +655,23 @@ class NatsBackplane:
                 "outages": self.outages, "published": self.published,
                 "received": self.received, "duplicates": self.duplicates,
                 "waiting": len(self._outbox), "dropped": self.dropped,
+                "too_big": self.too_big, "long_names": self.long_names,
                 "subscriptions": self.subscriptions(),
                 "replay": {"stream": self.stream, "max_age": self.replay_age,
                            "max_msgs": self.replay_max_msgs} if self.jetstream else None}
+
+
+def _transient(exc: Exception) -> bool:
+    """Errors that go away with the connection coming back (anything else is about the
+    message itself and would repeat forever)."""
+    try:
+        from nats import errors
+    except ImportError:
+        return True
+    return isinstance(exc, (errors.OutboundBufferLimitError, errors.ConnectionClosedError,
+                            errors.ConnectionDrainingError, errors.ConnectionReconnectingError,
+                            errors.StaleConnectionError, errors.FlushTimeoutError,
+                            errors.TimeoutError, OSError, asyncio.TimeoutError))
 
 
 def _order_key(msg: Any) -> tuple[str, int]:
