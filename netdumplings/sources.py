@@ -10,7 +10,9 @@ chefs exactly once.
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
 import mmap
 import os
 import select
@@ -238,19 +240,46 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
+PACKET_AUXDATA = 8
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SO_ATTACH_FILTER = 26
+#: Larger than any frame a packet socket gets (loopback's 64 KiB MTU, GRO/TSO frames);
+#: a bigger one (BIG TCP) arrives cut, and is counted so (``wirelen`` from the kernel).
 RECV_BUFFER = 262144
+# struct tpacket_auxdata: status, len, snaplen, mac, net, vlan_tci, vlan_tpid
+_AUXDATA = struct.Struct("IIIHHHH")
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+ARPHRD_LOOPBACK = 772
+
+log = logging.getLogger("netdumplings.sources")
 
 
 def list_interfaces() -> list[str]:
     return [name for _, name in socket.if_nameindex()]
 
 
+def _ifindex(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
 class LiveSource:
     """Live capture on one or more interfaces (or all, with ``interfaces=None``).
+
+    What chefs get matches tcpdump on the same traffic: the 802.1Q tag the kernel strips
+    from received frames (into PACKET_AUXDATA) is put back, a ``vlan`` filter works (it is
+    compiled for the kernel's VLAN data, as libpcap does for its own live captures),
+    ``wirelen`` is the frame's length on the wire even when the snaplen cut it, and on all
+    interfaces each link type (Ethernet, loopback, tun and other IP-only devices) gets
+    the filter compiled for its own headers. Outgoing copies on loopback are dropped in
+    the kernel filter. An interface that goes down is waited for; one that is removed is
+    left (with a warning), and when none is left capture ends with a ``CaptureError``.
 
     Kernel drops (packets the socket buffer could not hold) are read from the sockets'
     PACKET_STATISTICS and reported by ``stats()``, so loss above the sustainable rate is
@@ -269,6 +298,7 @@ class LiveSource:
         self.kernel_drops = 0
         self.kernel_packets = 0
         self._socks: list[tuple[socket.socket, str | None]] = []
+        self._ifindex: dict[int, int | None] = {}
         self._closed = False
         known = list_interfaces()
         names: list[str | None]
@@ -282,7 +312,9 @@ class LiveSource:
             names = [None]
         try:
             for name in names:
-                self._socks.append((self._open(name, buffer_size), name))
+                s = self._open(name, buffer_size)
+                self._socks.append((s, name))
+                self._ifindex[s.fileno()] = _ifindex(name) if name else None
         except PermissionError as exc:
             self.close()
             raise CaptureError("live capture needs root or CAP_NET_RAW "
@@ -300,13 +332,12 @@ class LiveSource:
                 s.setsockopt(socket.SOL_SOCKET, 33, buffer_size)  # SO_RCVBUFFORCE
             except OSError:
                 pass
-            if self.bpf_filter:
-                from scapy.error import Scapy_Exception
-                try:
-                    attach_filter(s, self.bpf_filter, self.snaplen, _linktype_of(iface))
-                except (Scapy_Exception, ImportError, OSError) as exc:
-                    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                    raise CaptureError(f"bad capture filter {self.bpf_filter!r}: {msg}") from exc
+            from scapy.error import Scapy_Exception
+            try:
+                attach_filter(s, self.bpf_filter, self.snaplen, iface)
+            except (Scapy_Exception, ImportError, OSError, ValueError) as exc:
+                msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise CaptureError(f"bad capture filter {self.bpf_filter!r}: {msg}") from exc
             if iface is not None:  # unbound, a packet socket hears every interface
                 try:
                     s.bind((iface, ETH_P_ALL))
@@ -319,8 +350,11 @@ class LiveSource:
                     s.recv(65536)
             except (BlockingIOError, InterruptedError):
                 pass
+            except OSError:  # ENETDOWN: the interface is down, reported once
+                pass
             s.setblocking(True)
             s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             self._stats(s)  # reset the kernel counters
         except BaseException:
             s.close()
@@ -335,34 +369,63 @@ class LiveSource:
     def stats(self) -> dict[str, int]:
         """Packets delivered, and the kernel's received/dropped counts (read and reset)."""
         for s, _ in self._socks:
-            try:
-                got, dropped = self._stats(s)
-            except OSError:
-                continue
-            self.kernel_packets += got
-            self.kernel_drops += dropped
+            self._collect(s)
         return {"packets": self.packets, "kernel_packets": self.kernel_packets,
                 "kernel_drops": self.kernel_drops}
+
+    def _collect(self, s: socket.socket) -> None:
+        try:
+            got, dropped = self._stats(s)
+        except OSError:
+            return
+        self.kernel_packets += got
+        self.kernel_drops += dropped
 
     def close(self) -> None:
         if self._closed:
             return
         for s, _ in self._socks:
-            try:
-                self.stats()
-            except OSError:
-                pass
+            self._collect(s)
             s.close()
         self._closed = True
+
+    def _interface_error(self, s: socket.socket, name: str | None, exc: OSError) -> None:
+        """A packet socket reports ENETDOWN when its interface goes down or is removed. A
+        down interface may come back (the socket then hears it again); a removed one
+        cannot, so its socket is left, and capture ends when no interface is left."""
+        if exc.errno != errno.ENETDOWN or name is None:
+            raise CaptureError(f"capture on {name or 'all interfaces'} failed: "
+                               f"{exc.strerror or exc}") from exc
+        if _ifindex(name) == self._ifindex.get(s.fileno()):
+            log.warning("interface %s went down; capturing again when it comes up", name)
+            return
+        self._collect(s)
+        self._socks = [(t, n) for t, n in self._socks if t is not s]
+        s.close()
+        if not self._socks:
+            raise CaptureError(f"interface {name!r} was removed while capturing")
+        log.warning("interface %s was removed; capture goes on on %s", name,
+                    ", ".join(n or "all" for _, n in self._socks))
 
     def __iter__(self) -> Iterator[Packet | None]:
         """Yields packets; yields None when idle for ``poll_timeout`` so the caller can do
         timed work (interval pokes) and check for shutdown."""
-        socks = [s for s, _ in self._socks]
-        names = {s.fileno(): n for s, n in self._socks}
-        cmsg_size = socket.CMSG_SPACE(16)
+        cmsg_size = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(_AUXDATA.size)
         snap = self.snaplen
+        unpack_aux = _AUXDATA.unpack
+        vlan_status = TP_STATUS_VLAN_VALID
+        socks: list[socket.socket] = []
+        names: dict[int, str | None] = {}
+        # One receive buffer, larger than any frame (loopback's MTU is 64 KiB; GRO/TSO
+        # frames); each packet is copied out at its size. (A fresh 256 KiB bytes object
+        # per recvmsg costs the allocator an mmap/munmap per packet.) No MSG_TRUNC: the
+        # frame's real length comes from PACKET_AUXDATA.
+        buf = bytearray(RECV_BUFFER)
+        view = memoryview(buf)
         while not self._closed:
+            if len(socks) != len(self._socks):
+                socks = [s for s, _ in self._socks]
+                names = {s.fileno(): n for s, n in self._socks}
             try:
                 ready, _, _ = select.select(socks, [], [], self.poll_timeout)
             except (OSError, ValueError):
@@ -374,69 +437,168 @@ class LiveSource:
                 continue
             for s in ready:
                 try:
-                    # A buffer larger than any frame (loopback's MTU is 64 KiB): no
-                    # MSG_TRUNC, whose "real length" return would make Python hand back
-                    # bytes past what the kernel wrote.
-                    data, anc, flags, addr = s.recvmsg(RECV_BUFFER, cmsg_size)
+                    n, anc, flags, addr = s.recvmsg_into((buf,), cmsg_size)
                 except (BlockingIOError, InterruptedError):
                     continue
-                except OSError:
+                except OSError as exc:
                     if self._closed:
                         return
-                    raise
+                    self._interface_error(s, names.get(s.fileno()), exc)
+                    break  # the socket list may have changed
                 ifname, pkttype, hatype = addr[0], addr[2], addr[3]
-                if pkttype == PACKET_OUTGOING and _is_loopback(ifname):
-                    continue
+                if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
+                    continue  # the kernel filter drops these; older kernels: here
+                data = bytes(view[:n if n < snap else snap])
+                linktype = _HATYPE_LINKTYPE.get(hatype, 1)
                 ts_ns = None
+                wirelen = n
                 for level, ctype, cdata in anc:
-                    if level == socket.SOL_SOCKET and ctype == SCM_TIMESTAMPNS:
+                    if ctype == SCM_TIMESTAMPNS and level == socket.SOL_SOCKET:
                         sec, nsec = struct.unpack("qq", cdata[:16])
                         ts_ns = sec * 1_000_000_000 + nsec
+                    elif ctype == PACKET_AUXDATA and level == SOL_PACKET:
+                        status, wirelen, _snap, _mac, _net, tci, tpid = unpack_aux(cdata)
+                        if (status & vlan_status or tci) and linktype == 1:
+                            # Put back the 802.1Q tag the kernel took out, as tcpdump does.
+                            if not status & TP_STATUS_VLAN_TPID_VALID:
+                                tpid = 0x8100
+                            data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+                            wirelen += 4
                 if ts_ns is None:
                     ts_ns = time.time_ns()
-                wirelen = len(data)
-                if wirelen > snap:
+                if len(data) > snap:
                     data = data[:snap]
                 self.packets += 1
-                yield NsPacket(data, ts_ns, wirelen, _HATYPE_LINKTYPE.get(hatype, 1),
+                yield NsPacket(data, ts_ns, wirelen, linktype,
                                names.get(s.fileno()) or ifname)
 
 
-SO_ATTACH_FILTER = 26
-BPF_RET_K = 0x06
+# -- the kernel filter ---------------------------------------------------------------------
+
+_BPF_LD_W_ABS = 0x20
+_BPF_JEQ_K = 0x15
+_BPF_JA = 0x05
+_BPF_RET_K = 0x06
+_SKF_AD_OFF = 0x100000000 - 0x1000   # ancillary data (-4096 as an unsigned offset)
+_SKF_AD_PKTTYPE = 4
+_SKF_AD_HATYPE = 28
+BPF_MAXINSNS = 4096
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+
+#: One classic BPF instruction: (code, jt, jf, k).
+Insn = tuple[int, int, int, int]
+
+#: ARPHRD_* of devices whose frames start at the IP header (no link-layer header): tun
+#: and wireguard (NONE), ipip, ip6tnl, sit, gre, ppp, raw-IP modems.
+_RAW_HATYPES = (65534, 768, 769, 776, 778, 512, 519)
+#: ARPHRD_* of the receiving interface -> pcap linktype of the frames it delivers.
+_HATYPE_LINKTYPE = {1: 1, ARPHRD_LOOPBACK: 1, **{h: 101 for h in _RAW_HATYPES}}
 
 
-def attach_filter(sock: socket.socket, expression: str, snaplen: int,
-                  linktype: int = 1) -> None:
-    """Compile a BPF expression (libpcap, through scapy) and attach it to ``sock``.
+def compile_bpf(expression: str, linktype: int, interface: str | None = None) -> list[Insn]:
+    """Compile a tcpdump filter expression with libpcap for frames of ``linktype``.
 
-    scapy compiles with a snaplen of 65535, and a classic BPF program's "accept" returns
-    that many bytes: the kernel would cut longer frames (loopback carries 65549-byte frames)
-    to 65535 bytes, silently losing their tails. The accept values are raised to ``snaplen``.
+    The kernel runs a socket filter on received frames whose 802.1Q tag it has already
+    moved into the packet's metadata, so ``vlan`` tests must read it from there (BPF
+    ancillary data). libpcap generates that code only for a handle it opened live on
+    Linux, so Ethernet filters are compiled on a live handle (the interface, else ``lo``:
+    the code depends only on the link type); a dead handle is the fallback.
+    Raises ValueError with libpcap's message for an expression it refuses.
     """
     import ctypes
 
-    from scapy.arch.common import compile_filter
-    from scapy.libs.structures import sock_fprog
+    from scapy.libs import winpcapy as pc
+    from scapy.libs.structures import bpf_program
 
-    program = compile_filter(expression, linktype=linktype)
+    handle = None
+    if linktype == 1:
+        for name in dict.fromkeys(n for n in (interface, "lo") if n):
+            err = ctypes.create_string_buffer(256)
+            h = pc.pcap_open_live(name.encode(), 65535, 0, 0, err)
+            if h:
+                if pc.pcap_datalink(h) == linktype:
+                    handle = h
+                    break
+                pc.pcap_close(h)
+    if handle is None:
+        # LINKTYPE_RAW (101, pcap files) is DLT_RAW (12) to libpcap's API.
+        handle = pc.pcap_open_dead(12 if linktype == 101 else linktype, 65535)
+    prog = bpf_program()
     try:
-        for i in range(program.bf_len):
-            insn = program.bf_insns[i]
-            if insn.code == BPF_RET_K and insn.k > 0:
-                insn.k = snaplen
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                        bytes(sock_fprog(program.bf_len, program.bf_insns)))
+        if pc.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1,
+                           PCAP_NETMASK_UNKNOWN) == -1:
+            msg = pc.pcap_geterr(handle) or b"syntax error"
+            raise ValueError(msg.decode("utf-8", "replace"))
+        insns = [(i.code, i.jt, i.jf, i.k & 0xFFFFFFFF)
+                 for i in (prog.bf_insns[n] for n in range(prog.bf_len))]
+        pc.pcap_freecode(ctypes.byref(prog))
     finally:
+        pc.pcap_close(handle)
+    return insns
+
+
+def build_program(expression: str | None, snaplen: int,
+                  interface: str | None = None) -> list[Insn]:
+    """The socket filter for a capture on ``interface`` (None: all interfaces).
+
+    - libpcap's "accept" returns its own snaplen (65535); the kernel would cut longer
+      frames (loopback's reach 65549 bytes) to it, so every accept returns ``snaplen``,
+      which also makes the kernel copy no more than is kept;
+    - outgoing copies on loopback are rejected (the incoming copy is the packet);
+    - on all interfaces, frames of IP-only devices (tun...) run the expression compiled
+      for raw IP and the others the Ethernet one; an expression about link-layer fields
+      (``ether host``, ``vlan``, ``arp``) matches no raw-IP frame, as it cannot apply.
+    """
+    accept: list[Insn] = [(_BPF_RET_K, 0, 0, snaplen)]
+    reject: list[Insn] = [(_BPF_RET_K, 0, 0, 0)]
+
+    def filt(linktype: int) -> list[Insn]:
+        if not expression:
+            return accept
+        return [(c, jt, jf, snaplen if c == _BPF_RET_K and k else k)
+                for c, jt, jf, k in compile_bpf(expression, linktype, interface)]
+
+    if interface is not None:
+        body = filt(_linktype_of(interface))
+        if not _is_loopback(interface):
+            return body
+    else:
+        eth = filt(1)
         try:
-            from scapy.libs.winpcapy import pcap_freecode
-            pcap_freecode(ctypes.byref(program))
-        except (ImportError, OSError, AttributeError):
-            pass
+            raw = filt(101)
+        except ValueError:
+            raw = reject
+        n = len(_RAW_HATYPES)
+        # ld hatype; jeq each raw type -> the "ja raw" below; else fall into "ja eth"
+        body = [(_BPF_LD_W_ABS, 0, 0, _SKF_AD_OFF + _SKF_AD_HATYPE)]
+        body += [(_BPF_JEQ_K, n - i, 0, h) for i, h in enumerate(_RAW_HATYPES)]
+        body += [(_BPF_JA, 0, 0, 1), (_BPF_JA, 0, 0, len(eth))] + eth + raw
+    # Outgoing on loopback: reject.
+    head: list[Insn] = [
+        (_BPF_LD_W_ABS, 0, 0, _SKF_AD_OFF + _SKF_AD_PKTTYPE),
+        (_BPF_JEQ_K, 0, 3, PACKET_OUTGOING),
+        (_BPF_LD_W_ABS, 0, 0, _SKF_AD_OFF + _SKF_AD_HATYPE),
+        (_BPF_JEQ_K, 0, 1, ARPHRD_LOOPBACK),
+        reject[0],
+    ]
+    return head + body
 
 
-#: ARPHRD_* of the receiving interface -> pcap linktype of the frames it delivers.
-_HATYPE_LINKTYPE = {1: 1, 772: 1, 65534: 101, 776: 101, 778: 101}
+def attach_filter(sock: socket.socket, expression: str | None, snaplen: int,
+                  interface: str | None = None) -> None:
+    """Compile ``expression`` (None: every packet) for a capture on ``interface`` (None:
+    all) with ``build_program`` and attach it to ``sock``."""
+    import ctypes
+
+    program = build_program(expression, snaplen, interface)
+    if len(program) > BPF_MAXINSNS:
+        raise ValueError(f"the filter compiles to {len(program)} BPF instructions, more "
+                         f"than the kernel's {BPF_MAXINSNS}")
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 _LOOPBACKS: dict[str, bool] = {}
 
 
@@ -456,7 +618,7 @@ def _is_loopback(ifname: str) -> bool:
     if v is None:
         try:
             with open(f"/sys/class/net/{ifname}/type") as fh:
-                v = fh.read().strip() == "772"  # ARPHRD_LOOPBACK
+                v = fh.read().strip() == str(ARPHRD_LOOPBACK)
         except OSError:
             v = ifname == "lo"
         _LOOPBACKS[ifname] = v
