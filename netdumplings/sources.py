@@ -299,6 +299,7 @@ class LiveSource:
         self.kernel_packets = 0
         self._socks: list[tuple[socket.socket, str | None]] = []
         self._ifindex: dict[int, int | None] = {}
+        self._down: dict[socket.socket, str] = {}
         self._closed = False
         known = list_interfaces()
         names: list[str | None]
@@ -398,7 +399,13 @@ class LiveSource:
                                f"{exc.strerror or exc}") from exc
         if _ifindex(name) == self._ifindex.get(s.fileno()):
             log.warning("interface %s went down; capturing again when it comes up", name)
+            # Removing it now reports nothing more to the socket: looked for while idle.
+            self._down[s] = name
             return
+        self._removed(s, name)
+
+    def _removed(self, s: socket.socket, name: str) -> None:
+        self._down.pop(s, None)
         self._collect(s)
         self._socks = [(t, n) for t, n in self._socks if t is not s]
         s.close()
@@ -406,6 +413,11 @@ class LiveSource:
             raise CaptureError(f"interface {name!r} was removed while capturing")
         log.warning("interface %s was removed; capture goes on on %s", name,
                     ", ".join(n or "all" for _, n in self._socks))
+
+    def _check_down(self) -> None:
+        for s, name in list(self._down.items()):
+            if _ifindex(name) != self._ifindex.get(s.fileno()):
+                self._removed(s, name)
 
     def __iter__(self) -> Iterator[Packet | None]:
         """Yields packets; yields None when idle for ``poll_timeout`` so the caller can do
@@ -422,6 +434,7 @@ class LiveSource:
         # frame's real length comes from PACKET_AUXDATA.
         buf = bytearray(RECV_BUFFER)
         view = memoryview(buf)
+        next_check = 0.0
         while not self._closed:
             if len(socks) != len(self._socks):
                 socks = [s for s, _ in self._socks]
@@ -433,7 +446,13 @@ class LiveSource:
                     return
                 raise
             if not ready:
+                if self._down:
+                    self._check_down()
                 yield None
+                continue
+            if self._down and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                self._check_down()
                 continue
             for s in ready:
                 try:

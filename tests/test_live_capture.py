@@ -295,21 +295,27 @@ def test_all_interfaces_mixed_link_types_each_packet_once(net):
 
 def test_interface_down_then_removed_mid_capture(net):
     a = net["a"]
-    sh("ip", "-n", a, "link", "add", "nd-x", "type", "veth", "peer", "name", "nd-y")
-    sh("ip", "-n", a, "link", "set", "nd-x", "up")
-    sh("ip", "-n", a, "link", "set", "nd-y", "up")
-    both = Capture(a, ["nd-x", "lo"], None, seconds=3)
-    alone = Capture(a, ["nd-x"], None, seconds=3)
+    for x, y in (("nd-x", "nd-y"), ("nd-w", "nd-v")):
+        sh("ip", "-n", a, "link", "add", x, "type", "veth", "peer", "name", y)
+        sh("ip", "-n", a, "link", "set", x, "up")
+        sh("ip", "-n", a, "link", "set", y, "up")
+    both = Capture(a, ["nd-x", "lo"], None)
+    alone = Capture(a, ["nd-w"], None)
     try:
         time.sleep(0.3)
+        # nd-x: down, up, removed while up (ENETDOWN each time); nd-w: down, then removed
+        # while down (the socket hears nothing more of it).
         sh("ip", "-n", a, "link", "set", "nd-x", "down")
+        sh("ip", "-n", a, "link", "set", "nd-w", "down")
         time.sleep(0.2)
         sh("ip", "-n", a, "link", "set", "nd-x", "up")
         time.sleep(0.3)
         sh("ip", "-n", a, "link", "del", "nd-x")
+        sh("ip", "-n", a, "link", "del", "nd-w")
         time.sleep(0.2)
         send(a, "lo")   # the capture on both goes on with lo
         pkts, logs, last = both.result()
+        time.sleep(1.0)
         pkts2, logs2, last2 = alone.result()
     finally:
         both.kill()
@@ -320,7 +326,8 @@ def test_interface_down_then_removed_mid_capture(net):
     assert [Packet(d["data"], 0.0).l4_payload for d in pkts
             if d["iface"] == "lo" and Packet(d["data"], 0.0).dport == PORT] == \
         [b"lo %d" % i for i in range(3)]
-    assert last2.get("error") == "interface 'nd-x' was removed while capturing"
+    assert any("nd-w went down" in line for line in logs2)
+    assert last2.get("error") == "interface 'nd-w' was removed while capturing"
 
 
 def test_kernel_drops_are_counted():
