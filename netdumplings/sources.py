@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import logging
 import mmap
 import os
@@ -277,8 +278,11 @@ class LiveSource:
     compiled for the kernel's VLAN data, as libpcap does for its own live captures),
     ``wirelen`` is the frame's length on the wire even when the snaplen cut it, and on all
     interfaces each link type (Ethernet, loopback, tun and other IP-only devices) gets
-    the filter compiled for its own headers. Outgoing copies on loopback are dropped in
-    the kernel filter. An interface that goes down is waited for; one that is removed is
+    the filter compiled for its own headers. Each packet is delivered once: outgoing
+    copies on loopback are dropped in the kernel filter, and on a host that forwards
+    (routing or bridging) a capture on several interfaces delivers a forwarded packet
+    from the interface it came in on, not again from the one it leaves by (tcpdump -i any
+    shows both; ``forwarded_duplicates`` counts those left out). An interface that goes down is waited for; one that is removed is
     left (with a warning), and when none is left capture ends with a ``CaptureError``.
 
     Kernel drops (packets the socket buffer could not hold) are read from the sockets'
@@ -300,6 +304,9 @@ class LiveSource:
         self._socks: list[tuple[socket.socket, str | None]] = []
         self._ifindex: dict[int, int | None] = {}
         self._down: dict[socket.socket, str] = {}
+        #: Outgoing copies of forwarded packets left out (seen incoming on another
+        #: interface just before); see ``_forwarding``.
+        self.forwarded_duplicates = 0
         self._closed = False
         known = list_interfaces()
         names: list[str | None]
@@ -324,6 +331,7 @@ class LiveSource:
             self.close()
             raise
         self.linktype = 1
+        self.dedupe_forwarded = (interfaces is None or len(names) > 1) and _forwarding()
 
     def _open(self, iface: str | None, buffer_size: int) -> socket.socket:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -372,7 +380,8 @@ class LiveSource:
         for s, _ in self._socks:
             self._collect(s)
         return {"packets": self.packets, "kernel_packets": self.kernel_packets,
-                "kernel_drops": self.kernel_drops}
+                "kernel_drops": self.kernel_drops,
+                "forwarded_duplicates": self.forwarded_duplicates}
 
     def _collect(self, s: socket.socket) -> None:
         try:
@@ -435,6 +444,8 @@ class LiveSource:
         buf = bytearray(RECV_BUFFER)
         view = memoryview(buf)
         next_check = 0.0
+        dedupe = self.dedupe_forwarded
+        seen: dict[bytes, str] = {}
         while not self._closed:
             if len(socks) != len(self._socks):
                 socks = [s for s, _ in self._socks]
@@ -469,6 +480,19 @@ class LiveSource:
                     continue  # the kernel filter drops these; older kernels: here
                 data = bytes(view[:n if n < snap else snap])
                 linktype = _HATYPE_LINKTYPE.get(hatype, 1)
+                if dedupe:
+                    key = _forward_key(data, linktype)
+                    if key is not None:
+                        if pkttype == PACKET_OUTGOING:
+                            hit = seen.pop(key, None)
+                            if hit is not None and hit != ifname:
+                                self.forwarded_duplicates += 1
+                                continue
+                        else:
+                            seen[key] = ifname
+                            if len(seen) > FORWARD_MEMORY:
+                                for k in list(itertools.islice(seen, FORWARD_MEMORY // 2)):
+                                    del seen[k]
                 ts_ns = None
                 wirelen = n
                 for level, ctype, cdata in anc:
@@ -490,6 +514,49 @@ class LiveSource:
                 self.packets += 1
                 yield NsPacket(data, ts_ns, wirelen, linktype,
                                names.get(s.fileno()) or ifname)
+
+
+#: Incoming packets remembered to recognise their forwarded outgoing copies.
+FORWARD_MEMORY = 4096
+
+
+def _forwarding() -> bool:
+    """Whether this host (network namespace) may forward packets between interfaces: IP
+    forwarding on, or a bridge with ports."""
+    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+        try:
+            with open(path) as fh:
+                if fh.read().strip() not in ("", "0"):
+                    return True
+        except OSError:
+            pass
+    try:
+        return any(os.path.exists(f"/sys/class/net/{n}/brport") for n in list_interfaces())
+    except OSError:
+        return False
+
+
+def _forward_key(data: bytes, linktype: int) -> bytes | None:
+    """What a routed or bridged packet keeps from the interface it came in on to the one
+    it leaves by: its IP header but for TTL/hop limit and the IPv4 header checksum, and
+    the start of the transport header and payload (ports, sequence numbers, checksum).
+    tcpdump -i any shows such a packet twice, in and out; chefs get it once (from its
+    incoming interface). NAT changes it: those copies stay."""
+    if linktype == 1:
+        if len(data) < 34:
+            return None
+        et = data[12] << 8 | data[13]
+        off = 14 if et == 0x0800 or et == 0x86DD else -1
+    else:
+        off = 0
+    if off < 0 or len(data) <= off:
+        return None
+    v = data[off] >> 4
+    if v == 4:
+        return data[off:off + 8] + data[off + 9:off + 10] + data[off + 12:off + 72]
+    if v == 6:
+        return data[off:off + 7] + data[off + 8:off + 104]
+    return None
 
 
 # -- the kernel filter ---------------------------------------------------------------------

@@ -330,6 +330,46 @@ def test_interface_down_then_removed_mid_capture(net):
     assert last2.get("error") == "interface 'nd-w' was removed while capturing"
 
 
+def test_forwarded_packet_delivered_once_on_all_interfaces(net):
+    """A router namespace between A and B: tcpdump -i any shows each forwarded packet in
+    and out; the kitchen gets it once, from its incoming interface."""
+    a, b = net["a"], net["b"]
+    r = a.replace("ndlc-a", "ndlc-r")
+    sh("ip", "netns", "add", r)
+    try:
+        sh("ip", "-n", r, "link", "set", "lo", "up")
+        sh("ip", "-n", r, "link", "add", "nd-r1", "type", "veth", "peer", "name", "nd-c",
+           "netns", a)
+        sh("ip", "-n", r, "link", "add", "nd-r2", "type", "veth", "peer", "name", "nd-s",
+           "netns", b)
+        for ns, dev, ip in ((r, "nd-r1", "10.215.1.1"), (r, "nd-r2", "10.215.2.1"),
+                            (a, "nd-c", "10.215.1.2"), (b, "nd-s", "10.215.2.2")):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", a, "route", "add", "10.215.2.0/24", "via", "10.215.1.1")
+        sh("ip", "-n", b, "route", "add", "10.215.1.0/24", "via", "10.215.2.1")
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        cap = Capture(r, None, "udp port 5000")
+        try:
+            code = ("import socket, time\n"
+                    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                    "for i in range(3):\n"
+                    "    s.sendto(b'%s %d' % (sys.argv[1].encode(), i), "
+                    "('10.215.2.2', 5000)); time.sleep(0.02)\n")
+            for ns, label in ((a, "fwd"), (r, "local")):
+                subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                "import sys\n" + code, label], check=True, timeout=20)
+            pkts, _, last = cap.result()
+        finally:
+            cap.kill()
+    finally:
+        subprocess.run(["ip", "netns", "del", r], capture_output=True)
+    got = [(d["iface"], Packet(d["data"], 0.0).l4_payload) for d in pkts]
+    assert got == [("nd-r1", b"fwd %d" % i) for i in range(3)] + \
+        [("nd-r2", b"local %d" % i) for i in range(3)]
+    assert last["stats"]["forwarded_duplicates"] == 3
+
+
 def test_kernel_drops_are_counted():
     """A reader that cannot keep up: what the socket buffer cannot hold is counted."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
