@@ -94,6 +94,40 @@ class WebServer:
             def do_HEAD(self) -> None:  # noqa: N802
                 self._respond(body=False)
 
+            def version_string(self) -> str:
+                return "nd-web"
+
+            def _security_headers(self) -> None:
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Content-Security-Policy", CSP)
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Referrer-Policy", "no-referrer")
+
+            def send_error(self, code: int, message: str | None = None,
+                           explain: str | None = None) -> None:
+                """http.server's own errors (other methods, bad or long request lines) as
+                short plain text with the same headers as everything else, not its HTML
+                page (which repeats parts of the request)."""
+                if code == HTTPStatus.NOT_IMPLEMENTED and self.command not in ("GET", "HEAD"):
+                    code = HTTPStatus.METHOD_NOT_ALLOWED   # a method this server never takes
+                try:
+                    status = HTTPStatus(code)
+                except ValueError:
+                    status = HTTPStatus.BAD_REQUEST
+                self.log_error("code %d, message %s", code, message)
+                data = f"{status.value} {status.phrase}\n".encode()
+                self.send_response(status, status.phrase)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                if status == HTTPStatus.METHOD_NOT_ALLOWED:
+                    self.send_header("Allow", "GET, HEAD")
+                self.send_header("Connection", "close")
+                self._security_headers()
+                self.end_headers()
+                self.close_connection = True
+                if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                    self.wfile.write(data)
+
             def _respond(self, body: bool) -> None:
                 path = urlsplit(self.path).path
                 if path == "/config.json":
@@ -109,10 +143,7 @@ class WebServer:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 # Always fresh: a dashboard left open across an upgrade must not mix files.
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("Content-Security-Policy", CSP)
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.send_header("Referrer-Policy", "no-referrer")
+                self._security_headers()
                 self.end_headers()
                 if body:
                     self.wfile.write(data)

@@ -9,12 +9,19 @@
 
 (() => {
   const PROTOCOL = "netdumplings/1";
+  const CLOSE_POLICY = 1008;      // the hub's "authentication failed"
   const STATUS_CHEF = "SystemStatusChef";
   const NOTICE_CHEF = "HubNoticeChef";
   const STREAM_ROWS = 500;        // rows in the live list
   const STREAM_KEEP = 2000;       // dumplings kept so a new filter has history to show
   const TABLE_ROWS = 200;         // rows kept per panel table
   const CHART_SAMPLES = 240;      // PacketCountChef samples kept for the chart
+  const STREAM_BYTES = 32 << 20;  // ...and at most about this much of their JSON
+  const MAX_KEYS = 1000;          // entries per keyed model (tags, connections, addresses):
+                                  // names come from sniffed traffic, so an attacker can
+                                  // make new ones forever; the least recently seen go first
+  const MAX_NAMES = 300;          // chefs / kitchens offered in the filters
+  const MAX_LAYERS = 40;          // PacketCountChef layers charted
   const RENDER_EVERY_MS = 150;    // at most ~7 DOM updates per second
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
@@ -104,6 +111,19 @@
     tbody.replaceChildren(frag);
   }
 
+  // Map as a bounded LRU: (re)inserting moves a key to the end, the oldest go beyond max.
+  function touch(map, key, value, max = MAX_KEYS) {
+    map.delete(key);
+    map.set(key, value);
+    while (map.size > max) map.delete(map.keys().next().value);
+    return value;
+  }
+
+  function countIn(map, key, max) {
+    const n = (map.get(key) || 0) + 1;
+    if (map.has(key)) map.set(key, n); else touch(map, key, n, max);
+  }
+
   // Keep a capped array: newest first, oldest dropped.
   function pushCapped(list, item, cap) {
     list.unshift(item);
@@ -113,6 +133,30 @@
   // -- configuration ---------------------------------------------------------------------
 
   const config = { hub: null, eater_name: "nd-web" };
+
+  // An eater token (for a hub started with --eater-token) is never in config.json or a
+  // query string (server logs, Referer): it comes from the token form or a "#token=..."
+  // fragment (not sent to any server, removed from the address bar at once) and is kept in
+  // sessionStorage for this tab, under the hub URL, so it only ever goes to that hub.
+  let fragmentToken = null;
+  {
+    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (m) {
+      try { fragmentToken = decodeURIComponent(m[1]); } catch (_) { fragmentToken = null; }
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  }
+  const tokenKey = () => `netdumplings-token ${config.hub}`;
+  function getToken() {
+    try { return sessionStorage.getItem(tokenKey()) || null; } catch (_) { return null; }
+  }
+  function setToken(t) {
+    try {
+      if (t) sessionStorage.setItem(tokenKey(), t); else sessionStorage.removeItem(tokenKey());
+    } catch (_) { /* storage off: the token lasts until the page is closed */ }
+    memoryToken = t || null;
+  }
+  let memoryToken = null;
 
   async function loadConfig() {
     try {
@@ -132,6 +176,7 @@
     missed: 0,
     rateWindow: [],                 // [performance.now(), count] per received message
     stream: [],                     // newest last: {id, t, kitchen, chef, summary, d}
+    streamBytes: 0,                 // JSON size of what stream holds (estimated per batch)
     chefs: new Map(),               // chef -> count
     kitchens: new Map(),            // kitchen -> count
     http: [], httpCount: 0, httpErrors: 0,
@@ -139,7 +184,7 @@
     fluentd: new Map(),             // tag -> stats
     zmtp: new Map(),                // kitchen|flow -> connection
     arp: new Map(),                 // ip -> entry
-    arpAlerts: [], arpAlertKeys: new Set(),
+    arpAlerts: [], arpAlertKeys: new Map(),
     packets: { last: new Map(), samples: [], totals: new Map(), latest: new Map(), colors: new Map() },
     hub: { status: null, prev: null, rateIn: null, rateOut: null },
   };
@@ -155,14 +200,14 @@
   }
 
   // One line for dumplings whose chef gives no "summary".
-  function summarize(chef, p) {
+  function summarize(chef, p, fromHub) {
     if (!isObj(p)) return clip(JSON.stringify(p) ?? "", 200);
     if (typeof p.summary === "string") return p.summary;
-    if (chef === STATUS_CHEF) {
+    if (chef === STATUS_CHEF && fromHub) {
       return `hub: ${show(p.dumpling_kitchen_count)} kitchens, ${show(p.dumpling_eater_count)} eaters, ` +
         `${show(p.total_dumplings_in)} in, ${show(p.total_dumplings_out)} out, ${show(p.total_dumplings_dropped)} dropped`;
     }
-    if (chef === NOTICE_CHEF) return `hub: this page missed ${show(p.missed)} dumplings (queue ${show(p.queue_size)})`;
+    if (chef === NOTICE_CHEF && fromHub) return `hub: this page missed ${show(p.missed)} dumplings (queue ${show(p.queue_size)})`;
     if (isObj(p.packet_counts)) {
       return "packets: " + Object.entries(p.packet_counts).map(([k, v]) => `${k} ${v}`).join(" · ");
     }
@@ -175,32 +220,48 @@
     return clip(JSON.stringify(p), 200);
   }
 
-  function ingest(d) {
+  function ingest(d, size = 0) {
     if (!isObj(d) || !isObj(d.metadata)) return;
     const m = d.metadata;
     const chef = typeof m.chef === "string" ? m.chef : "?";
     const kitchen = m.kitchen === null || m.kitchen === undefined ? "hub" : String(m.kitchen);
     const p = d.payload;
     model.received++;
-    model.chefs.set(chef, (model.chefs.get(chef) || 0) + 1);
-    model.kitchens.set(kitchen, (model.kitchens.get(kitchen) || 0) + 1);
+    countIn(model.chefs, chef, MAX_NAMES);
+    countIn(model.kitchens, kitchen, MAX_NAMES);
 
-    const item = { id: ++seq, t: timeOf(d), kitchen, chef, summary: "", d, hay: null };
-    item.summary = clip(summarize(chef, p), 400);
+    const item = { id: ++seq, t: timeOf(d), kitchen, chef, summary: "", d, hay: null, size };
+    try {
+      item.summary = clip(summarize(chef, p, m.kitchen == null), 400);
+    } catch (_) {
+      item.summary = "(payload not shown)";
+    }
     model.stream.push(item);
-    if (model.stream.length > STREAM_KEEP) model.stream.splice(0, model.stream.length - STREAM_KEEP);
+    model.streamBytes += size;
+    let drop = 0;
+    while (model.stream.length - drop > STREAM_KEEP ||
+           (model.streamBytes > STREAM_BYTES && model.stream.length - drop > 1)) {
+      model.streamBytes -= model.stream[drop].size;
+      drop++;
+    }
+    if (drop) model.stream.splice(0, drop);
     dirty.add("stream");
 
     try {
-      route(chef, kitchen, p, d);
+      route(chef, kitchen, p, d, m.kitchen == null);
     } catch (err) {
       // A chef with an unexpected payload must not stop the page.
       console.warn("netdumplings: could not use a dumpling from", chef, err);
     }
   }
 
-  function route(chef, kitchen, p, d) {
+  // The hub's own dumplings have no kitchen: a kitchen that names its chef like them is
+  // not the hub and must not set the hub panel or the missed counter.
+  function route(chef, kitchen, p, d, fromHub) {
     if (!isObj(p)) return;
+    if (chef === STATUS_CHEF || chef === NOTICE_CHEF) {
+      if (!fromHub) return;
+    }
     if (chef === STATUS_CHEF) return onStatus(p, d);
     if (chef === NOTICE_CHEF) { model.missed += num(p.missed) || 0; dirty.add("header"); return; }
     if (isObj(p.packet_counts)) return onPacketCounts(kitchen, p.packet_counts, d.metadata);
@@ -241,9 +302,13 @@
     const t = replay ? captured : (created ?? captured);
     const clean = {};
     for (const [k, v] of Object.entries(counts)) if (num(v) !== null) clean[k] = v;
-    pk.last.set(kitchen, { t, counts: clean, replay });
-    pk.latest.set(kitchen, clean);
-    for (const k of Object.keys(clean)) if (!pk.colors.has(k)) pk.colors.set(k, pk.colors.size);
+    touch(pk.last, kitchen, { t, counts: clean, replay }, MAX_NAMES);
+    touch(pk.latest, kitchen, clean, MAX_NAMES);
+    for (const k of Object.keys(clean)) {
+      if (pk.colors.has(k)) continue;
+      if (pk.colors.size >= MAX_LAYERS) delete clean[k];   // not charted or totalled
+      else pk.colors.set(k, pk.colors.size);
+    }
     if (prev && t !== null && prev.t !== null && t > prev.t) {
       const dt = t - prev.t;
       const rates = {};
@@ -320,15 +385,12 @@
 
   function onFluentd(p, d) {
     if (typeof p.tag !== "string") return;
-    let s = model.fluentd.get(p.tag);
-    if (!s) {
-      s = { tag: p.tag, messages: 0, events: 0, modes: new Set(), last: null, t: null };
-      model.fluentd.set(p.tag, s);
-    }
+    const s = touch(model.fluentd, p.tag, model.fluentd.get(p.tag) ||
+      { tag: p.tag, messages: 0, events: 0, modes: new Set(), last: null, t: null });
     s.messages++;
     const n = num(p.event_count) ?? (Array.isArray(p.events) ? p.events.length : 0);
     s.events += n;
-    if (p.mode || p.kind) s.modes.add(String(p.mode || p.kind));
+    if ((p.mode || p.kind) && s.modes.size < 8) s.modes.add(clip(String(p.mode || p.kind), 40));
     if (Array.isArray(p.events) && p.events.length) {
       const last = p.events[p.events.length - 1];
       s.last = isObj(last) && "record" in last ? last.record : last;
@@ -340,15 +402,11 @@
   function onZmtp(kitchen, p, d) {
     const flow = isObj(p.flow) ? p.flow : null;
     const key = `${kitchen}|${flow ? `${flow.id}|${flow.client}|${flow.server}` : `${p.src}|${p.dst}`}`;
-    let c = model.zmtp.get(key);
-    if (!c) {
-      c = {
+    const c = touch(model.zmtp, key, model.zmtp.get(key) || {
         client: flow ? flow.client : p.src, server: flow ? flow.server : p.dst,
         clientSocket: null, serverSocket: null, mechanism: null, version: null,
         c2s: 0, s2c: 0, first: null, last: null, state: "open",
-      };
-      model.zmtp.set(key, c);
-    }
+    });
     const c2s = p.direction !== "server_to_client";
     const t = num(p.timestamp) ?? timeOf(d);
     if (p.type === "greeting") {
@@ -374,7 +432,7 @@
     if (!isObj(change)) return;
     const key = `${kitchen}|${change.ip}|${change.old_mac}|${change.new_mac}|${change.timestamp}`;
     if (model.arpAlertKeys.has(key)) return;
-    model.arpAlertKeys.add(key);
+    touch(model.arpAlertKeys, key, true);
     pushCapped(model.arpAlerts, { ...change, kitchen }, 20);
   }
 
@@ -383,9 +441,10 @@
       // The chef's own table is the authority: take it over for these addresses.
       for (const [ip, e] of Object.entries(p.arp_table)) {
         if (!isObj(e)) continue;
-        model.arp.set(ip, {
+        touch(model.arp, ip, {
           ip, mac: e.mac, count: num(e.count) ?? 0, last: num(e.last_seen),
-          changes: num(e.changes) ?? 0, previous: Array.isArray(e.previous_macs) ? e.previous_macs : [],
+          changes: num(e.changes) ?? 0,
+          previous: Array.isArray(e.previous_macs) ? e.previous_macs.slice(-8).map(String) : [],
         });
       }
       if (Array.isArray(p.changes)) for (const c of p.changes) arpAlert(c, kitchen);
@@ -396,13 +455,13 @@
     if (typeof ip === "string" && ip !== "0.0.0.0" && typeof mac === "string") {
       const e = model.arp.get(ip) || { ip, mac, count: 0, last: null, changes: 0, previous: [] };
       if (e.mac !== mac) {
-        e.previous = [...e.previous.filter((x) => x !== e.mac), e.mac];
+        e.previous = [...e.previous.filter((x) => x !== e.mac), e.mac].slice(-8);
         e.changes++;
         e.mac = mac;
       }
       e.count++;
       e.last = num(p.timestamp) ?? timeOf(d);
-      model.arp.set(ip, e);
+      touch(model.arp, ip, e);
     }
     if (p.mac_change) arpAlert(p.mac_change, kitchen);
     dirty.add("arp");
@@ -430,15 +489,26 @@
     lastRender = performance.now();
     const todo = new Set(dirty);
     dirty.clear();
-    renderHeader();
-    if (todo.has("stream") || todo.has("filters")) renderStream(todo.has("filters"));
-    if (todo.has("packets")) renderPackets();
-    if (todo.has("hub")) renderHub();
-    if (todo.has("http")) renderHttp();
-    if (todo.has("dns")) renderDns();
-    if (todo.has("fluentd")) renderFluentd();
-    if (todo.has("zmtp")) renderZmtp();
-    if (todo.has("arp")) renderArp();
+    // Each panel on its own: one that chokes on an odd payload must not leave the others
+    // (whose dirty marks are already cleared) stale.
+    const panels = [
+      ["header", () => renderHeader()],
+      ["stream", () => (todo.has("stream") || todo.has("filters")) && renderStream(todo.has("filters"))],
+      ["packets", () => todo.has("packets") && renderPackets()],
+      ["hub", () => todo.has("hub") && renderHub()],
+      ["http", () => todo.has("http") && renderHttp()],
+      ["dns", () => todo.has("dns") && renderDns()],
+      ["fluentd", () => todo.has("fluentd") && renderFluentd()],
+      ["zmtp", () => todo.has("zmtp") && renderZmtp()],
+      ["arp", () => todo.has("arp") && renderArp()],
+    ];
+    for (const [name, draw] of panels) {
+      try {
+        draw();
+      } catch (err) {
+        console.warn("netdumplings: could not draw the", name, "panel", err);
+      }
+    }
   }
 
   function renderHeader() {
@@ -486,7 +556,7 @@
 
   const chefColors = new Map();
   function colorIndex(name) {
-    if (!chefColors.has(name)) chefColors.set(name, chefColors.size % 8);
+    if (!chefColors.has(name)) touch(chefColors, name, chefColors.size % 8, MAX_NAMES);
     return chefColors.get(name);
   }
 
@@ -729,7 +799,7 @@
     }
     $("hub-stats").replaceChildren(frag);
 
-    const kitchens = (Array.isArray(p.dumpling_kitchens) ? p.dumpling_kitchens : []).map((k) => {
+    const kitchens = (Array.isArray(p.dumpling_kitchens) ? p.dumpling_kitchens : []).filter(isObj).slice(0, TABLE_ROWS).map((k) => {
       const info = isObj(k.info_from_kitchen) ? k.info_from_kitchen : {};
       const hub = isObj(k.info_from_hub) ? k.info_from_hub : {};
       const name = info.kitchen_name ?? k.kitchen_name ?? DASH;
@@ -741,7 +811,7 @@
     });
     fillBody($("hub-kitchens").tBodies[0], kitchens, "no kitchens connected", 5);
 
-    const eaters = (Array.isArray(p.dumpling_eaters) ? p.dumpling_eaters : []).map((e) => {
+    const eaters = (Array.isArray(p.dumpling_eaters) ? p.dumpling_eaters : []).filter(isObj).slice(0, TABLE_ROWS).map((e) => {
       const info = isObj(e.info_from_eater) ? e.info_from_eater : {};
       const hub = isObj(e.info_from_hub) ? e.info_from_hub : {};
       const name = info.eater_name ?? DASH;
@@ -882,8 +952,11 @@
     }
     conn.ws = ws;
     let welcomed = false;
+    const token = getToken() ?? memoryToken;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ eater_name: config.eater_name || "nd-web", protocol: PROTOCOL, batch: true }));
+      const hello = { eater_name: config.eater_name || "nd-web", protocol: PROTOCOL, batch: true };
+      if (token) hello.token = token;
+      ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") return;  // we asked for JSON; ignore anything else
@@ -901,7 +974,10 @@
         }
       }
       let n = 0;
-      if (Array.isArray(obj)) { for (const d of obj) { ingest(d); n++; } } else { ingest(obj); n = 1; }
+      if (Array.isArray(obj)) {
+        const each = obj.length ? ev.data.length / obj.length : 0;
+        for (const d of obj) { ingest(d, each); n++; }
+      } else { ingest(obj, ev.data.length); n = 1; }
       model.rateWindow.push([performance.now(), n]);
       if (model.rateWindow.length > 5000) model.rateWindow.splice(0, 1000);
       scheduleRender();
@@ -909,6 +985,14 @@
     ws.onclose = (ev) => {
       if (conn.ws !== ws) return;
       conn.ws = null;
+      if (ev.code === CLOSE_POLICY && !welcomed) {
+        // The hub wants an eater token (or another one): ask, instead of knocking forever.
+        if (token) setToken(null);
+        setConn("error", token ? "the hub refused the eater token" : "the hub needs an eater token");
+        $("token-form").hidden = false;
+        $("token-input").focus();
+        return;
+      }
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** conn.attempt) * (0.8 + Math.random() * 0.4);
       conn.attempt++;
       const why = ev.reason ? `: ${ev.reason}` : ev.code && ev.code !== 1006 ? ` (code ${ev.code})` : "";
@@ -940,6 +1024,7 @@
     $("pause").addEventListener("click", () => setPaused(!ui.paused));
     $("clear").addEventListener("click", () => {
       model.stream.length = 0;
+      model.streamBytes = 0;
       ui.pausedAt = 0;
       dirty.add("filters");
       scheduleRender();
@@ -958,6 +1043,16 @@
       const tr = ev.target.closest("tr");
       const item = tr && rowItem.get(tr);
       if (item) openJson(item);
+    });
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const t = $("token-input").value.trim();
+      $("token-input").value = "";
+      if (!t) return;
+      setToken(t);
+      $("token-form").hidden = true;
+      conn.attempt = 0;
+      connect();
     });
     $("json-close").addEventListener("click", () => $("json-dialog").close());
     $("json-dialog").addEventListener("click", (ev) => {
@@ -988,6 +1083,7 @@
     wire();
     await loadConfig();
     $("hub-url").textContent = config.hub;
+    if (fragmentToken) setToken(fragmentToken);
     for (const k of ["packets", "hub", "http", "dns", "fluentd", "zmtp", "arp", "filters"]) dirty.add(k);
     render();
     connect();
@@ -999,6 +1095,15 @@
     get connects() { return conn.connects; },
     get state() { return $("conn").dataset.state; },
     rates(layer) { return chartSeries().map(([, r]) => r[layer] || 0); },
+    sizes() {
+      return {
+        stream: model.stream.length, chefs: model.chefs.size, kitchens: model.kitchens.size,
+        fluentd: model.fluentd.size, zmtp: model.zmtp.size, arp: model.arp.size,
+        arpAlertKeys: model.arpAlertKeys.size, layers: model.packets.colors.size,
+        packetKitchens: model.packets.latest.size, chefColors: chefColors.size,
+        rateWindow: model.rateWindow.length,
+      };
+    },
   };
 
   main();
