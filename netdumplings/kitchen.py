@@ -39,7 +39,7 @@ Sink = Callable[[dict[str, Any], bytes], None]
 class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
                  "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
-                 "retransmissions", "overlaps", "pokes_skipped")
+                 "retransmissions", "overlaps", "pokes_skipped", "truncated_datagrams")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -54,6 +54,7 @@ class KitchenStats:
         self.retransmissions = 0
         self.overlaps = 0
         self.pokes_skipped = 0
+        self.truncated_datagrams = 0
         self.started = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
@@ -224,7 +225,13 @@ class Kitchen:
         flow.payload_bytes[d] += pkt.l4_length
         if not tcp:
             if pkt.l4_length and (flow.chefs or flow.detect_tries < DETECT_TRIES):
-                self._deliver(flow, direction, pkt.l4_payload, ts)
+                payload = pkt.l4_payload
+                if len(payload) < pkt.l4_length:
+                    # Cut by the capture's snaplen: not the datagram that was sent, and a
+                    # decoder would take the cut for the message's end. Counted, not decoded.
+                    self._truncated(flow, direction, len(payload), pkt.l4_length)
+                    return
+                self._deliver(flow, direction, payload, ts)
             return
         streams = flow.tcp
         if streams is not None:
@@ -262,6 +269,13 @@ class Kitchen:
                 flow.closing |= 1 << d
                 if flow.closing == 3:
                     self._close(flow, CloseReason.FIN)
+
+    def _truncated(self, flow: Flow, direction: Direction, got: int, size: int) -> None:
+        self.stats.truncated_datagrams += 1
+        if self.stats.truncated_datagrams == 1:
+            log.warning("%s: %s: a %d-byte datagram was captured as %d bytes (snaplen): "
+                        "datagrams cut short are counted, not decoded", self.name,
+                        flow.label(direction), size, got)
 
     def _open(self, flow: Flow) -> None:
         port = flow.server[1]

@@ -78,3 +78,38 @@ def test_ordinary_gaps_poke_every_interval():
     k = Kitchen("k", [Ticker], sink=lambda d, b: None, poke_interval=5.0, host="h")
     k.run([Packet(_frame(), 1000.0), Packet(_frame(), 1062.0)])
     assert Ticker.pokes == 12 and k.stats.pokes_skipped == 0
+
+
+def test_datagrams_cut_by_the_snaplen_are_counted_not_decoded(tmp_path, procs):
+    """A UDP datagram captured shorter than it was sent (-s, or a file written with a small
+    snaplen) would reach a decoder as a short message: it is counted and skipped, and the
+    kitchen says so even with -q."""
+    import struct
+
+    from scapy.all import DNS, DNSQR, IP, UDP, Ether
+
+    from conftest import run_nd
+    from netdumplings.chefs.dns import DNSLookupChef
+    from netdumplings.sources import PcapSource
+
+    path = tmp_path / "cut.pcap"
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 60, 1)
+    for i in range(4):
+        raw = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                    / IP(src="192.0.2.1", dst="192.0.2.53") / UDP(sport=40000 + i, dport=53)
+                    / DNS(id=i, qd=DNSQR(qname=f"host-{i}.example.org")))
+        cut = raw[:60] if i % 2 else raw          # odd ones cut at 60 bytes
+        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(cut), len(raw)) + cut
+    path.write_bytes(out)
+    dumplings = []
+    k = Kitchen("k", [DNSLookupChef], sink=lambda d, b: dumplings.append(d), poke_interval=None,
+                host="h")
+    k.run(PcapSource(path))
+    k.finish()
+    assert k.stats.truncated_datagrams == 2
+    names = sorted(d["payload"].get("name") for d in dumplings if "name" in d["payload"])
+    assert names == ["host-0.example.org.", "host-2.example.org."]   # unanswered, decoded
+    assert not [d for d in dumplings if d["payload"].get("event") == "error"]
+    rc, p = run_nd(procs, "nd-sniff", "-q", "-r", str(path), "-c", "DNSLookupChef", "--print")
+    assert rc == 0
+    assert any("2 datagrams cut by the snaplen not decoded" in line for line in p.err), p.err

@@ -267,11 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     st = kitchen.stats
     live = ""
+    lost = False   # anything dropped or left undecoded: said even with -q
     if isinstance(source, LiveSource):
         ks = source.stats()
         live = f", {ks['kernel_drops']} dropped by the kernel"
+        lost = ks["kernel_drops"] > 0
     dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
         sender.outbox.dropped_total else ""
+    lost = lost or bool(dropped)
+    if st.truncated_datagrams:
+        dropped += f", {st.truncated_datagrams} datagrams cut by the snaplen not decoded"
+        lost = True
     if printer is not None and printer.format_errors:
         dropped += f", {printer.format_errors} not printed (--format failed)"
     if tee is not None:
@@ -281,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             error = error or tee.error
         elif tee.skipped:
             dropped += f" ({tee.skipped} of other link types not written: use .pcapng)"
-    if not args.quiet:
+    if not args.quiet or lost:
         print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
               f"errors{dropped}{live} in {elapsed:.2f}s "
               f"({st.packets / elapsed if elapsed > 0 else 0:.0f} packets/s)", file=sys.stderr)
