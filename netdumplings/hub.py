@@ -57,6 +57,9 @@ class InvalidDumpling(ValueError):
 
 
 _DRIVERS = frozenset(("packet", "interval"))
+#: Chef names only the hub speaks as: eaters (nd-hubstatus, the dashboard, the missed
+#: counters) trust dumplings of these chefs to be the hub's, so kitchens may not use them.
+_HUB_CHEFS = frozenset((STATUS_CHEF, NOTICE_CHEF))
 _OPTIONAL = (("sequence", int), ("capture_time", float), ("host", str))
 
 
@@ -83,6 +86,8 @@ def check_dumpling(obj: Any) -> tuple[str, str | None, str, float]:
                     if v is not None and type(v) is not kind:
                         break
                 else:
+                    if chef in _HUB_CHEFS:
+                        raise InvalidDumpling(f"chef {chef} is the hub's own")
                     return chef, kitchen, driver, ct
     if not isinstance(obj, dict):
         raise InvalidDumpling("dumpling is not an object")
@@ -97,6 +102,8 @@ def check_dumpling(obj: Any) -> tuple[str, str | None, str, float]:
         err = exc.errors()[0]
         raise InvalidDumpling(f"metadata.{'.'.join(map(str, err['loc']))}: {err['msg']}") \
             from None
+    if m.chef in _HUB_CHEFS:
+        raise InvalidDumpling(f"chef {m.chef} is the hub's own")
     return m.chef, m.kitchen, m.driver, m.creation_time
 
 

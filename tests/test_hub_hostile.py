@@ -178,3 +178,27 @@ def test_tokens_stay_out_of_debug_logs(caplog):
                      if r.name.startswith(("websockets.server", "netdumplings")))
     assert "s3cret" not in text and "s3cre" not in text
     assert "websockets.server" in {r.name for r in caplog.records}   # still logging
+
+
+def test_kitchens_cannot_speak_as_the_hub():
+    """SystemStatusChef and HubNoticeChef dumplings come from the hub only: nd-hubstatus,
+    the dashboard and the eaters' missed counters trust them. A kitchen using those chef
+    names (batched or as netdumplings 0.5 does) is refused per dumpling and counted."""
+    with HubThread() as h:
+        e, _ = open_eater(h.out_uri, "e")
+        k, _ = open_kitchen(h.in_uri, "liar", batch=True)
+        k.send(orjson.dumps([dumpling(1, chef="SystemStatusChef", kitchen="liar",
+                                      driver="interval"),
+                             dumpling(2, chef="A", kitchen="liar"),
+                             dumpling(3, chef="HubNoticeChef", kitchen=None,
+                                      payload={"notice": "missed", "missed": 99})]))
+        old, _ = open_kitchen(h.in_uri, "old05", protocol=False)
+        old.send(orjson.dumps(dumpling(4, chef="SystemStatusChef", kitchen=None,
+                                       driver="interval")))
+        old.send(orjson.dumps(dumpling(5, chef="B", kitchen="old05")))
+        got = recv_dumplings(e, 3, timeout=3, skip_status=False)
+        assert [(d["metadata"]["chef"], d["metadata"]["sequence"]) for d in got] == \
+            [("A", 2), ("B", 5)]
+        assert h.hub.dumplings_invalid == 3
+        for ws in (e, k, old):
+            ws.close()
