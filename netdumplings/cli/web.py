@@ -18,6 +18,10 @@ examples:
 The page connects to the hub from the browser, so --hub must be reachable from where the
 browser runs (127.0.0.1 means the browser's own machine). The page also accepts
 ?hub=ws://host:port in its address to look at another hub.
+
+A hub that requires an eater token refuses the page until it has one: the page then asks
+for it and keeps it for that hub in the tab only (never in a URL, config.json or a log).
+A link ending in #token=TOKEN gives it too; the page removes it from the address bar.
 """
 
 
