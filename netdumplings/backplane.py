@@ -53,6 +53,9 @@ DUMPLINGS = "dumplings"
 STATUS = "status"
 STREAM = "ND_DUMPLINGS"
 H_ORIGIN = "Nd-Origin"  # "<hub-id escaped> <seq> <driver>"
+#: On presence messages only: a random value per hub process, so two hubs started with the
+#: same --hub-id find out (each takes the other's dumplings for its own and skips them).
+H_INSTANCE = "Nd-Instance"
 NULL_TOKEN = "%"      # kitchen None (hub status); never produced by escape()
 EMPTY_TOKEN = "%%"    # "" (subject tokens cannot be empty)
 MAX_SUBJECTS = 64     # beyond this many subjects, subscribe to everything and filter locally
@@ -204,7 +207,10 @@ class NatsBackplane:
         self.url = url
         self.hub_id = hub_id or new_hub_id()
         self._hub_token = escape(self.hub_id)
-        self._origin0 = {H_ORIGIN: f"{self._hub_token} 0 interval"}
+        self._instance = secrets.token_hex(8)
+        self._origin0 = {H_ORIGIN: f"{self._hub_token} 0 interval", H_INSTANCE: self._instance}
+        self.id_conflicts = 0
+        self._conflict_logged = 0.0
         self.replay_age = replay
         self.replay_max_msgs = replay_max_msgs
         self.reconnect_wait = reconnect_wait
@@ -451,7 +457,12 @@ class NatsBackplane:
 
     async def _on_presence(self, msg: Any) -> None:
         origin = _origin(msg)[0]
-        if origin is None or origin == self._hub_token:
+        if origin is None:
+            return
+        if origin == self._hub_token:
+            instance = (msg.headers or {}).get(H_INSTANCE)
+            if instance and instance != self._instance:
+                self._id_conflict(msg.data == b"up")
             return
         self._peers[origin] = time.monotonic()
         if origin in self._expect:
@@ -460,6 +471,20 @@ class NatsBackplane:
                 self._wake.set()
         if msg.data == b"up":   # a hub (re)joined: tell it we are here
             await self._announce(b"here")
+
+    def _id_conflict(self, they_joined: bool) -> None:
+        """Another hub announces itself with our hub id: neither relays the other's
+        dumplings to its eaters (each skips them as its own echo). Loud and counted; a
+        hub that just joined is answered so it hears of it too."""
+        self.id_conflicts += 1
+        now = time.monotonic()
+        if now - self._conflict_logged >= 60.0:
+            self._conflict_logged = now
+            log.error("backplane: another hub uses hub id %r: dumplings between the two are "
+                      "lost (each takes the other's for its own); give every hub its own "
+                      "--hub-id (or leave it out for a random one)", self.hub_id)
+        if they_joined:
+            asyncio.ensure_future(self._announce(b"here"))
 
     def _queue(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         if len(self._outbox) >= self._outbox_max:
@@ -656,6 +681,7 @@ class NatsBackplane:
                 "received": self.received, "duplicates": self.duplicates,
                 "waiting": len(self._outbox), "dropped": self.dropped,
                 "too_big": self.too_big, "long_names": self.long_names,
+                "id_conflicts": self.id_conflicts,
                 "subscriptions": self.subscriptions(),
                 "replay": {"stream": self.stream, "max_age": self.replay_age,
                            "max_msgs": self.replay_max_msgs} if self.jetstream else None}

@@ -446,3 +446,20 @@ def test_overlapping_subscriptions_still_exactly_once_in_order(nats_server, proc
     assert _got(by_kitchen, "other") == []
     status = _status(b, "hub-b")["backplane"]
     assert status["duplicates"] >= len(arp_only)   # NATS did deliver the overlap twice
+
+
+def test_two_hubs_with_one_hub_id_are_told(nats_server, procs):
+    """Two hubs started with the same --hub-id take each other's dumplings for their own
+    echo and skip them: both log an error saying so and count it in their status."""
+    a = HubProc(procs, nats_server.url, "same-id")
+    a.proc.wait_line("backplane connected")
+    b = HubProc(procs, nats_server.url, "same-id")
+    b.proc.wait_line("backplane connected")
+    for hub in (a, b):
+        hub.proc.wait_line("another hub uses hub id 'same-id'", timeout=15)
+    assert _status(a, "same-id")["backplane"]["id_conflicts"] >= 1
+    # hubs with their own ids are not confused
+    c = HubProc(procs, nats_server.url, "other-id")
+    c.proc.wait_line("backplane connected")
+    time.sleep(1.0)
+    assert not any("another hub uses" in line for line in c.proc.err)
