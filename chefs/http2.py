@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Protocol
 
@@ -244,6 +245,10 @@ class Http2Decoder:
         self.streams_incomplete = 0
         self.errors = 0
         self._highest_stream = 0
+        # Streams recently ended by RST_STREAM. The peer may have sent frames before it
+        # saw the reset (RFC 9113 5.4.2, 6.4): grpcio's server sends its trailers after
+        # the client cancelled or hit its deadline. Those are normal, not errors.
+        self._reset_ids: deque[int] = deque(maxlen=128)
         self._events: list[Event] = []
 
     # -- public ---------------------------------------------------------------------------
@@ -642,6 +647,7 @@ class Http2Decoder:
             if stream is not None:
                 stream.reset = {"by": "client" if direction is C2S else "server", **info}
                 stream.end = ts
+                self._reset_ids.append(frame.stream_id)
                 self._finish(stream, ts, complete=True, reason="rst_stream")
 
     def _apply_settings(self, direction: Direction, frame: SettingsFrame) -> dict[str, int]:
@@ -663,7 +669,8 @@ class Http2Decoder:
         except Exception as exc:  # hpack raises its own errors and a few builtins
             self._stop(direction, ts, f"HPACK decoding failed: {type(exc).__name__}: {exc}")
             return
-        headers = [(_text(n), _text(v)) for n, v in raw]
+        headers = [(_text(n), _bin_value(v) if n.endswith(b"-bin") and v[:1] == b"\0"
+                    else _text(v)) for n, v in raw]
         info["headers"] = [list(h) for h in headers]
         end_stream = "END_STREAM" in frame.flags
         if isinstance(frame, PushPromiseFrame):
@@ -677,6 +684,8 @@ class Http2Decoder:
             return
         sid = frame.stream_id
         stream = self.streams.get(sid)
+        if stream is None and sid in self._reset_ids:
+            return     # sent before the peer saw our RST_STREAM (HPACK state is updated)
         if direction is C2S:
             if stream is None:
                 if sid <= self._highest_stream and sid % 2 == 1:
@@ -705,6 +714,15 @@ class Http2Decoder:
                 stream.response_trailers = headers
         if end_stream:
             self._end_side(stream, direction, ts)
+
+
+def _bin_value(value: bytes) -> str:
+    """A gRPC binary header sent as "true binary": NUL, then the raw bytes.
+
+    grpc-core peers that both announce SETTINGS 0xFE03 send ``-bin`` metadata this way
+    instead of base64; shown as raw text it came out as NULs and escapes. It is shown here
+    in the form every gRPC peer understands, unpadded base64 (gRPC over HTTP/2 spec)."""
+    return _text(base64.b64encode(value[1:]).rstrip(b"="))
 
 
 def _looks_like_request(buf: bytes) -> bool:

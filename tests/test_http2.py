@@ -762,3 +762,54 @@ def test_bytes_that_never_reach_http2_framing_are_reported_at_close() -> None:
     events += dec.close("closed", 2.0)
     errors = [e for e in events if isinstance(e, DecodeError)]
     assert len(errors) == 1 and "9 bytes undecoded" in errors[0].message
+
+
+def test_headers_sent_before_the_peer_saw_our_rst_stream_are_not_an_error() -> None:
+    """grpcio: a client cancels (or its deadline passes) while the server is already
+    answering; the server's HEADERS cross the client's RST_STREAM on the wire (RFC 9113
+    5.4.2). They were reported as "HEADERS on closed stream"; the next stream still decodes
+    (the HPACK state took the late block)."""
+    pair = Pair()
+    pair.client.send_headers(1, REQ, end_stream=True)
+    pair.c2s()
+    pair.server.send_headers(1, [(":status", "200"), ("x-late", "1")])
+    pair.server.send_headers(1, [("x-trailer", "t")], end_stream=True)
+    late = pair.server.data_to_send()          # sent before the reset reached the server
+    pair.client.reset_stream(1, error_code=8)
+    pair.c2s()
+    pair.chunks.append((S2C, late))
+    pair.client_events += pair.client.receive_data(late)
+    pair.client.send_headers(3, REQ, end_stream=True)
+    pair.c2s()
+    pair.server.send_headers(3, [(":status", "200"), ("x-late", "1")], end_stream=True)
+    pair.s2c()
+    decoder, events = decode(pair.chunks)
+    assert [e for e in events if isinstance(e, DecodeError)] == [] and decoder.errors == 0
+    streams = ended(events)
+    assert streams[1].reason == "rst_stream" and streams[1].stream.response_headers is None
+    assert streams[3].complete
+    assert streams[3].stream.response_headers == [(":status", "200"), ("x-late", "1")]
+
+
+def test_grpc_true_binary_metadata_is_shown_as_base64() -> None:
+    """grpc-core peers that both send SETTINGS 0xFE03 put ``-bin`` values on the wire as
+    NUL + raw bytes; they read as NULs and backslash escapes. Now unpadded base64, as any
+    other gRPC peer sends them; base64 values and other headers are left alone."""
+    import hpack
+    from hyperframe.frame import HeadersFrame, SettingsFrame
+
+    def headers_frame(headers: list[tuple[str, Any]]) -> bytes:
+        frame = HeadersFrame(1, hpack.Encoder().encode(headers))
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    # h2 refuses to send a NUL in a value, so the frames are made by hand
+    chunks = [(C2S, PREFACE + SettingsFrame(0).serialize() + headers_frame(
+                  REQ + [("x-id-bin", b"\x00" + b"\x00\x01\xff\xfe"), ("x-b64-bin", "AAH//g"),
+                         ("x-text", "a b")])),
+              (S2C, SettingsFrame(0).serialize() + headers_frame([(":status", "200")]))]
+    _, events = decode(chunks)
+    headers = dict(ended(events)[1].stream.request_headers)
+    assert headers["x-id-bin"] == "AAH//g" == headers["x-b64-bin"]
+    assert headers["x-text"] == "a b"
