@@ -349,12 +349,21 @@ class GrpcChef(http2.Http2Chef):
         }
         if req.partial or resp.partial or req.bad or resp.bad:
             payload["framing_error"] = True
+        # A client whose deadline passes just resets the stream (RST_STREAM CANCEL, no
+        # grpc-status) and reports DEADLINE_EXCEEDED to its caller: tell that apart from
+        # a plain cancel by the grpc-timeout it sent.
+        deadline = _timeout_seconds(s.header("grpc-timeout"))
+        payload["deadline_exceeded"] = bool(
+            status is None and s.reset and s.reset["by"] == "client" and deadline is not None
+            and s.latency is not None and s.latency >= deadline * 0.95)
         if status is not None:
             outcome_text = status_name(status) or str(status)
             if status != 0 and message:
                 outcome_text += f" ({message[:80]})"
         elif s.reset:
             outcome_text = f"RST_STREAM {s.reset['error']}"
+            if payload["deadline_exceeded"]:
+                outcome_text += f" (deadline {s.header('grpc-timeout')} exceeded)"
         else:
             outcome_text = f"no status ({event.reason})"
         lat = f" {latency * 1000:.1f}ms" if latency is not None else ""
@@ -396,6 +405,17 @@ def _decompress(data: bytes, encoding: str | None, limit: int) -> tuple[bytes, i
     except zlib.error:
         return data, None
     return out, len(out)
+
+
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _timeout_seconds(value: str | None) -> float | None:
+    """grpc-timeout: up to 8 digits and a unit (H M S m u n), in seconds; None if not that."""
+    if not value or len(value) > 9 or value[-1] not in _TIMEOUT_UNITS \
+            or not value[:-1].isdigit() or not value[:-1].isascii():
+        return None
+    return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
 
 
 def _percent_decode(value: str) -> str:

@@ -369,3 +369,28 @@ def test_connection_budget_bounds_kept_bytes() -> None:
     none = GrpcMessages(64, 0, Budget(100))
     none.feed(b"\0\0\0\0\x02ab")
     assert none.count == 1 and none.messages == [] and none.kept == 0
+
+
+def test_client_reset_past_its_grpc_timeout_is_deadline_exceeded() -> None:
+    """grpcio's client resets a call whose deadline passed (RST_STREAM CANCEL, no
+    grpc-status) and tells its caller DEADLINE_EXCEEDED; the chef said only "RST_STREAM
+    CANCEL". The grpc-timeout it sent tells the two apart."""
+    def call(timeout: str) -> list[tuple[Direction, bytes]]:
+        pair = Pair()
+        pair.client.send_headers(1, [(":method", "POST"), (":path", "/pkg.Svc/Do"),
+                                     (":scheme", "http"), (":authority", "k"),
+                                     ("content-type", "application/grpc"), ("te", "trailers"),
+                                     ("grpc-timeout", timeout)])
+        pair.client.send_data(1, b"\0\0\0\0\x02\x08\x07", end_stream=True)
+        pair.c2s()
+        for _ in range(20):                    # chef_run: 10 ms per chunk
+            pair.chunks.append((C2S, b""))
+        pair.client.reset_stream(1, error_code=8)
+        pair.c2s()
+        return pair.chunks
+    (late,) = chef_run(GrpcChef(), make_flow(), call("150m"))
+    assert late["deadline_exceeded"] is True and late["grpc_status"] is None
+    assert late["summary"].endswith("RST_STREAM CANCEL (deadline 150m exceeded) 210.0ms")
+    (cancelled,) = chef_run(GrpcChef(), make_flow(), call("5S"))
+    assert cancelled["deadline_exceeded"] is False
+    assert "deadline" not in cancelled["summary"]
