@@ -97,6 +97,8 @@ class HttpMessage:
     chunk_sizes: list[int] = field(default_factory=list)
     #: a chunk's data is still coming: 0 no, 1 yes and it is in chunk_sizes, 2 yes, past the cap
     chunk_open: int = 0
+    #: trailer fields after the last chunk of a chunked body (None: there were none)
+    trailers: list[list[str]] | None = None
     # request only
     method: str = ""
     target: str = ""
@@ -364,6 +366,7 @@ class Http1Decoder:
                 tx = side.tx
                 leftover = side.conn.trailing_data[0]
                 if tx is not None:
+                    self._set_trailers(tx.request, ev)
                     tx.request.end = ts
                     tx.request_done = True
                     if tx.wants_switch and tx in self._pending:
@@ -512,6 +515,8 @@ class Http1Decoder:
                     self._add_body(tx.response, ev)
             elif kind is _EOM_EV:
                 leftover = side.conn.trailing_data[0]
+                if tx.response is not None:
+                    self._set_trailers(tx.response, ev)
                 self._finish(tx, ts, out)
                 side.conn = None
                 side.tx = None
@@ -587,6 +592,13 @@ class Http1Decoder:
     def _set_headers(self, msg: HttpMessage, raw: list[tuple[bytes, bytes]]) -> None:
         msg.headers_total = len(raw)
         msg.headers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
+
+    def _set_trailers(self, msg: HttpMessage, ev: Any) -> None:
+        # A chunked body may end with trailer fields (RFC 9112 7.1.2: checksums, gRPC-web
+        # status, Server-Timing); h11 hands them over on EndOfMessage and they were dropped.
+        raw = ev.headers.raw_items() if getattr(ev, "headers", None) else None
+        if raw:
+            msg.trailers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
 
     def _add_body(self, msg: HttpMessage, ev: Any) -> None:
         n = len(ev.data)
@@ -1141,6 +1153,8 @@ def _message_fields(msg: HttpMessage | None, prefix: str) -> dict[str, Any]:
     }
     if msg.headers_total > len(msg.headers):
         out[f"{prefix}_headers_total"] = msg.headers_total
+    if msg.trailers is not None:
+        out[f"{prefix}_trailers"] = msg.trailers
     if msg.body_preview:
         out[f"{prefix}_body"] = as_text(bytes(msg.body_preview), 4 * len(msg.body_preview))
     return out
