@@ -16,15 +16,17 @@ A chef that raises is logged and counted by the kitchen; it never stops the kitc
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .flows import Flow
@@ -84,27 +86,133 @@ class FlowChefOptions(ChefOptions):
         return value
 
 
+class ChefSetupError(ValueError):
+    """A chef cannot be made: a handler the kitchen cannot call, an ``__init__`` that
+    raised or did not call ``super().__init__``, a bad option, or a second chef of the same
+    name in one kitchen. The message starts with the chef's name."""
+
+
+class ChefOptionsError(ChefSetupError):
+    """A ``--chef-option`` (or ``chef_options``) value the chef's ``Options`` refuses."""
+
+
+#: The arguments the kitchen passes to each handler (after ``self``), positionally.
+HANDLER_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "packet_handler": ("packet",),
+    "interval_handler": ("interval",),
+    "detect": ("flow", "direction", "data"),
+    "on_open": ("flow",),
+    "on_data": ("flow", "direction", "data", "timestamp"),
+    "on_gap": ("flow", "direction", "size"),
+    "on_close": ("flow", "reason"),
+    "new_flow_state": ("flow",),
+}
+
+
+def handler_problems(cls: type) -> list[str]:
+    """What is wrong with the handlers of chef class ``cls``: each one the kitchen could not
+    call with the arguments it passes, or could call but not use (``async def``)."""
+    problems = []
+    for name, args in HANDLER_ARGUMENTS.items():
+        static = inspect.getattr_static(cls, name, None)
+        if static is None:
+            continue
+        call = f"{name}(self, {', '.join(args)})"
+        fn = getattr(cls, name)
+        if not callable(fn):
+            problems.append(f"{name} is {type(fn).__name__}, not a method {call}")
+            continue
+        bound = isinstance(static, (staticmethod, classmethod))
+        func = static.__func__ if bound else fn
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            problems.append(f"{name} is async: the kitchen calls handlers synchronously "
+                            f"and cannot await it (use a plain def)")
+            continue
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin or C callable: cannot tell
+            continue
+        try:
+            sig.bind(*args) if bound else sig.bind(None, *args)
+        except TypeError:
+            problems.append(f"{name}{sig} cannot be called as {call}")
+    return problems
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a chef subclass's own ``__init__`` so that a mistake in it is one clear error
+    naming the chef, not a traceback without it or - when it forgot to call
+    ``super().__init__`` - a chef the kitchen never hears of."""
+
+    @functools.wraps(init)
+    def __init__(self: "DumplingChef", *args: Any, **kwargs: Any) -> None:
+        if type(self).__init__ is not __init__:  # a subclass's __init__ calling ours
+            init(self, *args, **kwargs)
+            return
+        name = type(self).__name__
+        try:
+            init(self, *args, **kwargs)
+        except ChefSetupError:
+            raise
+        except Exception as exc:
+            raise ChefSetupError(f"{name}: __init__ raised {type(exc).__name__}: {exc}") from exc
+        if "_setup_done" not in vars(self):
+            raise ChefSetupError(
+                f"{name}: __init__ does not call super().__init__(*args, **kwargs), so the "
+                f"chef has no kitchen, name or options and would never be called")
+
+    __init__._chef_checked = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class DumplingChef:
     """Base class for all chefs (netdumplings 0.5 compatible).
 
     Subclass it and override ``packet_handler`` and/or ``interval_handler``. The kitchen
     only calls the handlers a subclass overrides, so a chef that only has an
     ``interval_handler`` costs nothing per packet.
+
+    A subclass's own ``__init__`` must accept and pass on the kitchen and options:
+    ``def __init__(self, *args, **kwargs): super().__init__(*args, **kwargs)``. Mistakes
+    (a handler the kitchen cannot call, a missing ``super().__init__``, an exception in
+    ``__init__``, a bad option) raise ``ChefSetupError`` naming the chef when it is made.
     """
 
-    #: Set to False in a subclass to hide it from ``nd-sniff`` (e.g. an abstract base).
+    #: Set to False in a class to hide that class from ``nd-sniff`` (e.g. an abstract
+    #: base). It is not inherited: subclasses are offered unless they set it too.
     assignable_to_kitchen: ClassVar[bool] = True
     #: The typed options this chef accepts (see ``ChefOptions``).
     Options: ClassVar[type[ChefOptions]] = ChefOptions
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_chef_checked", False):
+            cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
+
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         self.kitchen = kitchen
         self.name: str = type(self).__name__
-        self.options = self.Options(**options)
+        problems = handler_problems(type(self))
+        if problems:
+            raise ChefSetupError(f"{self.name}: " + "; ".join(problems))
+        try:
+            self.options = self.Options(**options)
+        except ValidationError as exc:
+            raise ChefOptionsError(f"{self.name}: {_describe_option_errors(exc)}") from exc
         self.dumplings_sent_count = 0
         self.logger = logging.getLogger(f"netdumplings.chef.{self.name}")
+        self._logger = self.logger  # what netdumplings 0.5 chefs use
         self._configure()
+        self._setup_done = True
         if kitchen is not None:
+            for other in getattr(kitchen, "chefs", ()):
+                if other.name == self.name and other is not self:
+                    raise ChefSetupError(
+                        f"{self.name}: kitchen {getattr(kitchen, 'name', '?')!r} already has a "
+                        f"chef named {self.name} ({_origin(type(other))}, this one is "
+                        f"{_origin(type(self))}); chefs are known by class name, in "
+                        f"dumplings and per-flow state: rename one")
             kitchen.register_chef(self)
 
     def _configure(self) -> None:
@@ -168,28 +276,42 @@ class FlowChef(DumplingChef):
         super()._configure()
         ports = getattr(self.options, "ports", None)
         self.ports = frozenset(self.default_ports if ports is None else ports)
+        cls = type(self)
+        if not self.ports and not cls.all_flows and cls.detect is FlowChef.detect:
+            self.logger.warning(
+                "%s follows no flows: it has no ports (set default_ports, or the ports "
+                "option: --chef-option %s.ports=PORT,...), no detect() and all_flows is "
+                "False", self.name, self.name)
 
     # -- selection --------------------------------------------------------------------
 
     def detect(self, flow: "Flow", direction: Direction, data: bytes) -> bool:
-        """Cheap heuristic on the first payload bytes of a flow not on ``ports``.
+        """Cheap heuristic on the first payload chunks of a flow not on ``ports``.
 
-        Return True to follow the flow. Called at most a few times per flow (until some
-        chef claims it or enough bytes were seen), so it must not keep state."""
+        Return True to follow the flow. Asked for each of the flow's first few chunks
+        (``kitchen.DETECT_TRIES``, either direction) until it says yes, so it must not keep
+        state. The chunk it says yes to is the first ``on_data`` gets; earlier chunks are
+        not replayed."""
         return False
 
     # -- flow events (override what you need) ---------------------------------------
 
     def on_open(self, flow: "Flow") -> Any:
+        """The chef starts following ``flow`` (its first packet, or the chunk ``detect``
+        accepted)."""
         return None
 
     def on_data(self, flow: "Flow", direction: Direction, data: bytes, timestamp: float) -> Any:
+        """The next in-order bytes of one direction; ``timestamp`` is the capture time of
+        the packet that made them deliverable."""
         return None
 
     def on_gap(self, flow: "Flow", direction: Direction, size: int) -> Any:
+        """``size`` bytes of ``direction`` are lost for good (never captured)."""
         return None
 
     def on_close(self, flow: "Flow", reason: CloseReason) -> Any:
+        """The flow ended (called once); ``self.flow_state(flow)`` is dropped right after."""
         return None
 
     # -- per-flow state -------------------------------------------------------------------
@@ -199,6 +321,8 @@ class FlowChef(DumplingChef):
         return None
 
     def flow_state(self, flow: "Flow") -> Any:
+        """This chef's state for ``flow``, made by ``new_flow_state`` on first use and
+        dropped with the flow (after ``on_close``)."""
         state = flow.state.get(self.name, _MISSING)
         if state is _MISSING:
             state = flow.state[self.name] = self.new_flow_state(flow)
@@ -222,6 +346,31 @@ _MISSING = object()
 FRAMEWORK_BASES = frozenset({DumplingChef, FlowChef, StreamChef, DatagramChef})
 
 
+def _describe_option_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err.get("loc", ())) or "options"
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"unknown option {key!r}")
+        else:
+            parts.append(f"option {key}={err.get('input')!r}: {err.get('msg')}")
+    return "; ".join(parts) or str(exc)
+
+
+def _origin(cls: type) -> str:
+    module = sys.modules.get(cls.__module__)
+    where = getattr(module, "__file__", None) or cls.__module__
+    return f"{cls.__module__}.{cls.__qualname__} from {where}"
+
+
+def is_assignable(cls: type) -> bool:
+    """Whether ``cls`` is offered as a chef: a DumplingChef subclass other than the framework
+    bases whose own class body does not set ``assignable_to_kitchen = False``."""
+    return (isinstance(cls, type) and issubclass(cls, DumplingChef)
+            and cls not in FRAMEWORK_BASES
+            and bool(cls.__dict__.get("assignable_to_kitchen", True)))
+
+
 def iter_payloads(result: Any) -> Iterable[Any]:
     """Normalise a handler's return value into the payloads it stands for."""
     if result is None:
@@ -241,15 +390,49 @@ class ChefLoadError(Exception):
 def chefs_in_module(spec: str) -> dict[str, type[DumplingChef]]:
     """Import a dotted module name or a path to a .py file and return its chef classes.
 
-    Only classes defined in (or re-exported by) the module that subclass DumplingChef and
-    are ``assignable_to_kitchen`` are returned, keyed by class name.
+    The chefs are the module's own classes (defined in it, or in a submodule of it when it
+    is a package) that subclass DumplingChef and do not set ``assignable_to_kitchen =
+    False``, keyed by class name. Chef classes it merely imports - a bundled chef it
+    subclasses, say - are not its chefs (they would run twice), unless it defines none
+    of its own: then it is a module that re-exports chefs, and those are returned.
+    A file is executed once per process however often it is asked for.
     """
+    module = _import_chef_module(spec)
+    prefix = module.__name__ + "."
+    own: dict[str, type[DumplingChef]] = {}
+    imported: dict[str, type[DumplingChef]] = {}
+    for name, obj in inspect.getmembers(module, inspect.isclass):
+        if not is_assignable(obj):
+            continue
+        mod = obj.__module__
+        (own if mod == module.__name__ or mod.startswith(prefix) else imported)[name] = obj
+    return own or imported
+
+
+def hidden_chefs_in_module(spec: str) -> list[str]:
+    """Names of the chef classes of ``spec`` hidden by ``assignable_to_kitchen = False``
+    (for error messages)."""
+    module = _import_chef_module(spec)
+    return [name for name, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, DumplingChef) and obj not in FRAMEWORK_BASES
+            and not is_assignable(obj)]
+
+
+def _import_chef_module(spec: str) -> Any:
     if spec.endswith(".py") or os.path.sep in spec or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise ChefLoadError(f"chef module file not found: {spec}")
-        mod_name = "netdumplings_user_chefs_" + os.path.splitext(os.path.basename(spec))[0]
+        path = os.path.realpath(spec)
+        # One module name per file: two files both called chefs.py are two modules, and
+        # asking for the same file again (listing, then running) does not run it again.
+        digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+        mod_name = ("netdumplings_user_chefs_"
+                    f"{os.path.splitext(os.path.basename(path))[0]}_{digest}")
+        loaded = sys.modules.get(mod_name)
+        if loaded is not None:
+            return loaded
         try:
-            mod_spec = importlib.util.spec_from_file_location(mod_name, spec)
+            mod_spec = importlib.util.spec_from_file_location(mod_name, path)
             if mod_spec is None or mod_spec.loader is None:
                 raise ChefLoadError(f"{spec}: not an importable Python file")
             module = importlib.util.module_from_spec(mod_spec)
@@ -258,16 +441,12 @@ def chefs_in_module(spec: str) -> dict[str, type[DumplingChef]]:
         except ChefLoadError:
             raise
         except (Exception, SystemExit) as exc:  # user code: a load error, not a crash/exit
+            sys.modules.pop(mod_name, None)
             raise ChefLoadError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from exc
-    else:
-        if os.getcwd() not in sys.path:
-            sys.path.append(os.getcwd())
-        try:
-            module = importlib.import_module(spec)
-        except (Exception, SystemExit) as exc:
-            raise ChefLoadError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from exc
-    found = {
-        name: obj for name, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, DumplingChef) and obj not in FRAMEWORK_BASES and obj.assignable_to_kitchen
-    }
-    return found
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(spec)
+    except (Exception, SystemExit) as exc:
+        raise ChefLoadError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from exc

@@ -15,6 +15,7 @@ import os
 from collections import deque
 from typing import Any, BinaryIO, Iterable, Iterator
 
+from .chef import ChefSetupError, DumplingChef
 from .dumpling import decode
 from .kitchen import Kitchen
 from .registry import resolve_chefs
@@ -27,14 +28,18 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
                    **kitchen_kwargs: Any) -> Iterator[dict[str, Any]]:
     """Yield the dumplings (as JSON-decoded dicts) that ``chefs`` make from a capture.
 
-    ``chefs``: chef classes, chef instances, or bundled chef names. Interval handlers are
-    poked once at the end of the file, and, when ``poke_interval`` is given, every
-    ``poke_interval`` seconds of *capture* time in between (a file is read far faster than
-    it was captured, so capture time is what chefs' timeouts mean). A damaged file yields
-    everything before the damage, then raises ``sources.CaptureError``.
+    ``chefs``: chef classes, chef instances, or bundled chef names (or just one of them).
+    ``chef_options`` maps a chef class's name to its options; naming a chef that is not in
+    ``chefs``, or one given as an instance (which already has its options), is an error.
+    Interval handlers are poked once at the end of the file, and, when ``poke_interval`` is
+    given, every ``poke_interval`` seconds of *capture* time in between (a file is read far
+    faster than it was captured, so capture time is what chefs' timeouts mean). A damaged
+    file yields everything before the damage, then raises ``sources.CaptureError``. A chef
+    that cannot be made raises ``chef.ChefSetupError`` before anything is read.
     """
+    resolved = _check_chefs(chefs, chef_options)
     out: deque[dict[str, Any]] = deque()
-    kitchen = Kitchen(kitchen_name, resolve_chefs(chefs), sink=lambda d, b: out.append(decode(b)),
+    kitchen = Kitchen(kitchen_name, resolved, sink=lambda d, b: out.append(decode(b)),
                       poke_interval=poke_interval, chef_options=chef_options, **kitchen_kwargs)
     pcap = PcapSource(source)
     try:
@@ -57,3 +62,31 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
             yield out.popleft()
     finally:
         pcap.close()
+
+
+def _check_chefs(chefs: Any, chef_options: dict[str, dict[str, Any]] | None) -> list[Any]:
+    if isinstance(chefs, (str, DumplingChef)) or (
+            isinstance(chefs, type) and issubclass(chefs, DumplingChef)):
+        chefs = [chefs]
+    resolved = resolve_chefs(chefs)
+    names: dict[str, Any] = {}
+    for chef in resolved:
+        if isinstance(chef, type) and issubclass(chef, DumplingChef):
+            name = chef.__name__
+        elif isinstance(chef, DumplingChef):
+            name = chef.name
+        else:
+            raise TypeError(f"not a chef: {chef!r} (give DumplingChef subclasses, instances "
+                            f"or bundled chef names)")
+        if name in names and names[name] is not chef:
+            raise ChefSetupError(f"{name}: two chefs of that name; chefs are known by class "
+                                 f"name (in dumplings and per-flow state): rename one")
+        names[name] = chef
+    for name in chef_options or {}:
+        if name not in names:
+            raise ChefSetupError(f"{name}: chef_options for a chef that is not running "
+                                 f"(running: {', '.join(names) or 'none'})")
+        if isinstance(names[name], DumplingChef):
+            raise ChefSetupError(f"{name}: chef_options for a chef given as an instance; "
+                                 f"give the class, or the options to its constructor")
+    return resolved

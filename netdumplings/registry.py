@@ -7,7 +7,8 @@ import logging
 import pkgutil
 from typing import Any, Iterable
 
-from .chef import FRAMEWORK_BASES, ChefLoadError, DumplingChef, chefs_in_module
+from .chef import (ChefLoadError, DumplingChef, chefs_in_module, hidden_chefs_in_module,
+                   is_assignable)
 
 log = logging.getLogger("netdumplings.registry")
 _bundled: dict[str, type[DumplingChef]] | None = None
@@ -33,23 +34,42 @@ def bundled_chefs() -> dict[str, type[DumplingChef]]:
                 log.warning("bundled chef module %s not available: %s", info.name, exc)
                 continue
             for name, obj in vars(module).items():
-                if (isinstance(obj, type) and issubclass(obj, DumplingChef)
-                        and obj not in FRAMEWORK_BASES and obj.__module__ == module.__name__
-                        and obj.assignable_to_kitchen):
+                if is_assignable(obj) and obj.__module__ == module.__name__:
                     found[name] = obj
         _bundled = dict(sorted(found.items()))
     return _bundled
 
 
 def load_chefs(modules: Iterable[str] = ()) -> dict[str, type[DumplingChef]]:
-    """Chefs available to a kitchen: the bundled ones, then those of ``modules`` (a user
-    module's chef overrides a bundled chef of the same name)."""
-    chefs = dict(bundled_chefs())
+    """Chefs available to a kitchen: the bundled ones, then those of ``modules``.
+
+    A user module's chef replaces a bundled chef of the same name (with a warning). Two
+    user modules offering different chefs of the same name is an error: chefs are known
+    by class name (in ``--chef``, ``--chef-option`` and every dumpling), so one of them
+    would silently not run.
+    """
+    bundled = bundled_chefs()
+    chefs = dict(bundled)
+    from_user: dict[str, str] = {}
     for spec in modules:
         found = chefs_in_module(spec)
         if not found:
+            hidden = hidden_chefs_in_module(spec)
+            if hidden:
+                raise ChefLoadError(
+                    f"{spec}: no chefs to run: {', '.join(hidden)} set assignable_to_kitchen "
+                    f"= False (it hides only the class that sets it, not its subclasses)")
             raise ChefLoadError(f"{spec}: no DumplingChef subclasses found")
-        chefs.update(found)
+        for name, cls in found.items():
+            if name in from_user and chefs[name] is not cls:
+                raise ChefLoadError(
+                    f"chef {name} is defined twice, in {from_user[name]} and in {spec}; "
+                    f"chefs are known by class name, so rename one")
+            if name in bundled and bundled[name] is not cls and name not in from_user:
+                log.warning("%s: chef %s replaces the bundled chef of the same name",
+                            spec, name)
+            from_user[name] = spec
+            chefs[name] = cls
     return chefs
 
 

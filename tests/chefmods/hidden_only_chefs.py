@@ -1,0 +1,5 @@
+from netdumplings import DumplingChef
+
+
+class OnlyABase(DumplingChef):
+    assignable_to_kitchen = False
