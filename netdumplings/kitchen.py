@@ -126,7 +126,7 @@ class Kitchen:
     # -- dumplings ----------------------------------------------------------------------
 
     def _emit(self, chef: DumplingChef, result: Any, driver: str,
-              capture_time: float | None) -> None:
+              capture_time: float | None, what: str = "handler") -> None:
         if result is None:
             return
         try:
@@ -150,7 +150,7 @@ class Kitchen:
                 self.dumplings_by_chef[chef.name] = self.dumplings_by_chef.get(chef.name, 0) + 1
                 self.sink(dumpling, data)
         except Exception as exc:  # a generator handler raising mid-way
-            self._chef_error(chef, "handler failed", exc)
+            self._chef_error(chef, f"{what} raised while yielding dumplings", exc)
 
     def _chef_error(self, chef: DumplingChef, what: str, exc: BaseException | None) -> None:
         self.stats.chef_errors += 1
@@ -168,6 +168,11 @@ class Kitchen:
     def chef_errors(self) -> dict[str, int]:
         return dict(self._errors_by_chef)
 
+    @property
+    def chef_poke_interval(self) -> float | None:
+        """netdumplings 0.5's name for ``poke_interval`` (0.5 chefs read it)."""
+        return self.poke_interval
+
     def _call(self, chef: DumplingChef, fn: Callable[..., Any], args: tuple, driver: str,
               ts: float | None) -> None:
         try:
@@ -176,7 +181,7 @@ class Kitchen:
             self._chef_error(chef, f"{fn.__name__} raised", exc)
             return
         if result is not None:
-            self._emit(chef, result, driver, ts)
+            self._emit(chef, result, driver, ts, fn.__name__)
 
     # -- packets ------------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Kitchen:
                 self._chef_error(chef, "packet_handler raised", exc)
                 continue
             if result is not None:
-                self._emit(chef, result, DRIVER_PACKET, ts)
+                self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
         # The header decode happens here, and only when some flow chef could want it.
         ft = self.flow_transports
         if ft and packet.l4 in ft and packet.sport is not None:
@@ -328,7 +333,7 @@ class Kitchen:
                 self._chef_error(chef, "on_data raised", exc)
                 continue
             if result is not None:
-                self._emit(chef, result, DRIVER_PACKET, ts)
+                self._emit(chef, result, DRIVER_PACKET, ts, "on_data")
 
     def _drop_reassembly(self, flow: Flow) -> None:
         if flow.tcp is not None:

@@ -113,3 +113,30 @@ def test_datagrams_cut_by_the_snaplen_are_counted_not_decoded(tmp_path, procs):
     rc, p = run_nd(procs, "nd-sniff", "-q", "-r", str(path), "-c", "DNSLookupChef", "--print")
     assert rc == 0
     assert any("2 datagrams cut by the snaplen not decoded" in line for line in p.err), p.err
+
+
+def test_a_05_chef_reads_chef_poke_interval_and_a_raising_generator_is_named(caplog):
+    """netdumplings 0.5 chefs read ``self.kitchen.chef_poke_interval``; a handler that
+    yields and then raises is reported by its name, and what it yielded first is kept."""
+    seen = []
+
+    class OldChef(DumplingChef):
+        def interval_handler(self, interval=None):
+            seen.append(self.kitchen.chef_poke_interval)
+
+    class HalfwayChef(DumplingChef):
+        def packet_handler(self, packet):
+            yield {"first": True}
+            raise RuntimeError("halfway")
+
+    out = []
+    k = Kitchen("k", [OldChef, HalfwayChef], sink=lambda d, b: out.append(d),
+                poke_interval=2.5, host="h")
+    k.run([Packet(_frame(), 1000.0), Packet(_frame(), 1003.0)])
+    k.finish()
+    assert seen and set(seen) == {2.5}
+    assert [d["payload"] for d in out if d["metadata"]["chef"] == "HalfwayChef"] == \
+        [{"first": True}] * 2
+    assert k.chef_errors == {"HalfwayChef": 2}
+    assert "chef HalfwayChef: packet_handler raised while yielding dumplings: RuntimeError: " \
+        "halfway" in caplog.text

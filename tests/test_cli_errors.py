@@ -125,7 +125,7 @@ def test_raising_chef_does_not_stop_the_kitchen(procs):
     counts = [d for d in dumplings if d["metadata"]["chef"] == "PacketCountChef"]
     assert counts[-1]["payload"]["packet_counts"]["Ethernet"] == 12
     err = "\n".join(p.err)
-    assert "7 chef errors" in err  # 6 packets + the final interval poke
+    assert "7 chef errors (RaisingChef 7)" in err  # 6 packets + the final interval poke
     assert "packet_handler raised: RuntimeError: boom" in err
 
 

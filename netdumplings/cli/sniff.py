@@ -288,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         elif tee.skipped:
             dropped += f" ({tee.skipped} of other link types not written: use .pcapng)"
     if not args.quiet or lost:
+        by_chef = kitchen.chef_errors
+        which = f" ({', '.join(f'{c} {n}' for c, n in by_chef.items())})" if by_chef else ""
         print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
-              f"errors{dropped}{live} in {elapsed:.2f}s "
+              f"errors{which}{dropped}{live} in {elapsed:.2f}s "
               f"({st.packets / elapsed if elapsed > 0 else 0:.0f} packets/s)", file=sys.stderr)
     if error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
