@@ -8,6 +8,7 @@ from typing import Any, TextIO
 import orjson
 
 from netdumplings.eater import DumplingEater
+from netdumplings.eaters.print import terminal_safe
 from netdumplings.wire import STATUS_CHEF
 
 
@@ -49,7 +50,9 @@ class HubDetailsEater(DumplingEater):
     async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
         if (dumpling.get("metadata") or {}).get("chef") != STATUS_CHEF:
             return
-        self.out.write(render_details(dumpling.get("payload") or {}) + "\n")
+        text = render_details(dumpling.get("payload") or {})
+        # what kitchens and eaters said in their hellos: no escape sequences
+        self.out.write("\n".join(terminal_safe(line) for line in text.split("\n")) + "\n")
         self.out.flush()
         if not self.follow:
             self.stop()

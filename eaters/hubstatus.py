@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from netdumplings.eater import DumplingEater
+from netdumplings.eaters.print import terminal_safe
 from netdumplings.wire import STATUS_CHEF
 
 
@@ -124,7 +125,8 @@ class HubStatusEater(DumplingEater):
     def _show(self, text: str) -> None:
         if self.out.isatty() and not self.once:
             self.out.write("\x1b[H\x1b[2J")
-        self.out.write(text + "\n")
+        # names, interfaces and filters come from peers' hellos: no escape sequences
+        self.out.write("\n".join(terminal_safe(line) for line in text.split("\n")) + "\n")
         self.out.flush()
         if self.once:
             self.stop()

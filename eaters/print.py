@@ -67,7 +67,30 @@ def _wrap(value: Any) -> Any:
     return value
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``).
+
+    What the printers show comes from sniffed traffic: an HTTP path or a DNS name can hold
+    terminal escape sequences (clear the screen, retitle the window, fake earlier output)
+    or bidi overrides that make text read backwards. JSON output escapes C0 controls
+    itself; everything shown as text goes through here, as tcpdump prints such bytes as
+    dots."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 class _Formatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        # Each substituted value is made terminal-safe; the user's own format text (which
+        # may hold colour codes on purpose) is left as written.
+        return terminal_safe(super().format_field(value, format_spec))
+
     def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
         if isinstance(key, int):
             return MISSING
@@ -139,15 +162,19 @@ def pretty(dumpling: dict[str, Any], *, payload: bool = True, color: bool = Fals
     seq = f" #{md['sequence']}" if md.get("sequence") is not None else ""
     driver = md.get("driver", "?")
     dcol = c["interval"] if driver == "interval" else ""
-    head = (f"{c['time']}{when}{c['reset']} {c['kitchen']}{md.get('kitchen') or 'hub'}"
-            f"{c['reset']}/{c['chef']}{md.get('chef')}{c['reset']} {dcol}{driver}{c['reset']}"
-            f"{seq}")
+    kitchen = terminal_safe(str(md.get("kitchen") or "hub"))
+    chef = terminal_safe(str(md.get("chef")))
+    head = (f"{c['time']}{when}{c['reset']} {c['kitchen']}{kitchen}"
+            f"{c['reset']}/{c['chef']}{chef}{c['reset']} {dcol}{terminal_safe(str(driver))}"
+            f"{c['reset']}{seq}")
     if not payload:
         return head
     body = dumpling.get("payload")
     if isinstance(body, dict) and isinstance(body.get("summary"), str):
-        return f"{head}  {body['summary']}"
+        return f"{head}  {terminal_safe(body['summary'])}"
     text = orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    # JSON escapes C0 controls but not C1 controls or bidi overrides
+    text = "\n".join(terminal_safe(line) for line in text.split("\n"))
     if "\n" not in text:
         return f"{head}  {text}"
     return head + "\n" + "\n".join("    " + line for line in text.splitlines())
