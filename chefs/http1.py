@@ -102,6 +102,9 @@ class HttpMessage:
     # request only
     method: str = ""
     target: str = ""
+    #: the request-target had raw bytes 0x80-0xFF (not RFC 9112); ``target`` shows them
+    #: percent-encoded, e.g. ``/caf%C3%A9`` for the raw UTF-8 of ``/café``
+    target_not_ascii: bool = False
     # response only
     status: int | None = None
     reason: str = ""
@@ -158,7 +161,7 @@ Event = Transaction | Problem
 class _Side:
     """One direction's parser state: the current h11 connection and message timing."""
 
-    __slots__ = ("conn", "started", "start_ts", "last_ts", "tx")
+    __slots__ = ("conn", "started", "start_ts", "last_ts", "tx", "line", "odd_target")
 
     def __init__(self) -> None:
         self.conn: h11.Connection | None = None
@@ -166,6 +169,10 @@ class _Side:
         self.start_ts: float | None = None
         self.last_ts: float | None = None
         self.tx: Transaction | None = None   # message being parsed on this side
+        #: requests: the bytes given to ``conn`` while its request line is not complete
+        #: (None: complete, or not watched); see Http1Decoder._receive_request
+        self.line: bytes | bytearray | None = None
+        self.odd_target = False              # that line's target was percent-encoded
 
 
 class Http1Decoder:
@@ -197,6 +204,13 @@ class Http1Decoder:
     or line is taken for a request; a parse error there stops the decoder as usual. And a
     gap is only known once bytes after it arrive, so requests seen in between are reported
     with the gap (``note="gap"``) even when they were captured whole.
+
+    A request-target with raw bytes 0x80-0xFF (raw UTF-8 from sloppy clients and scanners;
+    RFC 9112 and h11 allow only visible ASCII there, but most servers accept it) does not
+    stop decoding: those bytes are percent-encoded (``/caf\\xc3\\xa9`` becomes
+    ``/caf%C3%A9``) before either parser sees the request line, and the request is marked
+    ``target_not_ascii``. Any other illegal request line is still a protocol error. The
+    resynchronisation after a gap does not restart at such a request line.
     """
 
     def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
@@ -324,8 +338,44 @@ class Http1Decoder:
         side.started = bool(leftover)
         side.start_ts = ts if leftover else None
         side.tx = None
+        side.line = b""
+        side.odd_target = False
         if leftover:
-            side.conn.receive_data(leftover)
+            self._receive_request(side, leftover)
+
+    def _receive_request(self, side: _Side, data: bytes) -> None:
+        """Give client bytes to the request parser, making a request-target with raw
+        non-ASCII bytes acceptable to it (see the class docstring).
+
+        The bytes go to the parser as they come; until the first LF of the message (where
+        h11 ends the request line) a copy is kept. Neither parser gives an event before the
+        whole head is in, so if that line needs percent-encoding, the parser is replaced by
+        a fresh one given the fixed bytes, and TCP segmentation changes nothing."""
+        conn = side.conn
+        assert conn is not None
+        conn.receive_data(data)
+        line = side.line
+        if line is None:
+            return
+        end = data.find(b"\n")
+        if end < 0:
+            if line:
+                line += data        # a bytearray: no quadratic copying, byte by byte
+            else:
+                side.line = bytearray(data)
+            return
+        side.line = None
+        if data[:end].isascii() and (not line or line.isascii()):
+            return   # nearly always
+        fixed = _ascii_target(bytes(line) + data if line else data)
+        if fixed is not None:
+            if self.fast:
+                side.conn = _Message(h11.SERVER, self.max_header_bytes)
+            else:
+                side.conn = h11.Connection(h11.SERVER,
+                                           max_incomplete_event_size=self.max_header_bytes)
+            side.conn.receive_data(fixed)
+            side.odd_target = True
 
     def _feed_requests(self, data: bytes, ts: float, out: list[Event]) -> None:
         if self._held_c2s is not None:
@@ -342,7 +392,10 @@ class Http1Decoder:
             side.started, side.start_ts = True, ts
         side.last_ts = ts
         try:
-            side.conn.receive_data(data)  # type: ignore[union-attr]
+            if side.line is None:
+                side.conn.receive_data(data)  # type: ignore[union-attr]
+            else:
+                self._receive_request(side, data)
             self._pump_requests(ts, out)
         except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
             self._stop(out, Problem(C2S, "protocol_error", f"bad request: {exc}", ts),
@@ -385,6 +438,9 @@ class Http1Decoder:
         self._count += 1
         msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
                           method=as_text(ev.method, 64), target=as_text(ev.target))
+        if self._req.odd_target:
+            msg.target_not_ascii = True
+            self._req.odd_target = False
         self._set_headers(msg, ev.headers.raw_items())
         lower = {n.lower() for n, _ in ev.headers}
         msg.chunked = b"transfer-encoding" in lower and _is_chunked(ev.headers)
@@ -733,6 +789,24 @@ class Http1Decoder:
             tx = self._resync_tx
             if i and tx is not None and tx.resync is not None:
                 tx.resync["server_skipped"] = self._resync_skipped[1]
+
+
+#: A request line (as h11 splits it: up to the first LF) whose target may hold raw
+#: non-ASCII bytes; anything else in it as strict as h11's grammar.
+_RAW_TARGET_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([\x21-\x7e\x80-\xff]+)"
+                              rb"( HTTP/[0-9]\.[0-9]\r?\n)")
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _ascii_target(head: bytes) -> bytes | None:
+    """``head`` (from the start of a request, past its first LF) with the request-target's
+    bytes 0x80-0xFF percent-encoded, or None when its request line is not one h11 would
+    take after that (left for the parser to refuse)."""
+    m = _RAW_TARGET_LINE.match(head)
+    if m is None:
+        return None
+    target = _NOT_ASCII.sub(lambda c: b"%%%02X" % c.group()[0], m.group(2))
+    return m.group(1) + b" " + target + m.group(3) + head[m.end():]
 
 
 def _is_chunked(headers: Any) -> bool:
@@ -1199,6 +1273,8 @@ def transaction_payload(flow: Flow, tx: Transaction) -> dict[str, Any]:
         payload["note"] = tx.note
     if tx.late:
         payload["late"] = True
+    if req.target_not_ascii:
+        payload["target_not_ascii"] = True
     if tx.resync is not None:
         payload["resync"] = dict(tx.resync)
     payload["summary"] = _one_line(_summary(flow, tx, latency))
@@ -1230,6 +1306,8 @@ def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:
         line += f" ({tx.outcome}{': ' + tx.note if tx.note else ''})"
     if tx.late:
         line += " (late)"
+    if req.target_not_ascii:
+        line += " (target not ASCII)"
     if tx.resync is not None:
         line += (f" (after a gap: skipped {tx.resync['client_skipped']}B client, "
                  f"{tx.resync['server_skipped']}B server)")

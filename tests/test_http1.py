@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import struct
 import subprocess
 import threading
@@ -740,6 +741,65 @@ def test_kitchen_close_delimited_body_and_detect(tmp_path: Path) -> None:
     assert p["summary"] == "127.0.0.1:40000 -> 127.0.0.1:5555  GET /x -> 200 OK 9B 20.0ms"
 
 
+# -- request-targets with raw non-ASCII bytes ------------------------------------------------
+
+RAW_UTF8 = b"GET /raw/\xc3\xbc?q=caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_non_ascii_target_is_reported_marked_and_decoding_goes_on() -> None:
+    c2s = RAW_UTF8 + b"POST /next HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" + GET
+    s2c = OK5 + b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n" + OK5
+    whole = [(C2S, c2s, 1.0), (S2C, s2c, 2.0)]
+    for fast in (True, False):
+        out = feed_all(Http1Decoder(fast=fast), whole)
+        assert [(t.request.method, t.request.target, t.request.target_not_ascii,
+                 t.response.status) for t in out] == [
+            ("GET", "/raw/%C3%BC?q=caf%C3%A9", True, 200), ("POST", "/next", False, 201),
+            ("GET", "/a", False, 200)]
+        assert out[1].request.body_length == 3 and out[1].request.body_preview == b"abc"
+    # however TCP cuts it, on both paths: the same events, byte accounting included
+    assert_fast_like_h11(whole)
+    for sizes in ([1], [2, 5], [len(RAW_UTF8) - 1], [12]):
+        cut = _segments(C2S, c2s, sizes, 1.0) + _segments(S2C, s2c, sizes, 2.0)
+        assert_fast_like_h11(cut)
+        assert _run_decoder(True, cut, (True, "fin"))[-2] == \
+            _run_decoder(True, whole, (True, "fin"))[-2]
+        got = feed_all(Http1Decoder(), cut)
+        assert [(t.request.target, t.request.target_not_ascii) for t in got] == [
+            ("/raw/%C3%BC?q=caf%C3%A9", True), ("/next", False), ("/a", False)]
+
+
+def test_non_ascii_target_in_the_payload() -> None:
+    flow = make_flow()
+    got = run_chef(Http1Chef(), flow, [(C2S, RAW_UTF8, 1.0), (S2C, OK5, 1.02),
+                                       (C2S, GET, 1.1), (S2C, OK5, 1.12)])
+    first, second = [p for p in got if p["event"] == "transaction"]
+    assert first["path"] == "/raw/%C3%BC?q=caf%C3%A9" and first["target_not_ascii"] is True
+    assert first["summary"].endswith("GET /raw/%C3%BC?q=caf%C3%A9 -> 200 OK 5B 20.0ms "
+                                     "(target not ASCII)")
+    assert second["path"] == "/a" and "target_not_ascii" not in second
+    assert not [p for p in got if p["event"] == "error"]
+
+
+@pytest.mark.parametrize("line", [
+    b"GET /\xc3\xbc\x01 HTTP/1.1",      # a control character stays illegal
+    b"GET /\x01 HTTP/1.1",
+    b"GET /\xc3\xbc x HTTP/1.1",         # so does a space in the target
+    b"G\xc3\xa9T / HTTP/1.1",            # and non-ASCII outside the target
+    b"GET /\xc3\xbc HTTP/1.1 junk",
+    b"\xc3\xbc",
+])
+def test_other_illegal_request_lines_still_stop_decoding(line: bytes) -> None:
+    c2s = line + b"\r\nHost: x\r\n\r\n" + GET
+    for fast in (True, False):
+        for sizes in ([], [1]):
+            out = feed_all(Http1Decoder(fast=fast), _segments(C2S, c2s, sizes, 1.0))
+            assert [(type(e), getattr(e, "kind", None)) for e in out] == [
+                (Problem, "protocol_error")]
+            assert "illegal request line" in out[0].message
+    assert_fast_like_h11(_segments(C2S, c2s, [1], 1.0) + [(S2C, OK5, 2.0)])
+
+
 # -- live ---------------------------------------------------------------------------------
 
 
@@ -818,6 +878,43 @@ def test_live_http_server_and_clients(live_kitchen) -> None:
     assert chunked["chunked"] and chunked["chunk_sizes"] == [5, 300, 1]
     assert chunked["response_body_length"] == len(chunked_body) == 306
     assert all(p["outcome"] == "complete" and 0 <= p["latency"] < 5 for p in got)
+
+
+@pytest.mark.live
+def test_live_raw_non_ascii_target_then_more_requests(live_kitchen) -> None:
+    # http.server (like most servers) answers a request-target with raw UTF-8 in it
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with live_kitchen(f"tcp port {port}", [Http1Chef],
+                          chef_options={"Http1Chef": {"ports": [port]}}) as lk:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /raw/\xc3\xbc HTTP/1.1\r\nHost: x\r\n\r\n")
+                reader = sock.makefile("rb")
+                for want in (b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n", None):
+                    status = reader.readline()
+                    assert status.startswith(b"HTTP/1.") and b" 200 " in status
+                    length = 0
+                    while (line := reader.readline()) not in (b"\r\n", b""):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    reader.read(length)
+                    if want:
+                        sock.sendall(want)
+                reader.close()
+            assert lk.wait_for(lambda ds: sum(
+                d["payload"].get("event") == "transaction" for d in ds) >= 2, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    got = [p for p in lk.payloads("Http1Chef") if p["event"] == "transaction"]
+    assert [(p["path"], p["status"], p.get("target_not_ascii")) for p in got] == [
+        ("/raw/%C3%BC", 200, True), ("/after", 200, None)]
+    assert got[0]["flow"]["id"] == got[1]["flow"]["id"]
+    assert got[0]["response_body_length"] == len("page /raw/\xc3\xbc".encode())
+    assert not [p for p in lk.payloads("Http1Chef") if p["event"] == "error"]
 
 
 # -- fuzzing ------------------------------------------------------------------------------
@@ -993,6 +1090,12 @@ ODD_REQUESTS = [
     b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
     b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"\x16\x03\x01\x00\x05hello",
+    # raw non-ASCII request-targets: percent-encoded before either path parses them
+    b"GET /raw/\xc3\xbc HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /\xe2\x82\xac?\xff HTTP/1.0\r\nContent-Length: 2\r\n\r\nab",
+    b"GET /\xc3\xbc\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /\xc3\xbc HTTP/1.1\nHost: x\n\n",
+    b"G\xc3T / HTTP/1.1\r\nHost: x\r\n\r\n",
 ]
 PLAIN_RESPONSES = [
     OK5,
