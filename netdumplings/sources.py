@@ -29,9 +29,17 @@ PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
+#: Kuznetzov's "modified" pcap (old Linux tcpdump, editcap -F modpcap): microsecond pcap
+#: whose record headers carry 8 more bytes (ifindex, protocol, packet type, padding).
+PCAP_MODIFIED_MAGICS = {b"\x34\xcd\xb2\xa1": "<", b"\xa1\xb2\xcd\x34": ">"}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSED_MAGICS = {b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4",
+                     b"BZh9": "bzip2", b"\xfd7zX": "xz"}
 #: No sane capture record is larger than this; a bigger length means the file is damaged.
 MAX_RECORD = 256 * 1024
+#: Largest pcapng block accepted (as Wireshark: a bigger length means the file is damaged).
+MAX_BLOCK = 16 * 1024 * 1024
 
 
 class CaptureError(Exception):
@@ -51,6 +59,7 @@ class PcapSource:
         self.offset = 0
         self.linktype: int | None = None
         self._close = False
+        self._raw: BinaryIO | None = None   # the compressed stream under a GzipFile
         if source == "-":
             self._f: BinaryIO = sys.stdin.buffer
         elif isinstance(source, (str, os.PathLike)):
@@ -79,13 +88,45 @@ class PcapSource:
     def close(self) -> None:
         if self._close:
             self._f.close()
+            if self._raw is not None:
+                self._raw.close()
 
     def __iter__(self) -> Iterator[Packet]:
         head = _read_exact(self._f, 4)
+        if head[:2] == GZIP_MAGIC:
+            yield from self._gzip(head)
+            return
+        yield from self._read(head)
+
+    def _gzip(self, head: bytes) -> Iterator[Packet]:
+        """A gzip-compressed capture (as tshark and tcpdump read them); offsets in errors
+        are of the uncompressed data."""
+        import gzip
+        import zlib
+
+        if self.is_file:
+            self._f.seek(0)
+            raw: BinaryIO = self._f
+        else:
+            raw = _Prefixed(head, self._f)  # type: ignore[assignment]
+        self._raw = self._f
+        self._f = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        self.is_file = False   # read as a stream (no mmap of compressed bytes)
+        try:
+            yield from self._read(_read_exact(self._f, 4))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CaptureError(f"{self.name}: damaged gzip compression after {self.packets} "
+                               f"packets (uncompressed byte offset {self.offset}): {exc}") from exc
+
+    def _read(self, head: bytes) -> Iterator[Packet]:
         if len(head) < 4:
             raise CaptureError(f"{self.name}: empty or too short to be a capture "
                                f"({len(head)} bytes)")
-        if head in PCAP_MAGICS:
+        if head in COMPRESSED_MAGICS:
+            raise CaptureError(f"{self.name}: compressed with {COMPRESSED_MAGICS[head]}, which "
+                               f"is not read here: decompress it first (and read it or pipe "
+                               f"it to -r -)")
+        if head in PCAP_MAGICS or head in PCAP_MODIFIED_MAGICS:
             yield from self._pcap(head)
         elif head == PCAPNG_MAGIC:
             yield from self._pcapng(head)
@@ -96,14 +137,17 @@ class PcapSource:
     # -- classic pcap: hand-read for speed and for exact offsets on damage -----------------
 
     def _pcap(self, magic: bytes) -> Iterator[Packet]:
-        endian, tsres = PCAP_MAGICS[magic]
+        modified = magic in PCAP_MODIFIED_MAGICS
+        endian, tsres = (PCAP_MODIFIED_MAGICS[magic], 1e-6) if modified else PCAP_MAGICS[magic]
         rest = _read_exact(self._f, 20)
         if len(rest) < 20:
             raise CaptureError(f"{self.name}: truncated pcap file header")
         _vmaj, _vmin, _zone, _sig, snaplen, linktype = struct.unpack(endian + "HHiIII", rest)
-        linktype &= 0x0FFFFFFF
+        # The top bits carry FCS information (as libpcap's LT_LINKTYPE: not the link type).
+        linktype &= 0x03FFFFFF
         self.linktype = linktype
-        hdr = struct.Struct(endian + "IIII")
+        hdr = struct.Struct(endian + ("IIII8x" if modified else "IIII"))
+        hsz = hdr.size
         iface = self.interface
         if self.is_file:
             yield from self._pcap_mmap(hdr, tsres, linktype, iface)
@@ -112,12 +156,12 @@ class PcapSource:
         f = self._f
         off = 24
         while True:
-            rh = _read_exact(f, 16)
+            rh = _read_exact(f, hsz)
             if not rh:
                 break
-            if len(rh) < 16:
+            if len(rh) < hsz:
                 raise CaptureError(f"{self.name}: truncated record header at byte offset {off} "
-                                   f"({len(rh)} of 16 bytes) after {self.packets} packets")
+                                   f"({len(rh)} of {hsz} bytes) after {self.packets} packets")
             sec, frac, caplen, wirelen = hdr.unpack(rh)
             if caplen > MAX_RECORD:
                 raise CaptureError(f"{self.name}: corrupt record at byte offset {off}: "
@@ -127,7 +171,7 @@ class PcapSource:
                 raise CaptureError(f"{self.name}: truncated record at byte offset {off}: "
                                    f"{len(data)} of {caplen} bytes present, after "
                                    f"{self.packets} complete packets")
-            off += 16 + caplen
+            off += hsz + caplen
             self.offset = off
             self.packets += 1
             if nano:
@@ -144,20 +188,22 @@ class PcapSource:
             unpack = hdr.unpack_from
             P = Packet
             nano = tsres < 1e-6   # nanosecond pcap: exact integer times
+            hsz = hdr.size
             while off < size:
-                if off + 16 > size:
+                if off + hsz > size:
                     raise CaptureError(f"{self.name}: truncated record header at byte offset {off} "
-                                       f"({size - off} of 16 bytes) after {self.packets} packets")
+                                       f"({size - off} of {hsz} bytes) after {self.packets} "
+                                       f"packets")
                 sec, frac, caplen, wirelen = unpack(mm, off)
-                end = off + 16 + caplen
+                end = off + hsz + caplen
                 if caplen > MAX_RECORD:
                     raise CaptureError(f"{self.name}: corrupt record at byte offset {off}: "
                                        f"length {caplen} after {self.packets} packets")
                 if end > size:
                     raise CaptureError(f"{self.name}: truncated record at byte offset {off}: "
-                                       f"{size - off - 16} of {caplen} bytes present, after "
+                                       f"{size - off - hsz} of {caplen} bytes present, after "
                                        f"{self.packets} complete packets")
-                data = mm[off + 16:end]
+                data = mm[end - caplen:end]
                 off = end
                 self.offset = off
                 self.packets += 1
@@ -168,55 +214,163 @@ class PcapSource:
         finally:
             mm.close()
 
-    # -- pcapng: scapy's reader -----------------------------------------------------------
+    # -- pcapng: our own reader (every section, interface and block kind tshark reads) -----
 
     def _pcapng(self, magic: bytes) -> Iterator[Packet]:
-        from scapy.error import Scapy_Exception
-        from scapy.utils import RawPcapNgReader
-
+        """Reads pcapng block by block from the stream (stdin included): every section
+        (each with its own byte order and interfaces), Enhanced, Simple and obsolete Packet
+        Blocks, each interface's link type, name, ``if_tsresol`` (powers of 10 and of 2)
+        and ``if_tsoffset``; other blocks (name resolution, statistics, secrets, custom)
+        are skipped. Damage raises ``CaptureError`` with the offset of the damaged block."""
         f = self._f
-        try:
-            if self.is_file:
-                f.seek(4)
-            # Bypass the reader's metaclass (it wants to open a file itself) so it reads
-            # from our stream, stdin included, which cannot seek back over the magic.
-            reader = object.__new__(RawPcapNgReader)
-            reader.__init__(self.name, f, magic)
-        except (Scapy_Exception, EOFError, struct.error) as exc:
-            raise CaptureError(f"{self.name}: bad pcapng header: {exc}") from exc
-        iface_default = self.interface
+        name = self.name
+        override = self.interface
+        off = 0
+        endian = "<"
+        # per interface of the current section: linktype, snaplen, units/s, offset s, name
+        ifaces: list[tuple[int, int, int, int, str | None]] = []
+        head: bytes | None = magic + _read_exact(f, 4)
         while True:
-            try:
-                off = _tell(f)
-                item = reader._read_packet()
-            except EOFError:
-                break
-            except (Scapy_Exception, struct.error, ValueError) as exc:
-                raise CaptureError(f"{self.name}: corrupt pcapng block near byte offset {off} "
-                                   f"after {self.packets} packets: {exc}") from exc
-            data, meta = item
-            linktype = getattr(meta, "linktype", None)
-            if linktype is None:
-                ifid = getattr(meta, "ifid", 0) or 0
-                linktype = reader.interfaces[ifid][0] if ifid < len(reader.interfaces) else 1
-            tshigh, tslow, tsresol = meta.tshigh, meta.tslow, meta.tsresol
-            units = (tshigh << 32) + tslow
+            if head is None:   # read here, not ahead: a pipe's packet is not held back
+                head = _read_exact(f, 8)
+                if not head:
+                    return
+            if len(head) < 8:
+                raise CaptureError(f"{name}: truncated pcapng block header at byte offset {off} "
+                                   f"({len(head)} of 8 bytes) after {self.packets} packets")
+            if head[:4] == PCAPNG_MAGIC:
+                prefix = _read_exact(f, 4)
+                if prefix == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                elif prefix == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif len(prefix) < 4:
+                    raise CaptureError(f"{name}: truncated pcapng section header at byte offset "
+                                       f"{off} after {self.packets} packets")
+                else:
+                    raise CaptureError(f"{name}: bad pcapng byte-order magic {prefix.hex()} at "
+                                       f"byte offset {off + 8} after {self.packets} packets")
+                btype = 0x0A0D0D0A
+                (blen,) = struct.unpack_from(endian + "I", head, 4)
+            else:
+                prefix = b""
+                btype, blen = struct.unpack(endian + "II", head)
+            if blen < 12 + len(prefix) or blen % 4 or blen > MAX_BLOCK:
+                raise CaptureError(f"{name}: corrupt pcapng block at byte offset {off}: length "
+                                   f"{blen} (type {btype:#x}) after {self.packets} packets")
+            rest = _read_exact(f, blen - 8 - len(prefix))
+            if len(rest) < blen - 8 - len(prefix):
+                raise CaptureError(f"{name}: truncated pcapng block at byte offset {off}: "
+                                   f"{8 + len(prefix) + len(rest)} of {blen} bytes present, "
+                                   f"after {self.packets} complete packets")
+            (trail,) = struct.unpack_from(endian + "I", rest, len(rest) - 4)
+            if trail != blen:
+                raise CaptureError(f"{name}: corrupt pcapng block at byte offset {off}: length "
+                                   f"{blen} at its start, {trail} at its end, after "
+                                   f"{self.packets} packets")
+            body = prefix + rest[:-4] if prefix else rest[:-4]
+            where = off
+            off += blen
+            head = None
+            if btype == 6 or btype == 2:   # Enhanced Packet Block; obsolete Packet Block
+                if len(body) < 20:
+                    raise self._ng_bad(where, "packet block too short")
+                if btype == 6:
+                    ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "5I", body)
+                else:
+                    ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HH4I",
+                                                                               body)
+                if caplen > len(body) - 20 or caplen > MAX_RECORD:
+                    raise self._ng_bad(where, f"captured length {caplen} beyond the block")
+                data = body[20:20 + caplen]
+            elif btype == 3:   # Simple Packet Block: interface 0, no timestamp
+                if len(body) < 4:
+                    raise self._ng_bad(where, "simple packet block too short")
+                (wirelen,) = struct.unpack_from(endian + "I", body)
+                ifid = hi = lo = 0
+                caplen = wirelen
+                if ifaces and ifaces[0][1]:
+                    caplen = min(caplen, ifaces[0][1])
+                if caplen > len(body) - 4 or caplen > MAX_RECORD:
+                    raise self._ng_bad(where, f"packet length {caplen} beyond the block")
+                data = body[4:4 + caplen]
+            elif btype == 1:   # Interface Description Block
+                if len(body) < 8:
+                    raise self._ng_bad(where, "interface description block too short")
+                linktype, _res, snaplen = struct.unpack_from(endian + "HHI", body)
+                units, tsoff, ifname = 1_000_000, 0, None
+                for code, val in _ng_options(body, 8, endian):
+                    if code == 9 and val:
+                        units = (2 if val[0] & 0x80 else 10) ** (val[0] & 0x7F)
+                    elif code == 14 and len(val) == 8:
+                        (tsoff,) = struct.unpack(endian + "q", val)
+                    elif code == 2:
+                        ifname = val.split(b"\0", 1)[0].decode("utf-8", "replace")
+                ifaces.append((linktype, snaplen, units, tsoff, ifname))
+                if self.linktype is None:
+                    self.linktype = linktype
+                continue
+            elif btype == 0x0A0D0D0A:   # a new section: its own interfaces
+                if len(body) < 16:
+                    raise self._ng_bad(where, "section header block too short")
+                (major,) = struct.unpack_from(endian + "H", body, 4)
+                if major != 1:
+                    raise self._ng_bad(where, f"unsupported pcapng version {major}")
+                ifaces = []
+                continue
+            else:   # name resolution, statistics, secrets, custom, unknown: not packets
+                continue
+            if ifid >= len(ifaces):
+                raise self._ng_bad(where, f"packet on interface {ifid}, but the section "
+                                          f"describes {len(ifaces)} interface(s)")
+            linktype, _snap, units, tsoff, ifname = ifaces[ifid]
+            if override is not None:
+                ifname = override
+            ticks = (hi << 32) | lo
             self.linktype = linktype
             self.packets += 1
-            self.offset = _tell(f)
-            if tsresol > 1_000_000:  # finer than microseconds: keep exact nanoseconds
-                yield NsPacket(data, units * 1_000_000_000 // tsresol,
-                               meta.wirelen or len(data), linktype, iface_default)
+            self.offset = off
+            if units > 1_000_000:  # finer than microseconds: keep exact nanoseconds
+                yield NsPacket(data, tsoff * 1_000_000_000 + ticks * 1_000_000_000 // units,
+                               wirelen or len(data), linktype, ifname)
+            elif tsoff:
+                yield Packet(data, tsoff + ticks / units, wirelen or len(data), linktype, ifname)
             else:
-                yield Packet(data, units / tsresol, meta.wirelen or len(data), linktype,
-                             iface_default)
+                yield Packet(data, ticks / units, wirelen or len(data), linktype, ifname)
+
+    def _ng_bad(self, off: int, what: str) -> CaptureError:
+        return CaptureError(f"{self.name}: corrupt pcapng block at byte offset {off}: {what}, "
+                            f"after {self.packets} packets")
 
 
-def _tell(f: BinaryIO) -> int | str:
-    try:
-        return f.tell()
-    except (OSError, ValueError, AttributeError):
-        return "?"
+def _ng_options(body: bytes, pos: int, endian: str) -> Iterator[tuple[int, bytes]]:
+    """The (code, value) options of a pcapng block body from ``pos``; stops at opt_endofopt
+    or at an option running past the block."""
+    end = len(body)
+    unpack = struct.Struct(endian + "HH").unpack_from
+    while pos + 4 <= end:
+        code, length = unpack(body, pos)
+        if code == 0 or pos + 4 + length > end:
+            return
+        yield code, body[pos + 4:pos + 4 + length]
+        pos += 4 + length + (-length % 4)
+
+
+class _Prefixed:
+    """A stream with bytes already read from it put back in front (stdin cannot seek)."""
+
+    def __init__(self, prefix: bytes, f: BinaryIO) -> None:
+        self._prefix = prefix
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._prefix:
+            return self._f.read(n)
+        if n is None or n < 0:
+            out, self._prefix = self._prefix + self._f.read(), b""
+            return out
+        out, self._prefix = self._prefix[:n], self._prefix[n:]
+        return out
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes:
