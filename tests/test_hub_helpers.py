@@ -74,6 +74,19 @@ def dumpling(seq: int, chef: str = "TestChef", kitchen: str | None = "k1",
             "payload": {"n": seq} if payload is None else payload}
 
 
+async def cook_raw(port: int, name: str, dumplings: list[str]) -> None:
+    """A raw kitchen (what any language would do): hello, welcome, the messages as given,
+    then a moment for the hub to take them."""
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
+        await ws.send(orjson.dumps({"kitchen_name": name, "protocol": PROTOCOL}).decode())
+        await asyncio.wait_for(ws.recv(), 5)
+        for d in dumplings:
+            await ws.send(d)
+        await asyncio.sleep(0.3)
+
+
 def kitchen_hello(name: str = "k1", **extra: Any) -> dict[str, Any]:
     return {"kitchen_name": name, "interface": "lo", "filter": None, "chefs": ["TestChef"],
             "poke_interval": None, **extra}

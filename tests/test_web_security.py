@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import Proc, free_port, nd_command, wait_port
+from test_hub_helpers import cook_raw, dumpling
 from test_web import CHROMIUM_ARGS, WAIT_MS, browser, nd_web_cmd  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -54,24 +55,14 @@ def pair() -> Iterator[Pair]:
 
 
 def _dumpling(kitchen: Any, chef: str, seq: int, payload: Any) -> str:
-    return json.dumps({"metadata": {"chef": chef, "kitchen": kitchen, "sequence": seq,
-                                    "creation_time": time.time(), "driver": "packet"},
-                       "payload": payload})
+    return json.dumps(dumpling(seq, chef=chef, kitchen=kitchen, payload=payload))
 
 
 def _cook(port: int, name: str, dumplings: list[str]) -> None:
-    """A raw kitchen in a thread of its own (Playwright's sync API owns this one's loop)."""
-    async def run() -> None:
-        from websockets.asyncio.client import connect
-        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
-            await ws.send(json.dumps({"kitchen_name": name, "protocol": "netdumplings/1"}))
-            await asyncio.wait_for(ws.recv(), 5)
-            for d in dumplings:
-                await ws.send(d)
-            await asyncio.sleep(0.3)
-
+    """``cook_raw`` in a thread of its own (Playwright's sync API owns this one's loop)."""
     errors: list[BaseException] = []
-    t = threading.Thread(target=lambda: _catch(errors, lambda: asyncio.run(run())))
+    t = threading.Thread(target=lambda: _catch(errors, lambda: asyncio.run(
+        cook_raw(port, name, dumplings))))
     t.start()
     t.join(60)
     assert not t.is_alive() and not errors, errors
