@@ -11,13 +11,14 @@ import shutil
 import socket
 import struct
 import subprocess
+import contextlib
 import threading
 import time
 import tracemalloc
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,7 +33,6 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
 from netdumplings.sources import PcapSource
 
-from conftest import free_port
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -836,14 +836,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(reply)
 
 
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Python's http.server on a free loopback port, in a thread -> the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.live
 def test_live_http_server_and_clients(live_kitchen) -> None:
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     post_body = json.dumps({"table": 3, "items": ["har gow"] * 20}).encode()
-    try:
+    with http_server(_Handler) as port:
         with live_kitchen(f"tcp port {port}", [Http1Chef],
                           chef_options={"Http1Chef": {"ports": [port]}}) as lk:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -860,9 +868,6 @@ def test_live_http_server_and_clients(live_kitchen) -> None:
                 chunked_body = r.read()
             assert lk.wait_for(lambda ds: sum(
                 d["payload"].get("event") == "transaction" for d in ds) >= 5, timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
     got = [p for p in lk.payloads("Http1Chef") if p["event"] == "transaction"]
     assert [(p["method"], p["path"], p["status"]) for p in got] == [
         ("GET", "/one", 200), ("GET", "/two", 200), ("GET", "/missing", 404),
@@ -883,11 +888,7 @@ def test_live_http_server_and_clients(live_kitchen) -> None:
 @pytest.mark.live
 def test_live_raw_non_ascii_target_then_more_requests(live_kitchen) -> None:
     # http.server (like most servers) answers a request-target with raw UTF-8 in it
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(_Handler) as port:
         with live_kitchen(f"tcp port {port}", [Http1Chef],
                           chef_options={"Http1Chef": {"ports": [port]}}) as lk:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -906,9 +907,6 @@ def test_live_raw_non_ascii_target_then_more_requests(live_kitchen) -> None:
                 reader.close()
             assert lk.wait_for(lambda ds: sum(
                 d["payload"].get("event") == "transaction" for d in ds) >= 2, timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
     got = [p for p in lk.payloads("Http1Chef") if p["event"] == "transaction"]
     assert [(p["path"], p["status"], p.get("target_not_ascii")) for p in got] == [
         ("/raw/%C3%BC", 200, True), ("/after", 200, None)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import http.client
 import socket
-import threading
 import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import grpc
 import pytest
+
+from test_http1 import http_server
 
 from netdumplings.chefs.grpc import GrpcChef
 from netdumplings.chefs.http1 import Http1Chef
@@ -132,10 +133,7 @@ def test_http_server_chunked_bodies_with_trailers(live_kitchen) -> None:
     """Trailer fields after a chunked body (request and response) were parsed and dropped;
     now ``request_trailers`` / ``response_trailers``. The server is http.server, the
     request a raw socket (http.client sends no request trailers)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrailerHandler)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with http_server(_TrailerHandler) as port:
         with live_kitchen(f"tcp port {port}", [Http1Chef], {"Http1Chef": {"ports": [port]}}) as lk:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -145,9 +143,6 @@ def test_http_server_chunked_bodies_with_trailers(live_kitchen) -> None:
                 assert reader.status == 200 and reader.read() == b"hello" + b"!" * 300
             assert lk.wait_for(lambda ds: any(d["payload"].get("event") == "transaction"
                                               for d in ds), timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
     (tx,) = [p for p in lk.payloads("Http1Chef") if p.get("event") == "transaction"]
     assert tx["outcome"] == "complete" and tx["request_body_length"] == 5
     assert tx["request_trailers"] == [["Digest", "sha-256=abc"]]
