@@ -333,10 +333,8 @@ class PcapSource:
             if units > 1_000_000:  # finer than microseconds: keep exact nanoseconds
                 yield NsPacket(data, tsoff * 1_000_000_000 + ticks * 1_000_000_000 // units,
                                wirelen or len(data), linktype, ifname)
-            elif tsoff:
-                yield Packet(data, tsoff + ticks / units, wirelen or len(data), linktype, ifname)
             else:
-                yield Packet(data, ticks / units, wirelen or len(data), linktype, ifname)
+                yield Packet(data, tsoff + ticks / units, wirelen or len(data), linktype, ifname)
 
     def _ng_bad(self, off: int, what: str) -> CaptureError:
         return CaptureError(f"{self.name}: corrupt pcapng block at byte offset {off}: {what}, "
