@@ -8,7 +8,7 @@ from typing import Any, TextIO
 import orjson
 
 from netdumplings.eater import DumplingEater
-from netdumplings.eaters.print import terminal_safe
+from netdumplings.eaters.print import terminal_safe_lines
 from netdumplings.wire import STATUS_CHEF
 
 
@@ -52,7 +52,7 @@ class HubDetailsEater(DumplingEater):
             return
         text = render_details(dumpling.get("payload") or {})
         # what kitchens and eaters said in their hellos: no escape sequences
-        self.out.write("\n".join(terminal_safe(line) for line in text.split("\n")) + "\n")
+        self.out.write(terminal_safe_lines(text) + "\n")
         self.out.flush()
         if not self.follow:
             self.stop()

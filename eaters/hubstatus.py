@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 from netdumplings.eater import DumplingEater
-from netdumplings.eaters.print import terminal_safe
+from netdumplings.eaters.print import terminal_safe_lines
 from netdumplings.wire import STATUS_CHEF
 
 
@@ -126,7 +126,7 @@ class HubStatusEater(DumplingEater):
         if self.out.isatty() and not self.once:
             self.out.write("\x1b[H\x1b[2J")
         # names, interfaces and filters come from peers' hellos: no escape sequences
-        self.out.write("\n".join(terminal_safe(line) for line in text.split("\n")) + "\n")
+        self.out.write(terminal_safe_lines(text) + "\n")
         self.out.flush()
         if self.once:
             self.stop()

@@ -80,6 +80,11 @@ def terminal_safe(text: str) -> str:
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
 
 
+def terminal_safe_lines(text: str) -> str:
+    """``terminal_safe`` line by line: the text's own newlines stay."""
+    return "\n".join(terminal_safe(line) for line in text.split("\n"))
+
+
 def _escape_char(c: str) -> str:
     n = ord(c)
     return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
@@ -174,7 +179,7 @@ def pretty(dumpling: dict[str, Any], *, payload: bool = True, color: bool = Fals
         return f"{head}  {terminal_safe(body['summary'])}"
     text = orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
     # JSON escapes C0 controls but not C1 controls or bidi overrides
-    text = "\n".join(terminal_safe(line) for line in text.split("\n"))
+    text = terminal_safe_lines(text)
     if "\n" not in text:
         return f"{head}  {text}"
     return head + "\n" + "\n".join("    " + line for line in text.splitlines())
