@@ -330,11 +330,14 @@ class Http1Decoder:
 
     # -- client -> server ---------------------------------------------------------------
 
-    def _new_side_conn(self, side: _Side, role: Any, leftover: bytes, ts: float) -> None:
+    def _parser(self, role: Any) -> Any:
+        """A parser for one side's next message (fast path or h11 alone)."""
         if self.fast:
-            side.conn = _Message(role, self.max_header_bytes)
-        else:
-            side.conn = h11.Connection(role, max_incomplete_event_size=self.max_header_bytes)
+            return _Message(role, self.max_header_bytes)
+        return h11.Connection(role, max_incomplete_event_size=self.max_header_bytes)
+
+    def _new_side_conn(self, side: _Side, role: Any, leftover: bytes, ts: float) -> None:
+        side.conn = self._parser(role)
         side.started = bool(leftover)
         side.start_ts = ts if leftover else None
         side.tx = None
@@ -369,11 +372,7 @@ class Http1Decoder:
             return   # nearly always
         fixed = _ascii_target(bytes(line) + data if line else data)
         if fixed is not None:
-            if self.fast:
-                side.conn = _Message(h11.SERVER, self.max_header_bytes)
-            else:
-                side.conn = h11.Connection(h11.SERVER,
-                                           max_incomplete_event_size=self.max_header_bytes)
+            side.conn = self._parser(h11.SERVER)
             side.conn.receive_data(fixed)
             side.odd_target = True
 
