@@ -149,12 +149,138 @@ def decoders(path: Path, limit: int) -> dict[str, Any]:
     return out
 
 
+def _stand_ins(calls: list[tuple[Any, ...]] | None) -> list[type]:
+    """Chefs on DNSLookupChef's and Http1Chef's ports (so the kitchen follows and reassembles
+    the same flows) that do nothing but, when ``calls`` is a list, record each call:
+    ("data", chef name, flow, direction, bytes, timestamp) or ("close", chef name, flow,
+    reason)."""
+    from netdumplings.chef import DatagramChef, StreamChef
+
+    chefs = bundled_chefs()
+
+    def stand_in(base: type, real: str) -> type:
+        class Rec(base):  # type: ignore[misc, valid-type]
+            default_ports = chefs[real].default_ports
+
+            def on_data(self, flow: Any, direction: Any, data: bytes, timestamp: float) -> None:
+                if calls is not None:
+                    calls.append(("data", real, flow, direction, bytes(data), timestamp))
+
+            def on_close(self, flow: Any, reason: Any) -> None:
+                if calls is not None:
+                    calls.append(("close", real, flow, reason))
+        Rec.__name__ = Rec.__qualname__ = f"StandIn{real}"
+        return Rec
+
+    return [stand_in(DatagramChef, "DNSLookupChef"), stand_in(StreamChef, "Http1Chef")]
+
+
+def _record_calls(path: Path, limit: int | None) -> tuple[list[tuple[Any, ...]], int]:
+    """Every call the kitchen makes to DNSLookupChef and Http1Chef over the capture, in
+    order, made by stand-ins (so flow tracking and reassembly are the kitchen's own).
+    Returns (calls, packets read)."""
+    calls: list[tuple[Any, ...]] = []
+    k = Kitchen("floor", _stand_ins(calls), poke_interval=None, host="bench")
+    src = PcapSource(path)
+    try:
+        k.run(src if limit is None else _first(src, limit))
+        k.finish()
+    finally:
+        src.close()
+    return calls, k.stats.packets
+
+
+def _first(src: Any, limit: int) -> Any:
+    for n, p in enumerate(src, 1):
+        yield p
+        if n >= limit:
+            return
+
+
+def floor(path: Path, limit: int | None) -> dict[str, Any]:
+    """Two floors under the all-chefs kitchen, each next to the bare loop:
+
+    * the DNS and HTTP/1.1 chefs alone, as if the kitchen cost nothing: their recorded calls
+      replayed straight into the real chefs, each payload encoded with orjson;
+    * the kitchen alone: reading, header decode, flow table and TCP reassembly for the
+      flows those two chefs follow, delivered to stand-ins that do nothing.
+
+    If either takes longer than the all-chefs target allows for the whole capture (4x the
+    bare loop, i.e. 0.25x), work on the other cannot meet the target."""
+    from chefs.dns import DNSLookupChef
+    from chefs.http1 import Http1Chef
+    from netdumplings.chef import iter_payloads
+    from netdumplings.dumpling import encode
+
+    from .kitchen import bare_loop
+
+    calls, packets = _record_calls(path, limit)
+    flows = {id(call[2]): call[2] for call in calls}.values()
+
+    def replay(only: str | None = None) -> tuple[int, int]:
+        real = {"DNSLookupChef": DNSLookupChef(), "Http1Chef": Http1Chef()}
+        for flow in flows:  # each replay starts with fresh per-flow decoders
+            for chef in real.values():
+                flow.state.pop(chef.name, None)
+        n = nbytes = 0
+        for call in calls:
+            if only is not None and call[1] != only:
+                continue
+            chef = real[call[1]]
+            if call[0] == "data":
+                result = chef.on_data(*call[2:])
+            else:
+                result = chef.on_close(*call[2:])
+            for payload in iter_payloads(result):  # a generator: runs here
+                nbytes += len(encode({"payload": payload}))
+                n += 1
+            if call[0] == "close":  # as the kitchen does, after the close's payloads
+                call[2].state.pop(chef.name, None)
+        return n, nbytes
+
+    out: dict[str, Any] = {"packets": packets, "calls": len(calls)}
+    best = {"bare": float("inf"), "both": float("inf"), "DNSLookupChef": float("inf"),
+            "Http1Chef": float("inf"), "kitchen": float("inf")}
+    for _ in range(3):
+        for what in best:
+            gc.collect()
+            t = time.perf_counter()
+            if what == "bare":
+                bare_loop(path, limit)
+            elif what == "kitchen":
+                kitchen_loop(path, _stand_ins(None), limit)
+            elif what == "both":
+                out["payloads"], out["payload_bytes"] = replay()
+            else:
+                out[f"payloads_{what}"] = replay(what)[0]
+            best[what] = min(best[what], time.perf_counter() - t)
+    bare, both = best["bare"], best["both"]
+    out.update(bare_seconds=round(bare, 3), chefs_seconds=round(both, 3),
+               dns_seconds=round(best["DNSLookupChef"], 3),
+               http1_seconds=round(best["Http1Chef"], 3),
+               kitchen_seconds=round(best["kitchen"], 3),
+               budget_seconds=round(bare * 4, 3), ceiling_ratio=round(bare / both, 4))
+    print(f"  DNS + HTTP/1.1 chefs alone, {packets:,} packets ({len(calls):,} calls, "
+          f"{out['payloads']:,} payloads): {both:.2f} s "
+          f"(DNSLookupChef {best['DNSLookupChef']:.2f} s, Http1Chef {best['Http1Chef']:.2f} s)")
+    print(f"  bare RawPcapReader loop: {bare:.2f} s; the 0.25x target leaves "
+          f"{bare * 4:.2f} s for everything")
+    print(f"  the kitchen alone (same flows, stand-in chefs that do nothing): "
+          f"{best['kitchen']:.2f} s = {bare / best['kitchen']:.3f}x")
+    print(f"  best all-chefs ratio with a kitchen that costs nothing and no other chef: "
+          f"{bare / both:.3f}x")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.chefs", description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=int, default=100_000, help="packets of the mixed capture")
     ap.add_argument("--capture-packets", type=int, default=1_000_000,
                     help="size of the cached mixed capture to take them from")
     ap.add_argument("--no-shares", action="store_true", help="skip the profiled kitchen run")
+    ap.add_argument("--floor", action="store_true",
+                    help="also replay the DNS and HTTP/1.1 chefs' calls over the whole capture "
+                         "without the kitchen: the best all-chefs ratio any kitchen could reach")
     args = ap.parse_args(argv)
     path, _ = mixed_capture(args.capture_packets, print)
     if not args.no_shares:
@@ -165,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'(kitchen, rest)':16s} {(1 - sum(shares.values())) * 100:5.1f} %")
     print(f"decoders alone, messages from the first {args.packets:,} packets:")
     decoders(path, args.packets)
+    if args.floor:
+        print("the chefs' floor, whole capture:")
+        floor(path, None)
     return 0
 
 

@@ -356,3 +356,34 @@ def test_common_frame_decode_equals_general_decode_on_damaged_headers(
     p = Packet(raw, 1.0)
     p.decode()
     assert [getattr(p, s) for s in FIELDS] == _general_decode(raw)
+
+
+def test_bench_chefs_floor_replays_what_the_kitchen_makes(tmp_path: Path) -> None:
+    """``bench.chefs --floor`` replays the kitchen's calls to the DNS and HTTP/1.1 chefs
+    without a kitchen: the replay must make exactly the flow payloads those chefs make in a
+    real kitchen over the same capture (including what flows yield at close), every time it
+    runs (fresh per-flow state each run)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench import synth
+        from bench.chefs import floor
+    finally:
+        sys.path.remove(str(REPO))
+    from chefs.dns import DNSLookupChef
+    from chefs.http1 import Http1Chef
+
+    mixed = synth.write(tmp_path / "m.pcap", "mixed", 3000)
+    made: list[str] = []
+    k = Kitchen("t", [DNSLookupChef, Http1Chef], poke_interval=None,
+                sink=lambda d, data: made.append(d["metadata"]["chef"]))
+    for p in read_all(mixed):
+        k.process(p)
+    k.finish()
+    assert made.count("DNSLookupChef") > 50 and made.count("Http1Chef") > 50
+    made.remove("DNSLookupChef")   # the interval dumpling of finish(): no poke in a replay
+    out = floor(mixed, None)
+    assert out["packets"] == 3000
+    assert out["payloads"] == len(made)
+    assert out["payloads_DNSLookupChef"] == made.count("DNSLookupChef")
+    assert out["payloads_Http1Chef"] == made.count("Http1Chef")
+    assert 0 < out["ceiling_ratio"] and out["kitchen_seconds"] > 0
