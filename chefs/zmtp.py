@@ -9,9 +9,12 @@ rest is hashed and counted. ``ZmtpChef`` keeps two decoders per TCP flow and tur
 events into zmtpdump-like dumplings (``127.0.0.1:47563 -> 127.0.0.1:7001  READY
 Socket-Type=PUSH``).
 
-ZMTP has no resync marker: once a direction is out of step (a gap in the capture, reserved
-flag bits, an absurd length) nothing later in it can be trusted, so that direction stops
-decoding and says why, instead of reporting garbage as messages.
+ZMTP has no resync marker. After a gap in the capture the decoder drops what was in
+progress and resumes at the first captured chunk that parses as whole frames (a TCP
+segment starts at a frame boundary whenever the peer wrote whole messages, which is how
+libzmq writes them), saying so; if none comes within ``RESYNC_TRIES`` chunks, or the stream
+is out of step for another reason (reserved flag bits, an absurd length), that direction
+stops decoding and says why, instead of reporting garbage as messages.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ HANDSHAKE_END = frozenset({"READY", "INITIATE", "ERROR"})
 CURVE_BOXED = frozenset({"HELLO", "WELCOME", "INITIATE", "READY", "MESSAGE"})
 #: Captured chunks tried for a frame boundary when joining a connection mid-stream.
 SYNC_TRIES = 8
+#: Captured chunks tried for a frame boundary after a gap (the stream is known to be ZMTP).
+RESYNC_TRIES = 64
 #: Socket types that send subscriptions (as 0x01/0x00 messages before ZMTP 3.1).
 SUBSCRIBERS = frozenset({"SUB", "XSUB"})
 
@@ -96,6 +101,15 @@ class Joined:
 
 
 @dataclass(slots=True)
+class Resynced:
+    """Decoding resumed after a gap, at a chunk that parsed as whole frames. ``missing``:
+    bytes the capture lost; ``skipped``: captured bytes dropped before the boundary."""
+
+    missing: int
+    skipped: int
+
+
+@dataclass(slots=True)
 class Command:
     """One command frame. ``fields`` is already JSON-able (properties, username, ...)."""
 
@@ -140,6 +154,8 @@ class Message:
     size: int
     #: ZMTP 3.0 subscription carried as a message: ("SUBSCRIBE"|"CANCEL", topic bytes).
     subscription: tuple[str, bytes] | None = None
+    #: The first message after a resync: frames sent before the gap may be missing from it.
+    after_gap: bool = False
 
     @property
     def frames_omitted(self) -> int:
@@ -155,7 +171,7 @@ class DecodeError:
     skipped: int = 0
 
 
-Event = Greeting | NotZmtp | Joined | Command | Message | DecodeError
+Event = Greeting | NotZmtp | Joined | Resynced | Command | Message | DecodeError
 
 
 # -- the decoder --------------------------------------------------------------------------
@@ -205,6 +221,12 @@ class ZmtpDecoder:
         #: The connection was already open when the capture began: no greeting to expect.
         self._midstream = midstream
         self._sync_tries = 0
+        #: After a gap: looking for a frame boundary (``_missing`` bytes lost, ``_dropped``
+        #: captured bytes dropped since), then flagging the first message.
+        self._resync = False
+        self._missing = 0
+        self._dropped = 0
+        self._after_gap = False
 
     # -- public -------------------------------------------------------------------------
 
@@ -223,7 +245,10 @@ class ZmtpDecoder:
         self.bytes_seen += len(data)
         view = memoryview(data)
         pos, n = 0, len(view)
-        if self._midstream and self._state == _S_GREETING and not self._buf and data:
+        if self._resync:
+            if not data or not self._sync(data, events):
+                return events
+        elif self._midstream and self._state == _S_GREETING and not self._buf and data:
             if data[0] != 0xFF:
                 if not self._sync(data, events):
                     return events
@@ -257,12 +282,27 @@ class ZmtpDecoder:
         return events
 
     def gap(self, size: int) -> list[Event]:
-        """Bytes were lost: frame boundaries are gone, so stop rather than misread."""
+        """Bytes were lost, and with them the frame boundaries: drop what was in progress
+        and look for a boundary in the chunks that follow (see ``_sync``)."""
+        self.skipped_bytes += size
         if self._state == _S_STOPPED:
-            self.skipped_bytes += size
             return []
-        return [self._stop(f"{size} bytes missing from the capture; decoding of this direction "
-                           f"stopped", size)]
+        self.errors += 1
+        error = f"{size} bytes missing from the capture; looking for the next frame boundary"
+        if self._part_count:
+            error += f" (lost: a multipart message of {self._part_count} frames so far)"
+        self._buf = bytearray()
+        self._body = bytearray()
+        self._hash = None
+        self._parts, self._part_count, self._part_size = [], 0, 0
+        self._left = 0
+        self._state = _S_HEAD
+        self._midstream = False
+        if not self._resync:
+            self._resync, self._missing, self._dropped, self._sync_tries = True, 0, 0, 0
+        self._missing += size
+        self._after_gap = False
+        return [DecodeError(error, False, size)]
 
     def end(self) -> list[Event]:
         """The stream ended: report what was cut off."""
@@ -292,7 +332,9 @@ class ZmtpDecoder:
         return events
 
     def _sync(self, data: bytes, events: list[Event]) -> bool:
-        """Mid-stream: start at this chunk if it is whole frames, else drop it (counted)."""
+        """Mid-stream or after a gap: start at this chunk if it is whole frames, else drop
+        it (counted). Whole frames ending exactly at the chunk's end are what a boundary
+        looks like; random bytes rarely pass (reserved flag bits, lengths that must add up)."""
         pos, n = 0, len(data)
         while pos < n:
             flags = data[pos]
@@ -302,10 +344,23 @@ class ZmtpDecoder:
             pos += need + int.from_bytes(data[pos + 1:pos + need], "big")
         if pos == n:
             self._state = _S_HEAD
-            events.append(Joined(self.skipped_bytes))
+            if self._resync:
+                self._resync = False
+                self._after_gap = True
+                events.append(Resynced(self._missing, self._dropped))
+            else:
+                events.append(Joined(self.skipped_bytes))
             return True
         self.skipped_bytes += n
         self._sync_tries += 1
+        if self._resync:
+            self._dropped += n
+            if self._sync_tries >= RESYNC_TRIES:
+                self._resync = False
+                events.append(self._stop(
+                    f"no frame boundary in the {RESYNC_TRIES} chunks after the gap "
+                    f"({self._dropped} bytes); decoding of this direction stopped", 0))
+            return False
         if self._sync_tries >= SYNC_TRIES:
             self._state = _S_STOPPED
             events.append(NotZmtp("not ZMTP (joined mid-stream, no frame boundary found)",
@@ -415,6 +470,9 @@ class ZmtpDecoder:
         if frame.more:
             return
         msg = Message(self._parts, self._part_count, self._part_size)
+        if self._after_gap:
+            msg.after_gap = True
+            self._after_gap = False
         self._parts, self._part_count, self._part_size = [], 0, 0
         self.messages += 1
         msg.subscription = self._old_subscription(msg)
@@ -777,10 +835,18 @@ class ZmtpChef(StreamChef):
                 kind, topic = ev.subscription
                 out["subscription"] = {"command": kind, "topic": show(topic)}
                 out["summary"] += f" ({kind} {show(topic)!r}, ZMTP 3.0 style)"
+            if ev.after_gap:
+                out["after_gap"] = True
+                out["summary"] += " (first after a gap: frames before it may be missing)"
         elif isinstance(ev, Joined):
             out.update(type="joined", skipped=ev.skipped)
             out["summary"] = (f"{label}  JOINED mid-stream (greeting not captured"
                               f"{f', {ev.skipped} bytes skipped' if ev.skipped else ''})")
+        elif isinstance(ev, Resynced):
+            out.update(type="resynced", missing=ev.missing, skipped=ev.skipped)
+            out["summary"] = (f"{label}  RESYNCED at a frame boundary after {ev.missing} "
+                              f"missing bytes"
+                              f"{f' ({ev.skipped} more skipped)' if ev.skipped else ''}")
         elif isinstance(ev, NotZmtp):
             out.update(type="not_zmtp", protocol=ev.protocol, first_bytes_hex=ev.first_bytes_hex)
             out["summary"] = f"{label}  {ev.protocol}: not decoded (first bytes {ev.first_bytes_hex})"

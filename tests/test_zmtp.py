@@ -25,8 +25,8 @@ from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 from netdumplings.chefs.zmtp import (
-    Command, DecodeError, Greeting, Joined, Message, NotZmtp, ZmtpChef, ZmtpDecoder,
-    parse_properties)
+    RESYNC_TRIES, Command, DecodeError, Greeting, Joined, Message, NotZmtp, Resynced, ZmtpChef,
+    ZmtpDecoder, parse_properties)
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name[:-len(".expected.json")] for p in DATA.glob("zmtp-*.expected.json"))
@@ -287,7 +287,7 @@ def test_not_zmtp3_is_named_once(head: bytes, protocol: str) -> None:
     assert chef.errors == 0
 
 
-def test_truncated_stream_and_gap_stop_cleanly() -> None:
+def test_truncated_stream_stops_cleanly() -> None:
     dec = ZmtpDecoder()
     events = feed_all(dec, null_session(frame(b"first", more=True), frame(b"x" * 50)[:20]))
     assert not [e for e in events if isinstance(e, Message)]
@@ -295,15 +295,93 @@ def test_truncated_stream_and_gap_stop_cleanly() -> None:
     (err,) = end
     assert isinstance(err, DecodeError) and err.fatal
     assert "18 of 50" in err.error and "multipart message of 1 frames" in err.error
-    gap = ZmtpDecoder()
-    feed_all(gap, null_session())
-    (err,) = gap.gap(1000)
-    assert err.fatal and gap.stopped
-    assert gap.feed(frame(b"later")) == [] and gap.skipped_bytes >= 1000
     short = ZmtpDecoder()
     assert short.feed(greeting()[:30]) == []
     (cut,) = short.end()
     assert isinstance(cut, DecodeError) and "greeting" in cut.error
+
+
+def test_gap_resyncs_at_the_next_whole_frames_chunk() -> None:
+    """A gap loses the frame boundaries: what was in progress is dropped (said, not passed
+    off as a message), chunks that start inside a frame are skipped, and decoding resumes
+    at the first chunk made of whole frames, whose first message is flagged."""
+    dec = ZmtpDecoder()
+    feed_all(dec, null_session(frame(b"one")))
+    assert dec.messages == 1
+    assert dec.feed(frame(b"head", more=True)) == []
+    (err,) = dec.gap(1000)
+    assert isinstance(err, DecodeError) and not err.fatal and err.skipped == 1000
+    assert "1000 bytes missing" in err.error and "multipart message of 1 frames" in err.error
+    assert not dec.stopped and dec.buffered == 0
+    inside = frame(b"x" * 300)[40:]
+    assert dec.feed(inside) == []            # starts inside a frame: skipped
+    events = dec.feed(frame(b"tail") + frame(b"two", more=True) + frame(b"parts"))
+    assert isinstance(events[0], Resynced)
+    assert (events[0].missing, events[0].skipped) == (1000, len(inside))
+    first, second = events[1:]
+    assert first.after_gap and [f.preview for f in first.frames] == [b"tail"]
+    assert not second.after_gap and [f.preview for f in second.frames] == [b"two", b"parts"]
+    (later,) = dec.feed(frame(b"three"))
+    assert not later.after_gap and dec.messages == 4
+    assert dec.skipped_bytes == 1000 + len(inside) and dec.errors == 1
+    # two gaps before a boundary is found: one resync, the missing bytes added up
+    dec.gap(10)
+    dec.gap(20)
+    (resynced, msg) = dec.feed(frame(b"four"))
+    assert resynced == Resynced(30, 0) and msg.after_gap
+
+
+def test_gap_gives_up_when_no_boundary_comes() -> None:
+    dec = ZmtpDecoder()
+    feed_all(dec, null_session(frame(b"one")))
+    dec.gap(5)
+    events: list[Any] = []
+    for _ in range(RESYNC_TRIES + 5):
+        events += dec.feed(b"\xff not a frame boundary")
+    (err,) = events
+    assert isinstance(err, DecodeError) and err.fatal and dec.stopped
+    assert f"no frame boundary in the {RESYNC_TRIES} chunks" in err.error
+    assert dec.feed(frame(b"later")) == []
+    # a stopped direction stays stopped through a gap
+    assert dec.gap(7) == [] and dec.stopped
+
+
+def _drop_packets_holding(capture: str, bodies: list[bytes], out: Path) -> None:
+    from scapy.all import Raw, rdpcap, wrpcap
+
+    packets = rdpcap(str(DATA / f"{capture}.pcap"))
+    keep = [p for p in packets
+            if not (Raw in p and any(b in bytes(p[Raw]) for b in bodies))]
+    assert len(keep) == len(packets) - len(bodies)
+    wrpcap(str(out), keep)
+
+
+def test_capture_with_a_lost_segment_resumes_after_it(tmp_path: Path) -> None:
+    """A real pyzmq PUSH/PULL capture with the segment of one message removed: the kitchen
+    reports the gap, the chef resyncs, and every later message is decoded as sent."""
+    truth = load("zmtp-push-pull")
+    (conn,) = truth["connections"]
+    want = conn["messages"][C2S]
+    lost = bytes.fromhex(want[2]["frames"][0]["hex"])
+    cut = tmp_path / "lost.pcap"
+    _drop_packets_holding("zmtp-push-pull", [lost], cut)
+    payloads = [d["payload"] for d in read_dumplings(
+        str(cut), [ZmtpChef], chef_options={"ZmtpChef": {"ports": [truth["server_port"]]}})]
+    c2s = [p for p in payloads if p["direction"] == C2S and p["type"] != "command"]
+    types = [p["type"] for p in c2s]
+    i = types.index("error")
+    assert types[i:i + 2] == ["error", "resynced"]
+    assert c2s[i]["fatal"] is False and c2s[i]["skipped"] == len(frame(lost))
+    assert c2s[i + 1]["missing"] == len(frame(lost)) and c2s[i + 1]["skipped"] == 0
+    msgs = [p for p in c2s if p["type"] == "message"]
+    assert len(msgs) == len(want) - 1
+    for p, w in zip(msgs, want[:2] + want[3:]):
+        check_frames(p["frames"], w["frames"])
+    assert [bool(p.get("after_gap")) for p in msgs] == [False, False, True, False]
+    assert not [p for p in payloads if p["type"] == "error" and p["fatal"]]
+    (close,) = [p for p in payloads if p["type"] == "close"]
+    assert close["counts"][C2S]["messages"] == len(want) - 1
+    assert close["counts"][C2S]["errors"] == 1
 
 
 def test_reserved_flag_bits_stop_the_direction() -> None:
