@@ -50,6 +50,8 @@ SUMMARY_ITEMS = 8
 MAX_CONSECUTIVE_ERRORS = 3
 #: Hex characters of an undecodable message shown in an error event.
 ERROR_HEX_BYTES = 48
+#: Captured chunks tried for a message boundary after a gap before a direction stops.
+RESYNC_TRIES = 64
 
 _READ_RESPONSE_ID = caproto.ReadResponse.ID
 _ROLE = {Direction.CLIENT_TO_SERVER: CLIENT, Direction.SERVER_TO_CLIENT: SERVER}
@@ -151,7 +153,11 @@ class _Direction:
     skip: int = 0              # bytes of an oversized message still to discard
     errors_in_row: int = 0
     stopped: str | None = None
-    ignored: int = 0           # bytes dropped after stopping
+    ignored: int = 0           # bytes dropped after stopping, or while resyncing
+    resync: bool = False       # after a gap: looking for a message boundary
+    resync_tries: int = 0
+    missing: int = 0           # bytes lost in the gap(s) since the last boundary
+    dropped: int = 0           # captured bytes dropped while looking for one
 
 
 class ChannelAccessDecoder:
@@ -163,8 +169,11 @@ class ChannelAccessDecoder:
 
     Memory is bounded: a message larger than ``max_message_bytes`` is skipped (its header
     is reported) instead of buffered, and each id map keeps at most ``max_names`` entries.
-    A direction that keeps failing to parse, or that lost bytes, is stopped: CA has no
-    sync marker to find the next message by.
+    CA has no sync marker. After a gap, decoding resumes at the first captured chunk that
+    is whole messages (known command ids, payloads padded to 8 bytes as CA requires,
+    lengths adding up to the chunk's end): CA peers write whole messages, so a TCP
+    segment starts at one. A direction that keeps failing to parse, or finds no boundary
+    within ``RESYNC_TRIES`` chunks of a gap, is stopped.
     """
 
     def __init__(self, *, max_message_bytes: int = 1 << 20, max_data_items: int = 64,
@@ -195,6 +204,8 @@ class ChannelAccessDecoder:
         if state.stopped:
             state.ignored += len(data)
             return []
+        if state.resync:
+            return self._resync(direction, state, data, timestamp)
         if state.skip:
             dropped = min(state.skip, len(data))
             state.skip -= dropped
@@ -215,11 +226,68 @@ class ChannelAccessDecoder:
 
     def gap(self, direction: Direction, size: int, timestamp: float | None = None
             ) -> list[CAEvent]:
-        """Bytes lost for good: message boundaries in this direction are gone."""
+        """Bytes lost for good. Inside an oversized message being skipped anyway, nothing
+        else is lost; otherwise the message in progress is dropped and the direction looks
+        for the next message boundary (``_resync``)."""
         state = self._dirs[direction]
         if state.stopped:
+            state.ignored += size
             return []
-        return [self._stop(direction, state, f"{size} bytes lost in capture", timestamp)]
+        if state.skip >= size:
+            state.skip -= size
+            return []
+        pending = len(state.buffer) + state.skip
+        state.buffer = bytearray()
+        state.skip = 0
+        state.errors_in_row = 0
+        if not state.resync:
+            state.resync, state.resync_tries, state.missing, state.dropped = True, 0, 0, 0
+        state.missing += size
+        state.ignored += pending
+        lost = f" ({pending} bytes of the message in progress dropped)" if pending else ""
+        return [self._error(direction, None, {"missing": size}, size,
+                            f"{size} bytes lost in capture{lost}; looking for the next "
+                            f"message boundary", timestamp)]
+
+    def _resync(self, direction: Direction, state: _Direction, data: bytes,
+                timestamp: float | None) -> list[CAEvent]:
+        if not data:
+            return []
+        if not self._whole_messages(direction, data):
+            state.ignored += len(data)
+            state.dropped += len(data)
+            state.resync_tries += 1
+            if state.resync_tries < RESYNC_TRIES:
+                return []
+            state.resync = False
+            return [self._stop(direction, state, f"no message boundary in the {RESYNC_TRIES} "
+                               f"chunks after a gap ({state.dropped} bytes)", timestamp)]
+        state.resync = False
+        event = CAEvent(direction, "resynced", None,
+                        {"missing": state.missing, "skipped": state.dropped}, 0,
+                        timestamp=timestamp)
+        state.buffer += data
+        return [event, *self._drain(direction, state, timestamp, sender=None)]
+
+    @staticmethod
+    def _whole_messages(direction: Direction, data: bytes) -> bool:
+        """Whether ``data`` is one or more whole CA messages this side could send."""
+        known = Commands[_ROLE[direction]]
+        pos, n = 0, len(data)
+        while pos < n:
+            if n - pos < HEADER_SIZE:
+                return False
+            command, payload, _, count = struct.unpack_from(">HHHH", data, pos)
+            head = HEADER_SIZE
+            if payload == 0xFFFF and count == 0:   # extended header: 32-bit size and count
+                if n - pos < HEADER_SIZE + 8:
+                    return False
+                (payload,) = struct.unpack_from(">I", data, pos + HEADER_SIZE)
+                head += 8
+            if command not in known or payload % 8:
+                return False
+            pos += head + payload
+        return pos == n and n > 0
 
     def close(self, timestamp: float | None = None) -> list[CAEvent]:
         """End of the circuit: report what was left half-received."""
@@ -500,6 +568,10 @@ def describe_event(event: CAEvent) -> str:
     """caproto-shark style: ``SearchRequest(name='rpi:color', cid=1, version=13, reply=5)``."""
     if event.error is not None:
         text = f"error: {event.error}"
+    elif event.command == "resynced":
+        f = event.fields
+        text = (f"RESYNCED at a message boundary after {f['missing']} missing bytes"
+                + (f" ({f['skipped']} more skipped)" if f["skipped"] else ""))
     else:
         args = ", ".join(f"{k}={_summary_value(k, v)}" for k, v in event.fields.items()
                          if k != "metadata" and k != "data_truncated")
@@ -527,7 +599,13 @@ def looks_like_version_header(data: bytes) -> bool:
 
 
 class ChannelAccessChef(FlowChef):
-    """One dumpling per EPICS Channel Access command, UDP searches and TCP circuits."""
+    """One dumpling per EPICS Channel Access command, UDP searches and TCP circuits.
+
+    Bytes lost from a circuit (a gap in the capture) give an ``error`` dumpling, then a
+    ``resynced`` one when decoding resumes at the next captured segment of whole messages;
+    the circuit's channel and subscription history is kept, so later messages still name
+    their PVs.
+    """
 
     transports: ClassVar[frozenset[str]] = frozenset({"tcp", "udp"})
     default_ports: ClassVar[tuple[int, ...]] = (5064, 5065)

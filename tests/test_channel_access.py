@@ -22,7 +22,8 @@ from caproto import ChannelType
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from netdumplings.chef import CloseReason, Direction, iter_payloads
-from netdumplings.chefs.channel_access import (ChannelAccessChef, ChannelAccessDecoder,
+from netdumplings.chefs.channel_access import (RESYNC_TRIES, ChannelAccessChef,
+                                               ChannelAccessDecoder, describe_event,
                                                looks_like_version_header)
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
@@ -349,13 +350,87 @@ def test_decoder_garbage_stops_one_direction_cleanly():
     assert ok.command == "VersionResponse"
 
 
-def test_decoder_gap_stops_direction():
+def test_decoder_gap_resyncs_at_the_next_whole_messages_chunk():
     decoder = ChannelAccessDecoder()
     decoder.feed(S2C, bytes(caproto.VersionResponse(13))[:10])
     (ev,) = decoder.gap(S2C, 1460)
-    assert "1460 bytes lost" in ev.error and decoder.stopped(S2C)
-    assert decoder.feed(S2C, bytes(caproto.VersionResponse(13))) == []
-    assert decoder.close() == []  # nothing half-received is left to report
+    assert "1460 bytes lost" in ev.error and "10 bytes of the message in progress" in ev.error
+    assert ev.fields == {"missing": 1460} and not decoder.stopped(S2C)
+    assert decoder.close() == []  # the half-received message was dropped at the gap
+    # a chunk starting inside a message is skipped; whole messages resume decoding
+    create = bytes(caproto.CreateChanResponse(data_type=ChannelType.DOUBLE, data_count=1,
+                                              cid=1, sid=7))
+    assert decoder.feed(S2C, create[4:]) == []
+    events = decoder.feed(S2C, bytes(caproto.VersionResponse(13)) + create)
+    assert [e.command for e in events] == ["resynced", "VersionResponse", "CreateChanResponse"]
+    assert events[0].fields == {"missing": 1460, "skipped": len(create) - 4}
+    assert "RESYNCED at a message boundary after 1460 missing bytes" in \
+        describe_event(events[0])
+    (echo,) = decoder.feed(S2C, bytes(caproto.EchoResponse()))
+    assert echo.command == "EchoResponse"
+    # the other direction never noticed
+    (req,) = decoder.feed(C2S, bytes(caproto.EchoRequest()))
+    assert req.command == "EchoRequest"
+
+
+def test_decoder_gap_inside_a_skipped_oversized_message_loses_nothing_else():
+    decoder = ChannelAccessDecoder(max_message_bytes=64)
+    big = bytes(caproto.WriteNotifyRequest(data=[1.0] * 100, data_type=ChannelType.DOUBLE,
+                                           data_count=100, sid=1, ioid=2))
+    (oversized,) = decoder.feed(C2S, big[:100])
+    assert "over the 64-byte limit" in oversized.error
+    assert decoder.gap(C2S, 300) == []          # bytes the decoder was skipping anyway
+    (echo,) = decoder.feed(C2S, big[400:] + bytes(caproto.EchoRequest()))
+    assert echo.command == "EchoRequest"
+
+
+def test_decoder_gap_gives_up_without_a_boundary():
+    decoder = ChannelAccessDecoder()
+    decoder.gap(C2S, 100)
+    events = []
+    for _ in range(RESYNC_TRIES + 3):
+        events += decoder.feed(C2S, b"\x00\x01 no CA message starts here")
+    (stop,) = events
+    assert stop.error.startswith("decoding stopped: no message boundary in the 64 chunks")
+    assert decoder.stopped(C2S)
+    assert decoder.feed(C2S, bytes(caproto.EchoRequest())) == []
+
+
+def test_capture_with_a_lost_segment_resumes_after_it(tmp_path):
+    """The real capture with one server segment (a ReadNotifyResponse) removed: the chef
+    reports the gap, resyncs at the next segment, and decodes everything after it (PV
+    names included, from the circuit's history) as in the full capture."""
+    from scapy.all import TCP, Raw, rdpcap, wrpcap
+
+    packets = rdpcap(str(PCAP))
+    read_id = caproto.ReadNotifyResponse.ID
+    index = next(i for i, p in enumerate(packets)
+                 if TCP in p and Raw in p and p[TCP].sport == 5064
+                 and int.from_bytes(bytes(p[Raw])[:2], "big") == read_id)
+    lost = packets[index]
+    client = f"{lost['IP'].dst}:{lost[TCP].dport}"
+    assert len(bytes(lost[Raw])) == 16 + int.from_bytes(bytes(lost[Raw])[2:4], "big")
+    cut = tmp_path / "lost.pcap"
+    wrpcap(str(cut), packets[:index] + packets[index + 1:])
+    got = [d["payload"] for d in read_dumplings(str(cut), [ChannelAccessChef])
+           if d["metadata"]["driver"] != "interval"]
+    full = [d["payload"] for d in read_dumplings(PCAP, [ChannelAccessChef])
+            if d["metadata"]["driver"] != "interval"]
+    mine = [p for p in by_client(got, "tcp")[client] if p["direction"] == "server_to_client"]
+    want = [p for p in by_client(full, "tcp")[client] if p["direction"] == "server_to_client"]
+    at = next(i for i, p in enumerate(want) if p["command"] == "ReadNotifyResponse")
+    assert [p["command"] for p in mine] == \
+        [p["command"] for p in want[:at]] + ["error", "resynced"] + \
+        [p["command"] for p in want[at + 1:]]
+    assert "bytes lost in capture" in mine[at]["error"]
+    assert mine[at + 1]["fields"] == {"missing": len(bytes(lost[Raw])), "skipped": 0}
+    for p, w in zip(mine[at + 2:], want[at + 1:]):
+        assert (p["fields"], p["pv"]) == (w["fields"], w["pv"])
+    # every other circuit and direction is untouched
+    def key(ps):
+        return [(p["flow"]["client"], p["direction"], p["command"], p["pv"]) for p in ps
+                if not (p["flow"]["client"] == client and p["direction"] == "server_to_client")]
+    assert key(got) == key(full)
 
 
 def test_decoder_datagrams_beacons_and_repeater():
