@@ -32,6 +32,7 @@ DNS = str(DATA / "dns-queries.pcap")
     (("nd-hub", "--status-freq", "-1"), "-f/--status-freq: must be at least 0"),
     (("nd-hub", "--max-queue", "0"), "--max-queue: must be at least 1"),
     (("nd-print", "--count", "0"), "--count: must be at least 1"),
+    (("nd-sniff", "-r", DNS, "--print", "--count", "0"), "--count: must be at least 1"),
     (("nd-print", "--count", "x"), "--count: invalid int value: 'x'"),
 ])
 def test_bad_option_values(procs, args, message):
@@ -148,6 +149,53 @@ def test_dump_output_that_cannot_be_written(procs, hub_process, tmp_path):
     assert f"cannot write {tmp_path}/by-default/x.pcap: No such file or directory" in err
     assert "reconnecting" not in err
     _no_traceback(dump)
+
+
+def test_count_stops_a_file_after_n_packets(procs, tmp_path):
+    """--count N, as tcpdump -c: the kitchen stops after N packets, the chefs finish as at
+    the end of the file, and -w writes exactly those N packets."""
+    out = tmp_path / "first5.pcap"
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "--count", "5", "-c", "DNSLookupChef",
+                 "--print", "-p", "0", "-w", str(out))
+    assert rc == 0, p.err
+    assert any(line.startswith("nd-sniff: 5 packets,") for line in p.err), p.err
+    payloads = [json.loads(line)["payload"] for line in p.out]
+    assert payloads[-1]["lookups_seen"]            # the end-of-capture interval dumpling
+    from netdumplings.sources import PcapSource
+    src = PcapSource(DNS)
+    first = [bytes(q.data) for _, q in zip(range(5), src)]
+    src.close()
+    written = PcapSource(out)
+    assert [bytes(q.data) for q in written] == first
+    written.close()
+    # the same file without --count: more than 5 packets, so the cut was real
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "-c", "DNSLookupChef", "--print", "-p", "0")
+    (summary,) = [line for line in p.err if line.startswith("nd-sniff:")]
+    assert int(summary.split()[1]) > 5
+
+
+@needs_capture
+def test_count_stops_a_live_capture(procs):
+    """Live, --count ends the capture by itself (no signal) once N packets matched."""
+    port = free_port(socket.SOCK_DGRAM)
+    p = procs(nd_command("nd-sniff") + ["-i", "lo", "-f", f"udp dst port {port}", "--count",
+                                        "3", "-m", CHEFS_FILE, "-c", "UdpPayloadChef",
+                                        "--print", "-v"])
+    p.wait_line("sniffing", timeout=15)
+    time.sleep(0.3)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        deadline = time.monotonic() + 10
+        n = 0
+        while p.p.poll() is None and time.monotonic() < deadline:
+            s.sendto(b"datagram %d" % n, ("127.0.0.1", port))
+            n += 1
+            time.sleep(0.05)
+    assert p.wait(15) == 0
+    assert n > 3
+    assert [json.loads(line)["payload"]["text"] for line in p.out] == \
+        ["datagram 0", "datagram 1", "datagram 2"]
+    assert any(line.startswith("nd-sniff: 3 packets,") for line in p.err), p.err
+    _no_traceback(p)
 
 
 @needs_capture

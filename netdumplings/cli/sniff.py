@@ -29,6 +29,7 @@ examples:
   nd-sniff -i eth0 -i eth1 -m mychefs.py --hub hub.example:11347    several interfaces, your chefs
   nd-sniff -r capture.pcap --print                                  a file, dumplings on stdout
   nd-sniff -i eth0 -f "port 53" -w dns.pcapng                       cook, and keep the packets
+  nd-sniff -i eth0 -f "arp" --count 100 --print                     stop after 100 packets
   tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
   nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
   nd-sniff -l                                                       list the chefs available
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BPF capture filter, as tcpdump's (default: every packet)")
     p.add_argument("-r", "--read", metavar="FILE",
                    help="read a pcap/pcapng file instead of sniffing ('-' = stdin)")
+    p.add_argument("--count", type=POSITIVE_INT, metavar="N",
+                   help="stop after N packets, as tcpdump -c (-c is --chef here, as in "
+                        "netdumplings 0.5); the chefs then finish as at the end of a file")
     add_chef_args(p)
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
                 progress = _progress(source, kitchen, started)
-            kitchen.run(tee(source) if tee else source, stop=stop.is_set, progress=progress)
+            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set,
+                        progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
         else:
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.filter, ",".join(names))
             if sender is not None:
                 sender.start()  # only now: the hub sees the kitchen once it is capturing
-            kitchen.run(tee(source) if tee else source, stop=stop.is_set, live=True)
+            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -297,6 +302,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1
     return code
+
+
+def _packets(source: Any, tee: "_Tee | None", count: int | None) -> Any:
+    """What the kitchen reads: the source, through ``-w``'s tee, cut at ``--count``."""
+    packets = tee(source) if tee is not None else source
+    return packets if count is None else _first(packets, count)
+
+
+def _first(packets: Any, count: int) -> Any:
+    """The first ``count`` packets (a live source's idle ticks, ``None``, pass uncounted)."""
+    n = 0
+    for packet in packets:
+        yield packet
+        if packet is not None:
+            n += 1
+            if n >= count:
+                return
 
 
 class _Tee:
