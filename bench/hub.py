@@ -4,7 +4,7 @@ Three processes, as in production: ``nd-hub``; this process as the kitchen (a ch
 one small dumpling per packet, the real Kitchen and HubSender, batches on the link); the
 eaters (``bench.hub_eater``). Measured: dumplings/s each eater received, loss (sent -
 received, and what the hub says it dropped), order, kitchen-to-eater latency p50/p99 at a
-paced 5,000/s, and the hub's RSS (sampled every 20 ms) after each phase.
+paced 5,000/s (JSON and msgpack), and the hub's RSS (sampled every 20 ms) after each phase.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def run(count: int = 300_000, paced_count: int = 25_000, log: Callable[[str], No
         plan = [(1, "json", count, None), (1, "msgpack", count, None),
                 (10, "json", count // 3, None), (10, "msgpack", count // 3, None),
                 (1, "json", paced_count, 5000.0), (10, "json", paced_count, 5000.0),
+                (1, "msgpack", paced_count, 5000.0), (10, "msgpack", paced_count, 5000.0),
                 (1, "json", count, None)]  # again: does RSS grow with what has passed?
         for eaters, enc, n, rate in plan:
             rows.append(phase(in_port, out_port, eaters, enc, n, rate, rss, log))
