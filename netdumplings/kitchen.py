@@ -9,10 +9,12 @@ hub sender's outbox, or the offline API's list.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import socket
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
 from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
@@ -32,6 +34,9 @@ ERRORS_LOGGED = 5
 #: intervals skips the rest (counted in ``stats.pokes_skipped``) instead of poking, say,
 #: a billion times for ``-p 1e-9`` or 17,000 times for a day-long pause at 5 s.
 MAX_CATCH_UP_POKES = 1000
+#: The chef methods the kitchen calls, timed per chef when ``time_chefs`` is on.
+TIMED_HANDLERS = ("packet_handler", "interval_handler", "detect", "on_open", "on_data",
+                  "on_gap", "on_close")
 
 Sink = Callable[[dict[str, Any], bytes], None]
 
@@ -71,8 +76,12 @@ class Kitchen:
                  chef_options: dict[str, dict[str, Any]] | None = None,
                  max_flows: int = 100_000, flow_idle_timeout: float = 300.0,
                  max_flow_buffer: int = 1 << 20, max_reassembly_bytes: int = 256 << 20,
-                 host: str | None = None) -> None:
+                 host: str | None = None, time_chefs: bool = False) -> None:
         self.name = name
+        #: Seconds spent in each chef's handlers (and in iterating the generators they
+        #: return), when ``time_chefs`` is on: which chef to leave out when a live capture
+        #: cannot keep up. Off by default: timing costs two clock reads per call.
+        self.chef_seconds: dict[str, float] | None = {} if time_chefs else None
         self.interface = interface
         self.filter = bpf_filter
         self.poke_interval = poke_interval
@@ -105,7 +114,46 @@ class Kitchen:
             chef.kitchen = self
         if chef not in self.chefs:
             self.chefs.append(chef)
+            if self.chef_seconds is not None:
+                self._time_chef(chef)
         self._rebuild()
+
+    def _time_chef(self, chef: DumplingChef) -> None:
+        """Wrap the chef's handlers on the instance (the class, and every other kitchen's
+        chefs, are untouched), so an untimed kitchen pays nothing for this."""
+        seconds = self.chef_seconds
+        assert seconds is not None
+        name = chef.name
+        seconds.setdefault(name, 0.0)
+        clock = time.perf_counter
+
+        def timed_iter(gen: Iterator[Any]) -> Iterator[Any]:
+            while True:
+                start = clock()
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+                finally:
+                    seconds[name] += clock() - start
+                yield item
+
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def timed(*args: Any) -> Any:
+                start = clock()
+                try:
+                    result = fn(*args)
+                finally:
+                    seconds[name] += clock() - start
+                # A generator handler does its work as the kitchen iterates it.
+                return timed_iter(result) if inspect.isgenerator(result) else result
+            return timed
+
+        for attr in TIMED_HANDLERS:
+            fn = getattr(chef, attr, None)
+            if callable(fn):
+                setattr(chef, attr, wrap(fn))
 
     def _rebuild(self) -> None:
         chefs = getattr(self, "chefs", [])

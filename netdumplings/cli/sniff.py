@@ -38,6 +38,8 @@ Chefs: with no --chef, every chef of the --chef-module modules runs; with neithe
 bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
 --chef-option FluentdForwardChef.ports=24224,24225 (repeatable).
 Live capture needs root or CAP_NET_RAW. Tokens: $ND_KITCHEN_TOKEN or --token-file.
+With -v the summary at exit also says how long each chef took (the time it spent in its
+handlers): which chef to leave out when a live capture cannot keep up.
 """
 
 
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                           poke_interval=args.poke_interval, interface=args.interface and
                           ",".join(args.interface), bpf_filter=args.filter,
                           chef_options=chef_options, max_flows=args.max_flows,
-                          flow_idle_timeout=args.flow_timeout)
+                          flow_idle_timeout=args.flow_timeout, time_chefs=args.verbose > 0)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
 
@@ -273,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     st = kitchen.stats
     live = ""
     lost = False   # anything dropped or left undecoded: said even with -q
+    kernel_drops = 0
     if isinstance(source, LiveSource):
-        ks = source.stats()
-        live = f", {ks['kernel_drops']} dropped by the kernel"
-        lost = ks["kernel_drops"] > 0
+        kernel_drops = source.stats()["kernel_drops"]
+        live = f", {kernel_drops} dropped by the kernel"
+        lost = kernel_drops > 0
     dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
         sender.outbox.dropped_total else ""
     lost = lost or bool(dropped)
@@ -298,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {st.packets} packets, {st.dumplings} dumplings, {st.chef_errors} chef "
               f"errors{which}{dropped}{live} in {elapsed:.2f}s "
               f"({st.packets / elapsed if elapsed > 0 else 0:.0f} packets/s)", file=sys.stderr)
+        if kitchen.chef_seconds is not None:
+            ranked = sorted(kitchen.chef_seconds.items(), key=lambda kv: -kv[1])
+            print(f"{PROG}: time in chefs: "
+                  + ", ".join(f"{chef} {secs:.2f}s" for chef, secs in ranked), file=sys.stderr)
+        elif kernel_drops:
+            print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
+                  f"chef takes (leave slow ones out with -c), a filter (-f) passes fewer "
+                  f"packets", file=sys.stderr)
     if error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1
