@@ -21,7 +21,7 @@ from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError as DnsBufferError
 from dnslib.label import DNSBuffer
 
-from netdumplings.chef import CloseReason, DatagramChef, Direction, FlowChefOptions
+from netdumplings.chef import CloseReason, Direction, FlowChef, FlowChefOptions
 
 log = logging.getLogger(__name__)
 
@@ -612,6 +612,60 @@ class DnsDecoder:
         return out
 
 
+class DnsTcpFramer:
+    """DNS over TCP (RFC 1035 4.2.2, RFC 7766): every message is preceded by its length in
+    two bytes. Sans-I/O: ``feed`` returns the whole messages completed by ``data``, so at
+    most one message (64 KB) is held per direction. A gap loses the boundaries, and a
+    two-byte length cannot be told from any other two bytes, so that direction stops
+    (``stopped``; the bytes that follow are counted in ``skipped``)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.stopped = False
+        self.skipped = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.stopped:
+            self.skipped += len(data)
+            return []
+        buf = self._buf
+        buf += data
+        out = []
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            size = (buf[pos] << 8) | buf[pos + 1]
+            if n - pos - 2 < size:
+                break
+            out.append(bytes(buf[pos + 2:pos + 2 + size]))
+            pos += 2 + size
+        del buf[:pos]
+        return out
+
+    def gap(self, size: int) -> int:
+        """Stop; returns the bytes of a partial message dropped with the gap."""
+        dropped = len(self._buf)
+        self._buf = bytearray()
+        self.skipped += size + dropped
+        self.stopped = True
+        return dropped
+
+
+class _TcpFlow:
+    """A DNS-over-TCP connection: one decoder (queries pair with responses by id across
+    the two directions, pipelined or not) and a framer per direction."""
+
+    __slots__ = ("decoder", "framers")
+
+    def __init__(self, decoder: DnsDecoder) -> None:
+        self.decoder = decoder
+        self.framers = {Direction.CLIENT_TO_SERVER: DnsTcpFramer(),
+                        Direction.SERVER_TO_CLIENT: DnsTcpFramer()}
+
+
 # -- chef ------------------------------------------------------------------------------
 
 
@@ -629,8 +683,11 @@ def _answer_text(msg: DnsMessage) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
-class DNSLookupChef(DatagramChef):
+class DNSLookupChef(FlowChef):
     """DNS lookups per flow: one dumpling per answered (or unanswered) query.
+
+    UDP and TCP (the two-byte length framing of RFC 7766: truncated answers retried over
+    TCP, large responses, zone transfers) on the same ports.
 
     The lookup dumpling carries the question, the response code, the answer, authority
     and additional records, EDNS of both sides and the query-to-response latency. A
@@ -641,10 +698,13 @@ class DNSLookupChef(DatagramChef):
     """
 
     default_ports: ClassVar[tuple[int, ...]] = (53,)
+    transports: ClassVar[frozenset[str]] = frozenset({"udp", "tcp"})
 
     class Options(FlowChefOptions):
         #: Also follow multicast DNS (port 5353).
         mdns: bool = False
+        #: Also decode DNS over TCP on the same ports.
+        tcp: bool = True
         #: Seconds (capture time) after which an unanswered query is reported.
         query_timeout: float = 5.0
         #: Hostnames kept in ``lookups_seen`` (least recently looked up dropped first).
@@ -661,21 +721,53 @@ class DNSLookupChef(DatagramChef):
         super()._configure()
         if self.options.mdns:  # before the kitchen reads ``ports``
             self.ports = self.ports | {5353}
+        if not self.options.tcp:  # likewise ``transports``
+            self.transports = frozenset({"udp"})
 
-    def new_flow_state(self, flow: Any) -> DnsDecoder:
-        return DnsDecoder(self.options.query_timeout, self.options.max_pending)
+    def new_flow_state(self, flow: Any) -> DnsDecoder | _TcpFlow:
+        decoder = DnsDecoder(self.options.query_timeout, self.options.max_pending)
+        return _TcpFlow(decoder) if flow.transport == "tcp" else decoder
 
     def on_data(self, flow: Any, direction: Direction, data: bytes,
                 timestamp: float) -> Iterator[dict[str, Any]]:
-        decoder: DnsDecoder = self.flow_state(flow)
-        for event in decoder.feed(data, direction, timestamp):
-            payload = self._payload(flow, event)
-            if payload is not None:
-                yield payload
+        state = self.flow_state(flow)
+        if type(state) is DnsDecoder:
+            for event in state.feed(data, direction, timestamp):
+                payload = self._payload(flow, event)
+                if payload is not None:
+                    yield payload
+            return
+        for message in state.framers[direction].feed(data):
+            for event in state.decoder.feed(message, direction, timestamp):
+                payload = self._payload(flow, event)
+                if payload is not None:
+                    yield payload
+
+    def on_gap(self, flow: Any, direction: Direction, size: int) -> Iterator[dict[str, Any]]:
+        state = self.flow_state(flow)
+        if not isinstance(state, _TcpFlow) or state.framers[direction].stopped:
+            return
+        dropped = state.framers[direction].gap(size)
+        lost = f" and {dropped} bytes of a message" if dropped else ""
+        yield self._payload(flow, DecodeError(
+            reason=f"{size} bytes missing from the capture{lost}: DNS over TCP has no way "
+                   f"to find the next message, so this direction is no longer decoded",
+            size=size, hex_prefix="", direction=direction, timestamp=self.now))
 
     def on_close(self, flow: Any, reason: CloseReason) -> Iterator[dict[str, Any]]:
-        decoder = flow.state.get(self.name)
-        if not isinstance(decoder, DnsDecoder):
+        state = flow.state.get(self.name)
+        if isinstance(state, _TcpFlow):
+            for direction, framer in state.framers.items():
+                if framer.buffered and not framer.stopped:
+                    yield self._payload(flow, DecodeError(
+                        reason=f"connection ended inside a message ({framer.buffered} "
+                               f"bytes, length prefix included)",
+                        size=framer.buffered, hex_prefix="", direction=direction,
+                        timestamp=getattr(flow, "last_seen", None)))
+            decoder = state.decoder
+        elif isinstance(state, DnsDecoder):
+            decoder = state
+        else:
             return
         for event in decoder.close():
             payload = self._payload(flow, event)

@@ -15,7 +15,8 @@ import dnslib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netdumplings.chefs.dns import DecodeError, DNSLookupChef, DnsDecoder, Lookup, Query, parse_message
+from netdumplings.chefs.dns import (DecodeError, DNSLookupChef, DnsDecoder, DnsTcpFramer, Lookup,
+                                    Query, parse_message)
 from netdumplings.chef import CloseReason, Direction, iter_payloads
 from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
@@ -210,6 +211,76 @@ def test_on_close_reports_outstanding_queries() -> None:
     assert list(iter_payloads(chef.on_close(flow, CloseReason.END))) == []
 
 
+# -- DNS over TCP ---------------------------------------------------------------------
+
+
+def framed(*messages: bytes) -> bytes:
+    return b"".join(struct.pack("!H", len(m)) + m for m in messages)
+
+
+def test_tcp_framer_splits_and_joins_messages() -> None:
+    q1, q2 = query_bytes("one.example.", qid=1), query_bytes("two.example.", qid=2)
+    stream = framed(q1, q2, b"")
+    framer = DnsTcpFramer()
+    got = []
+    for i in range(len(stream)):          # one byte at a time: the prefix split too
+        got += framer.feed(stream[i:i + 1])
+    assert got == [q1, q2, b""] and framer.buffered == 0
+    assert DnsTcpFramer().feed(stream) == [q1, q2, b""]
+    partial = DnsTcpFramer()
+    assert partial.feed(framed(q1)[:-3]) == [] and partial.buffered == len(q1) - 1
+    assert partial.gap(100) == len(q1) - 1 and partial.stopped and partial.buffered == 0
+    assert partial.feed(framed(q2)) == [] and partial.skipped == 100 + len(q1) - 1 + 2 + len(q2)
+
+
+def make_tcp_flow() -> Flow:
+    return Flow(7, "tcp", ("127.0.0.1", 41000), ("127.0.0.1", 53), 0.0, True)
+
+
+def test_tcp_lookups_pipelined_and_split_anywhere() -> None:
+    chef = DNSLookupChef()
+    flow = make_tcp_flow()
+    q1, q2 = query_bytes("one.example.", qid=11), query_bytes("two.example.", qid=12)
+    r2, r1 = reply_bytes(q2, "192.0.2.2"), reply_bytes(q1, "192.0.2.1")
+    out = []
+    c2s, s2c = framed(q1, q2), framed(r2, r1)      # answered out of order (RFC 7766)
+    out += iter_payloads(chef.on_data(flow, C2S, c2s[:3], 1.0))
+    out += iter_payloads(chef.on_data(flow, C2S, c2s[3:], 1.0))
+    out += iter_payloads(chef.on_data(flow, S2C, s2c[:len(r2) + 3], 1.25))
+    out += iter_payloads(chef.on_data(flow, S2C, s2c[len(r2) + 3:], 1.5))
+    assert [(p["event"], p["name"], p["answers"][0]["data"]) for p in out] == [
+        ("lookup", "two.example.", "192.0.2.2"), ("lookup", "one.example.", "192.0.2.1")]
+    assert out[0]["latency"] == pytest.approx(0.25) and out[1]["latency"] == pytest.approx(0.5)
+    assert out[0]["flow"]["transport"] == "tcp"
+    assert chef.lookups_seen["one.example"]["count"] == 1
+    assert list(iter_payloads(chef.on_close(flow, CloseReason.FIN))) == []
+
+
+def test_tcp_gap_stops_the_direction_and_close_reports_what_is_left() -> None:
+    chef = DNSLookupChef()
+    flow = make_tcp_flow()
+    q1, q2 = query_bytes("one.example.", qid=21), query_bytes("two.example.", qid=22)
+    list(iter_payloads(chef.on_data(flow, C2S, framed(q1) + framed(q2)[:5], 1.0)))
+    (err,) = iter_payloads(chef.on_gap(flow, C2S, 300))
+    assert err["event"] == "error" and err["direction"] == "client_to_server"
+    assert "300 bytes missing from the capture and 5 bytes of a message" in err["error"]
+    assert list(iter_payloads(chef.on_gap(flow, C2S, 10))) == []      # said once
+    assert list(iter_payloads(chef.on_data(flow, C2S, framed(q2), 2.0))) == []
+    # the other direction still decodes: the first query is answered
+    (p,) = iter_payloads(chef.on_data(flow, S2C, framed(reply_bytes(q1)), 2.5))
+    assert p["event"] == "lookup" and p["name"] == "one.example."
+    # a response cut by the end of the connection is said, not dropped silently
+    list(iter_payloads(chef.on_data(flow, S2C, framed(reply_bytes(q2))[:20], 3.0)))
+    (cut,) = iter_payloads(chef.on_close(flow, CloseReason.RST))
+    assert cut["event"] == "error" and "connection ended inside a message (20 bytes" in \
+        cut["error"]
+
+
+def test_tcp_can_be_turned_off() -> None:
+    assert DNSLookupChef().transports == frozenset({"udp", "tcp"})
+    assert DNSLookupChef(tcp=False).transports == frozenset({"udp"})
+
+
 def test_extended_rcode_and_caps() -> None:
     rec = dnslib.DNSRecord.question("big.example.", "TXT")
     rec.header.qr = 1
@@ -329,6 +400,43 @@ def test_live_dnslib_server_and_client(live_kitchen) -> None:
     assert ok["id"] == answers[0].header.id and nx["id"] == answers[1].header.id
     assert ok["dst"] == f"127.0.0.1:{port}" and ok["flow"]["server"] == f"127.0.0.1:{port}"
     assert 0 <= ok["latency"] < 5
+
+
+@pytest.mark.live
+def test_live_dnslib_tcp_server_and_client(live_kitchen) -> None:
+    """DNS over TCP between dnslib's TCP server and client, sniffed on lo."""
+    from dnslib.server import DNSServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = DNSServer(_ZoneResolver(), port=port, address="127.0.0.1", tcp=True)
+    server.start_thread()
+    try:
+        with live_kitchen(f"tcp port {port}", [DNSLookupChef],
+                          {"DNSLookupChef": {"ports": [port]}}) as k:
+            answers = []
+            for name in ("live.dumplings.example.", "missing.dumplings.example."):
+                raw = dnslib.DNSRecord.question(name, "A").send("127.0.0.1", port, tcp=True,
+                                                                timeout=5)
+                answers.append(dnslib.DNSRecord.parse(raw))
+
+            def lookups(dumplings):
+                return [d["payload"] for d in dumplings
+                        if d["metadata"]["chef"] == "DNSLookupChef"
+                        and d["payload"].get("event") == "lookup"]
+
+            assert k.wait_for(lambda ds: len(lookups(ds)) >= 2, timeout=10)
+    finally:
+        server.stop()
+    got = {p["name"]: p for p in lookups(k.dumplings)}
+    ok, nx = got["live.dumplings.example."], got["missing.dumplings.example."]
+    assert ok["rcode"] == "NOERROR" and ok["answers"][0]["data"] == "198.51.100.42"
+    assert nx["rcode"] == "NXDOMAIN" and nx["answers"] == []
+    assert ok["id"] == answers[0].header.id and nx["id"] == answers[1].header.id
+    assert ok["flow"]["transport"] == "tcp" and ok["flow"]["server"] == f"127.0.0.1:{port}"
+    assert 0 <= ok["latency"] < 5
+    assert not [d for d in k.dumplings if d["payload"].get("event") == "error"]
 
 
 # -- fast path vs dnslib ------------------------------------------------------------------
