@@ -13,13 +13,15 @@ import functools
 import inspect
 import logging
 import socket
+import struct
 import time
 from typing import Any, Callable, Iterable, Iterator
 
 from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
+from .defrag import MAX_DATAGRAM, Defragmenter
 from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
 from .flows import Flow, FlowTable
-from .packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from .packet import ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from .reassembly import TcpDirection
 
 log = logging.getLogger("netdumplings.kitchen")
@@ -40,11 +42,15 @@ TIMED_HANDLERS = ("packet_handler", "interval_handler", "detect", "on_open", "on
 
 Sink = Callable[[dict[str, Any], bytes], None]
 
+_pack_ip4 = struct.Struct("!BBHHHBBH4s4s").pack
+_pack_ip6 = struct.Struct("!IHBB16s16s").pack
+
 
 class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
                  "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
-                 "retransmissions", "overlaps", "pokes_skipped", "truncated_datagrams")
+                 "retransmissions", "overlaps", "pokes_skipped", "truncated_datagrams",
+                 "fragments", "datagrams_reassembled", "fragmented_datagrams_dropped")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -60,6 +66,9 @@ class KitchenStats:
         self.overlaps = 0
         self.pokes_skipped = 0
         self.truncated_datagrams = 0
+        self.fragments = 0                      # IP fragments given to the flow path
+        self.datagrams_reassembled = 0          # ... made whole again
+        self.fragmented_datagrams_dropped = 0   # ... incomplete, inconsistent or too big
         self.started = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
@@ -164,6 +173,7 @@ class Kitchen:
         ports = frozenset(p for c in self.flow_chefs for p in c.ports)
         if self.flow_chefs and not hasattr(self, "flows"):
             self.flows = FlowTable(self._max_flows, self._flow_idle_timeout, ports)
+            self.defrag = Defragmenter()
         elif self.flow_chefs:
             self.flows.server_ports = ports
         self._detectors = {
@@ -249,8 +259,51 @@ class Kitchen:
                 self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
         # The header decode happens here, and only when some flow chef could want it.
         ft = self.flow_transports
-        if ft and packet.l4 in ft and packet.sport is not None:
-            self._flow_packet(packet)
+        if ft:
+            if packet.ip_frag is None:
+                if packet.l4 in ft and packet.sport is not None:
+                    self._flow_packet(packet)
+            else:
+                self._fragment(packet)
+
+    def _fragment(self, pkt: Packet) -> None:
+        """An IP fragment: the flow path gets the datagram once it is whole (packet chefs
+        have seen each fragment as it came)."""
+        ident, offset, more, start, proto = pkt.ip_frag
+        data, end, l3 = pkt.data, pkt.ip_end, pkt.l3_offset
+        if end is None or len(data) < end:
+            # cut by the snaplen: the datagram cannot be made whole (its other fragments
+            # are counted as dropped when it expires, or at the end of the capture)
+            return
+        v6 = pkt.eth_type == ETH_IPV6
+        if v6:
+            src, dst = data[l3 + 8:l3 + 24], data[l3 + 24:l3 + 40]
+        else:
+            src, dst = data[l3 + 12:l3 + 16], data[l3 + 16:l3 + 20]
+        defrag = self.defrag
+        whole = defrag.feed((src, dst, proto, ident), offset, more, data[start:end], pkt.time,
+                            MAX_DATAGRAM if v6 else MAX_DATAGRAM - 20)
+        self._defrag_stats()
+        if whole is None:
+            return
+        if v6:
+            head = _pack_ip6(0x60000000, len(whole), proto, 64, src, dst)
+        else:
+            head = _pack_ip4(0x45, 0, 20 + len(whole), ident, 0, 64, proto, 0, src, dst)
+        q = Packet(head + whole, pkt.time, linktype=LINKTYPE_RAW, interface=pkt.interface)
+        if q.l4 in self.flow_transports and q.sport is not None:
+            self._flow_packet(q)
+
+    def _defrag_stats(self) -> None:
+        ds, st = self.defrag.stats, self.stats
+        st.fragments = ds.fragments
+        st.datagrams_reassembled = ds.reassembled
+        dropped = ds.dropped
+        if dropped > st.fragmented_datagrams_dropped and not st.fragmented_datagrams_dropped:
+            log.warning("%s: a fragmented datagram could not be reassembled (%s); such "
+                        "datagrams are counted, not decoded", self.name,
+                        ", ".join(f"{k} {v}" for k, v in ds.as_dict().items() if v))
+        st.fragmented_datagrams_dropped = dropped
 
     def _flow_packet(self, pkt: Packet) -> None:
         ts = pkt.time
@@ -434,6 +487,8 @@ class Kitchen:
     def finish(self) -> None:
         """End of capture: close every open flow (reason END), then a last poke."""
         if self.flow_chefs:
+            if self.defrag.finish():
+                self._defrag_stats()
             for flow in self.flows.drain():
                 self._close(flow, CloseReason.END)
         for chef in self.interval_chefs:

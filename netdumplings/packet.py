@@ -43,6 +43,7 @@ _L4_NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 _unpack_hh = struct.Struct("!HH").unpack_from
 _unpack_tcp = struct.Struct("!HHIIBB").unpack_from
 _unpack_h = struct.Struct("!H").unpack_from
+_unpack_frag6 = struct.Struct("!HI").unpack_from   # IPv6 fragment header: offset/M, id
 _unpack_udp = struct.Struct("!HHH").unpack_from
 # IPv4: version/IHL, total length, flags/fragment offset, protocol, source, destination
 _unpack_ip4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
@@ -55,7 +56,7 @@ _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 #: The slots ``decode`` fills in (unset until then).
 _DECODED_FIELDS = frozenset((
     "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
-    "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan"))
+    "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan", "ip_frag"))
 
 
 def tcp_flag_names(flags: int) -> list[str]:
@@ -168,7 +169,7 @@ class Packet:
         "time", "data", "wirelen", "linktype", "interface",
         "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
         "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan",
-        "_scapy",
+        "ip_frag", "_scapy",
     )
 
     def __init__(self, data: bytes, time: float, wirelen: int | None = None,
@@ -202,6 +203,7 @@ class Packet:
         self.l4_length = 0
         self.ip_end = None
         self.vlan = None
+        self.ip_frag = None
         try:
             self._decode()
         except (struct.error, ValueError, IndexError):
@@ -224,7 +226,7 @@ class Packet:
         et = data[12] << 8 | data[13]
         if et == ETH_IPV4:
             vihl, total, frag, proto, src, dst = _unpack_ip4(data, 14)
-            if frag & 0x1FFF:
+            if frag & 0x3FFF:  # a fragment (more fragments, or an offset)
                 return False
             l4off = 14 + ((vihl & 0x0F) << 2)
             end = 14 + total
@@ -259,6 +261,7 @@ class Packet:
         self.eth_type = et
         self.l3_offset = 14
         self.vlan = None
+        self.ip_frag = None
         self.ip_src = _ntop(af, src)
         self.ip_dst = _ntop(af, dst)
         self.ip_proto = proto
@@ -305,8 +308,11 @@ class Packet:
             self.ip_dst = _ntop(_AF_INET, data[off + 16:off + 20])
             self.ip_proto = proto
             self.ip_end = off + total
-            if frag & 0x1FFF:  # a non-first fragment carries no transport header
-                return
+            if frag & 0x3FFF:
+                self.ip_frag = (_unpack_h(data, off + 4)[0], (frag & 0x1FFF) << 3,
+                                bool(frag & 0x2000), off + ihl, proto)
+                if frag & 0x1FFF:  # a non-first fragment carries no transport header
+                    return
             l4off = off + ihl
         elif etype == ETH_IPV6:
             plen = _unpack_h(data, off + 4)[0]
@@ -322,10 +328,13 @@ class Packet:
                 l4off += (data[l4off + 1] + 1) * 8
                 hops += 1
             if proto == 44:  # fragment header: only the first fragment has the ports
-                if _unpack_h(data, l4off + 2)[0] & 0xFFF8:
+                offm, ident = _unpack_frag6(data, l4off + 2)
+                proto = data[l4off]
+                if offm & 0xFFF9:  # not an atomic fragment (RFC 6946): offset or M set
+                    self.ip_frag = (ident, offm & 0xFFF8, bool(offm & 1), l4off + 8, proto)
+                if offm & 0xFFF8:
                     self.ip_proto = 44
                     return
-                proto = data[l4off]
                 l4off += 8
             self.ip_proto = proto
         else:

@@ -271,3 +271,46 @@ def run_nd(procs: Callable[..., Any], name: str, *args: str, timeout: float = 30
 
 def assert_no_traceback(p: Any) -> None:
     assert not any("Traceback" in line for line in p.err), "\n".join(p.err)
+
+
+# -- network namespaces the tests make (traffic that must not touch the host's) ----------
+
+
+def run_ip(*cmd: str) -> None:
+    import subprocess
+    subprocess.run(cmd, check=True, timeout=20, capture_output=True)
+
+
+@contextlib.contextmanager
+def veth_namespaces(prefix: str, net: str, setup: Callable[[dict[str, str]], None]
+                    ) -> Iterator[dict[str, str]]:
+    """Namespaces A and B joined by a veth pair, A at ``net``.1/24 and B at ``net``.2/24;
+    ``setup(names)`` runs before the links go up (MACs, MTU, more addresses). Skips the
+    test when namespaces cannot be made; deletes them (and so the veth) afterwards."""
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    tag = f"{os.getpid() % 100000}"
+    names = {"A": f"{prefix}A{tag}", "B": f"{prefix}B{tag}", "if_a": f"{prefix}a{tag}",
+             "if_b": f"{prefix}b{tag}", "ip_a": f"{net}.1", "ip_b": f"{net}.2"}
+    made = []
+    try:
+        for ns in (names["A"], names["B"]):
+            run_ip("ip", "netns", "add", ns)
+            made.append(ns)
+        run_ip("ip", "link", "add", names["if_a"], "netns", names["A"], "type", "veth",
+               "peer", "name", names["if_b"], "netns", names["B"])
+        setup(names)
+        for side, iface, ip in (("A", "if_a", "ip_a"), ("B", "if_b", "ip_b")):
+            run_ip("ip", "-n", names[side], "addr", "add", f"{names[ip]}/24", "dev",
+                   names[iface])
+            run_ip("ip", "-n", names[side], "link", "set", names[iface], "up")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], timeout=20)
+        pytest.skip(f"cannot create network namespaces: {exc}")
+    try:
+        yield names
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], timeout=20)

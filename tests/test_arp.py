@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import run_ip, veth_namespaces
 from hypothesis import given, settings, strategies as st
 
 from netdumplings.chefs.arp import ARPChef, parse_arp
@@ -169,43 +171,21 @@ def test_fuzz_arp_frames_never_raise(tail: bytes, linktype: int) -> None:
 # -- live: two network namespaces joined by a veth pair ------------------------------------
 
 
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, timeout=20, capture_output=True)
+_run = run_ip
 
 
 @pytest.fixture
 def two_namespaces():
     """Namespaces A and B joined by a veth pair (10.213.x.0/24 exists only inside them)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2")
-    tag = f"{os.getpid() % 100000}"
-    ns_a, ns_b, if_a, if_b = f"ndarpA{tag}", f"ndarpB{tag}", f"ndva{tag}", f"ndvb{tag}"
-    net = f"10.213.{os.getpid() % 250}"
-    made = []
-    try:
-        for ns in (ns_a, ns_b):
-            _run("ip", "netns", "add", ns)
-            made.append(ns)
-        _run("ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
-             "netns", ns_b)
-        _run("ip", "-n", ns_a, "link", "set", if_a, "address", "02:00:00:aa:00:01")
-        _run("ip", "-n", ns_b, "link", "set", if_b, "address", "02:00:00:bb:00:02")
-        _run("ip", "-n", ns_a, "addr", "add", f"{net}.1/24", "dev", if_a)
-        _run("ip", "-n", ns_b, "addr", "add", f"{net}.2/24", "dev", if_b)
-        _run("ip", "-n", ns_a, "link", "set", if_a, "up")
-        _run("ip", "-n", ns_b, "link", "set", if_b, "up")
+    def setup(ns: dict[str, str]) -> None:
+        _run("ip", "-n", ns["A"], "link", "set", ns["if_a"], "address", "02:00:00:aa:00:01")
+        _run("ip", "-n", ns["B"], "link", "set", ns["if_b"], "address", "02:00:00:bb:00:02")
         # B's kernel announces itself (gratuitous ARP) when its MAC changes
-        _run("ip", "netns", "exec", ns_b, "sysctl", "-qw", f"net.ipv4.conf.{if_b}.arp_notify=1")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], timeout=20)
-        pytest.skip(f"cannot create network namespaces: {exc}")
-    try:
-        yield {"A": ns_a, "B": ns_b, "if_a": if_a, "if_b": if_b, "ip_a": f"{net}.1",
-               "ip_b": f"{net}.2", "mac_a": "02:00:00:aa:00:01", "mac_b": "02:00:00:bb:00:02"}
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], timeout=20)
+        _run("ip", "netns", "exec", ns["B"], "sysctl", "-qw",
+             f"net.ipv4.conf.{ns['if_b']}.arp_notify=1")
+
+    with veth_namespaces("ndarp", f"10.213.{os.getpid() % 250}", setup) as ns:
+        yield {**ns, "mac_a": "02:00:00:aa:00:01", "mac_b": "02:00:00:bb:00:02"}
 
 
 @pytest.mark.live

@@ -286,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     if st.truncated_datagrams:
         dropped += f", {st.truncated_datagrams} datagrams cut by the snaplen not decoded"
         lost = True
+    if st.fragmented_datagrams_dropped:
+        dropped += (f", {st.fragmented_datagrams_dropped} fragmented datagrams not "
+                    f"reassembled (fragments missing or inconsistent)")
+        lost = True
     if printer is not None and printer.format_errors:
         dropped += f", {printer.format_errors} not printed (--format failed)"
     if tee is not None:
