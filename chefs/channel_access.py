@@ -154,7 +154,8 @@ class _Direction:
     errors_in_row: int = 0
     stopped: str | None = None
     ignored: int = 0           # bytes dropped after stopping, or while resyncing
-    resync: bool = False       # after a gap: looking for a message boundary
+    resync: bool = False       # after a gap (or joining mid-stream): looking for a boundary
+    joining: bool = False      # the circuit's start was not captured
     resync_tries: int = 0
     missing: int = 0           # bytes lost in the gap(s) since the last boundary
     dropped: int = 0           # captured bytes dropped while looking for one
@@ -177,12 +178,15 @@ class ChannelAccessDecoder:
     """
 
     def __init__(self, *, max_message_bytes: int = 1 << 20, max_data_items: int = 64,
-                 max_names: int = 4096, include_metadata: bool = True) -> None:
+                 max_names: int = 4096, include_metadata: bool = True,
+                 midstream: bool = False) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_data_items = max_data_items
         self.max_names = max_names
         self.include_metadata = include_metadata
-        self._dirs = {d: _Direction() for d in Direction}
+        # ``midstream``: the capture began after the circuit opened, so the first captured
+        # bytes of each direction may start inside a message: start at a boundary.
+        self._dirs = {d: _Direction(resync=midstream, joining=midstream) for d in Direction}
         self.cids: OrderedDict[int, str] = OrderedDict()
         self.sids: OrderedDict[int, str] = OrderedDict()
         #: ioid -> (pv, request time, request command)
@@ -242,6 +246,7 @@ class ChannelAccessDecoder:
         state.errors_in_row = 0
         if not state.resync:
             state.resync, state.resync_tries, state.missing, state.dropped = True, 0, 0, 0
+        state.joining = False
         state.missing += size
         state.ignored += pending
         lost = f" ({pending} bytes of the message in progress dropped)" if pending else ""
@@ -260,12 +265,18 @@ class ChannelAccessDecoder:
             if state.resync_tries < RESYNC_TRIES:
                 return []
             state.resync = False
+            where = "joining mid-stream" if state.joining else "after a gap"
             return [self._stop(direction, state, f"no message boundary in the {RESYNC_TRIES} "
-                               f"chunks after a gap ({state.dropped} bytes)", timestamp)]
+                               f"chunks {where} ({state.dropped} bytes)", timestamp)]
         state.resync = False
-        event = CAEvent(direction, "resynced", None,
-                        {"missing": state.missing, "skipped": state.dropped}, 0,
-                        timestamp=timestamp)
+        if state.joining:
+            state.joining = False
+            event = CAEvent(direction, "joined", None, {"skipped": state.dropped}, 0,
+                            timestamp=timestamp)
+        else:
+            event = CAEvent(direction, "resynced", None,
+                            {"missing": state.missing, "skipped": state.dropped}, 0,
+                            timestamp=timestamp)
         state.buffer += data
         return [event, *self._drain(direction, state, timestamp, sender=None)]
 
@@ -572,6 +583,10 @@ def describe_event(event: CAEvent) -> str:
         f = event.fields
         text = (f"RESYNCED at a message boundary after {f['missing']} missing bytes"
                 + (f" ({f['skipped']} more skipped)" if f["skipped"] else ""))
+    elif event.command == "joined":
+        skipped = event.fields["skipped"]
+        text = ("JOINED mid-stream at a message boundary (circuit opened before the capture"
+                + (f"; {skipped} bytes skipped)" if skipped else ")"))
     else:
         args = ", ".join(f"{k}={_summary_value(k, v)}" for k, v in event.fields.items()
                          if k != "metadata" and k != "data_truncated")
@@ -604,7 +619,9 @@ class ChannelAccessChef(FlowChef):
     Bytes lost from a circuit (a gap in the capture) give an ``error`` dumpling, then a
     ``resynced`` one when decoding resumes at the next captured segment of whole messages;
     the circuit's channel and subscription history is kept, so later messages still name
-    their PVs.
+    their PVs. A circuit that was already open when the capture began (CA circuits live
+    for days) starts the same way, at its first segment of whole messages, with a
+    ``joined`` dumpling; PVs set up before the capture are not known by name.
     """
 
     transports: ClassVar[frozenset[str]] = frozenset({"tcp", "udp"})
@@ -640,7 +657,9 @@ class ChannelAccessChef(FlowChef):
         decoder = ChannelAccessDecoder(max_message_bytes=o.max_message_bytes,
                                        max_data_items=o.max_data_items,
                                        max_names=o.max_names,
-                                       include_metadata=o.include_metadata)
+                                       include_metadata=o.include_metadata,
+                                       midstream=flow.transport == "tcp"
+                                       and not getattr(flow, "roles_known", True))
         if flow.transport == "tcp":
             self._circuits[flow.id] = decoder
         return decoder

@@ -373,6 +373,49 @@ def test_decoder_gap_resyncs_at_the_next_whole_messages_chunk():
     assert req.command == "EchoRequest"
 
 
+def test_capture_joined_mid_circuit_decodes_from_the_first_whole_segment(tmp_path):
+    """A capture that begins while a circuit is open (the usual case for CA, whose circuits
+    live for days): each direction starts at its first segment of whole messages, says
+    ``joined``, and decodes everything from there as the full capture does."""
+    from scapy.all import TCP, Raw, rdpcap, wrpcap
+
+    packets = rdpcap(str(PCAP))
+    read_id = caproto.ReadNotifyRequest.ID
+    start = next(i for i, p in enumerate(packets)
+                 if TCP in p and Raw in p and p[TCP].dport == 5064
+                 and int.from_bytes(bytes(p[Raw])[:2], "big") == read_id)
+    client = f"{packets[start]['IP'].src}:{packets[start][TCP].sport}"
+    # start one packet into the read, mid-message, so the first chunk must be skipped
+    first = packets[start]
+    cut_raw = bytes(first[Raw])[4:]
+    first[Raw].load = cut_raw
+    first[TCP].seq += 4                    # the capture simply starts 4 bytes later
+    del first["IP"].len, first["IP"].chksum, first[TCP].chksum
+    rebuilt = first.__class__(bytes(first))
+    rebuilt.time = first.time
+    cut = tmp_path / "joined.pcap"
+    wrpcap(str(cut), [rebuilt] + list(packets[start + 1:]))
+    got = [d["payload"] for d in read_dumplings(str(cut), [ChannelAccessChef])
+           if d["metadata"]["driver"] != "interval"]
+    full = [d["payload"] for d in read_dumplings(PCAP, [ChannelAccessChef])
+            if d["metadata"]["driver"] != "interval"]
+    mine = by_client(got, "tcp")[client]
+    want = by_client(full, "tcp")[client]
+    for direction in ("client_to_server", "server_to_client"):
+        m = [p for p in mine if p["direction"] == direction]
+        w = [p for p in want if p["direction"] == direction]
+        assert m[0]["command"] == "joined", m[:2]
+        rest = [p["command"] for p in m[1:]]
+        assert rest and rest == [p["command"] for p in w[len(w) - len(rest):]]
+        for p, q in zip(m[1:], w[len(w) - len(rest):]):
+            assert p["fields"] == q["fields"]
+    c2s = [p for p in mine if p["direction"] == "client_to_server"]
+    assert c2s[0]["fields"] == {"skipped": len(cut_raw)}
+    assert "JOINED mid-stream at a message boundary" in c2s[0]["summary"]
+    assert c2s[1]["command"] != "ReadNotifyRequest"      # the cut request was skipped
+    assert not [p for p in mine if "error" in p]
+
+
 def test_decoder_gap_inside_a_skipped_oversized_message_loses_nothing_else():
     decoder = ChannelAccessDecoder(max_message_bytes=64)
     big = bytes(caproto.WriteNotifyRequest(data=[1.0] * 100, data_type=ChannelType.DOUBLE,
