@@ -23,6 +23,7 @@ from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
 from .flows import Flow, FlowTable
 from .packet import ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from .reassembly import TcpDirection
+from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
 
 log = logging.getLogger("netdumplings.kitchen")
 
@@ -36,6 +37,8 @@ ERRORS_LOGGED = 5
 #: intervals skips the rest (counted in ``stats.pokes_skipped``) instead of poking, say,
 #: a billion times for ``-p 1e-9`` or 17,000 times for a day-long pause at 5 s.
 MAX_CATCH_UP_POKES = 1000
+#: Tunnels looked into per packet at most (VXLAN inside GRE is two).
+MAX_TUNNEL_DEPTH = 2
 #: The chef methods the kitchen calls, timed per chef when ``time_chefs`` is on.
 TIMED_HANDLERS = ("packet_handler", "interval_handler", "detect", "on_open", "on_data",
                   "on_gap", "on_close")
@@ -50,7 +53,8 @@ class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
                  "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
                  "retransmissions", "overlaps", "pokes_skipped", "truncated_datagrams",
-                 "fragments", "datagrams_reassembled", "fragmented_datagrams_dropped")
+                 "fragments", "datagrams_reassembled", "fragmented_datagrams_dropped",
+                 "decapsulated")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -69,6 +73,7 @@ class KitchenStats:
         self.fragments = 0                      # IP fragments given to the flow path
         self.datagrams_reassembled = 0          # ... made whole again
         self.fragmented_datagrams_dropped = 0   # ... incomplete, inconsistent or too big
+        self.decapsulated = 0                   # VXLAN/Geneve/GRE packets looked into
         self.started = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,8 +90,12 @@ class Kitchen:
                  chef_options: dict[str, dict[str, Any]] | None = None,
                  max_flows: int = 100_000, flow_idle_timeout: float = 300.0,
                  max_flow_buffer: int = 1 << 20, max_reassembly_bytes: int = 256 << 20,
-                 host: str | None = None, time_chefs: bool = False) -> None:
+                 host: str | None = None, time_chefs: bool = False,
+                 decapsulate: bool = True) -> None:
         self.name = name
+        #: Flow chefs see the packets inside VXLAN, Geneve and GRE tunnels (see
+        #: ``netdumplings.tunnels``) rather than the tunnels' own UDP/GRE packets.
+        self.decapsulate = decapsulate
         #: Seconds spent in each chef's handlers (and in iterating the generators they
         #: return), when ``time_chefs`` is on: which chef to leave out when a live capture
         #: cannot keep up. Off by default: timing costs two clock reads per call.
@@ -258,15 +267,30 @@ class Kitchen:
             if result is not None:
                 self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
         # The header decode happens here, and only when some flow chef could want it.
-        ft = self.flow_transports
-        if ft:
-            if packet.ip_frag is None:
-                if packet.l4 in ft and packet.sport is not None:
-                    self._flow_packet(packet)
-            else:
-                self._fragment(packet)
+        if self.flow_transports:
+            self._to_flows(packet, 0)
 
-    def _fragment(self, pkt: Packet) -> None:
+    def _to_flows(self, packet: Packet, depth: int) -> None:
+        """The flow path: whole datagrams (fragments wait for the rest), and what is inside
+        a tunnel rather than the tunnel."""
+        if packet.ip_frag is not None:
+            self._fragment(packet, depth)
+            return
+        l4 = packet.l4
+        if self.decapsulate and depth < MAX_TUNNEL_DEPTH and (
+                (l4 == "udp" and packet.dport in TUNNEL_UDP_PORTS)
+                or (l4 is None and packet.ip_proto == IPPROTO_GRE)):
+            found = inner_frame(packet)
+            if found is not None:
+                self.stats.decapsulated += 1
+                inner, linktype = found
+                self._to_flows(Packet(inner, packet.time, linktype=linktype,
+                                      interface=packet.interface), depth + 1)
+                return
+        if l4 in self.flow_transports and packet.sport is not None:
+            self._flow_packet(packet)
+
+    def _fragment(self, pkt: Packet, depth: int) -> None:
         """An IP fragment: the flow path gets the datagram once it is whole (packet chefs
         have seen each fragment as it came)."""
         ident, offset, more, start, proto = pkt.ip_frag
@@ -290,9 +314,8 @@ class Kitchen:
             head = _pack_ip6(0x60000000, len(whole), proto, 64, src, dst)
         else:
             head = _pack_ip4(0x45, 0, 20 + len(whole), ident, 0, 64, proto, 0, src, dst)
-        q = Packet(head + whole, pkt.time, linktype=LINKTYPE_RAW, interface=pkt.interface)
-        if q.l4 in self.flow_transports and q.sport is not None:
-            self._flow_packet(q)
+        self._to_flows(Packet(head + whole, pkt.time, linktype=LINKTYPE_RAW,
+                              interface=pkt.interface), depth)
 
     def _defrag_stats(self) -> None:
         ds, st = self.defrag.stats, self.stats

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-timeout", type=NON_NEGATIVE, default=30.0,
                    help="at the end of a file, wait up to SECONDS for the hub to take the "
                         "last dumplings (default: %(default)s)")
+    p.add_argument("--no-tunnels", action="store_true",
+                   help="flow chefs see VXLAN (UDP 4789/8472), Geneve (UDP 6081) and GRE "
+                        "packets as they are, instead of the packets inside them (default: "
+                        "look inside, as Wireshark does)")
     p.add_argument("--max-flows", type=POSITIVE_INT, default=100_000,
                    help="flow table size; the least recently active flow is evicted beyond it "
                         "(default: %(default)s)")
@@ -213,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                           poke_interval=args.poke_interval, interface=args.interface and
                           ",".join(args.interface), bpf_filter=args.filter,
                           chef_options=chef_options, max_flows=args.max_flows,
-                          flow_idle_timeout=args.flow_timeout, time_chefs=args.verbose > 0)
+                          flow_idle_timeout=args.flow_timeout, time_chefs=args.verbose > 0,
+                          decapsulate=not args.no_tunnels)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
 
