@@ -259,3 +259,21 @@ def test_kernel_fragmented_dns_answer(mtu_namespaces, tmp_path: Path, family: st
     (p,) = [x for x in lookups(pcap) if x["event"] == "lookup"]
     assert p["id"] == got["id"] and p["response"]["size"] == got["size"]
     assert len(p["answers"]) == 25 and p["flow"]["server"].endswith(":53")
+
+
+def test_nd_sniff_reports_reassembly_and_loss(procs, tmp_path: Path) -> None:
+    from conftest import run_nd
+    whole, lost = tmp_path / "whole.pcap", tmp_path / "lost.pcap"
+    wrpcap(str(whole), frames(False))
+    wrpcap(str(lost), frames(False, drop=2))
+    n = len(frames(False)) - 1
+    rc, p = run_nd(procs, "nd-sniff", "-r", str(whole), "-c", "DNSLookupChef", "--print", "-v")
+    assert rc == 0, p.err
+    assert f"nd-sniff: {n} IP fragments made 1 datagrams; 0 tunnelled packets looked into" \
+        in p.err
+    # a datagram that cannot be made whole is said even with -q
+    rc, p = run_nd(procs, "nd-sniff", "-r", str(lost), "-c", "DNSLookupChef", "--print", "-q")
+    assert rc == 0
+    (summary,) = [line for line in p.err if line.startswith("nd-sniff: ")]
+    assert "1 fragmented datagrams not reassembled (fragments missing or inconsistent)" in \
+        summary

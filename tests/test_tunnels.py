@@ -231,3 +231,20 @@ def test_kernel_vxlan_overlay_dns(vxlan_namespaces, tmp_path: Path) -> None:
     assert p["flow"]["server"] == f"{ns['overlay_b']}:53"
     assert p["flow"]["client"].startswith(ns["overlay_a"] + ":")
     assert k.stats.decapsulated >= 2
+
+
+def test_nd_sniff_says_what_it_looked_into(procs, tmp_path: Path) -> None:
+    from conftest import run_nd
+    frames = [WRAPS["vxlan"](p) for p in inner_dns()]
+    for i, f in enumerate(frames):
+        f.time = 1700000000.0 + i * 0.002
+    pcap = tmp_path / "vx.pcap"
+    wrpcap(str(pcap), frames)
+    rc, p = run_nd(procs, "nd-sniff", "-r", str(pcap), "-c", "DNSLookupChef", "--print", "-v")
+    assert rc == 0, p.err
+    assert "nd-sniff: 0 IP fragments made 0 datagrams; 2 tunnelled packets looked into" in p.err
+    assert any(json.loads(line)["payload"].get("event") == "lookup" for line in p.out)
+    rc, p = run_nd(procs, "nd-sniff", "-r", str(pcap), "-c", "DNSLookupChef", "--print",
+                   "--no-tunnels", "-v")
+    assert rc == 0 and not any("tunnelled" in line for line in p.err)
+    assert not any(json.loads(line)["payload"].get("event") == "lookup" for line in p.out)

@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             ranked = sorted(kitchen.chef_seconds.items(), key=lambda kv: -kv[1])
             print(f"{PROG}: time in chefs: "
                   + ", ".join(f"{chef} {secs:.2f}s" for chef, secs in ranked), file=sys.stderr)
+            if st.fragments or st.decapsulated:
+                print(f"{PROG}: {st.fragments} IP fragments made {st.datagrams_reassembled} "
+                      f"datagrams; {st.decapsulated} tunnelled packets looked into",
+                      file=sys.stderr)
         elif kernel_drops:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
                   f"chef takes (leave slow ones out with -c), a filter (-f) passes fewer "
