@@ -304,3 +304,28 @@ def test_hub_raises_its_open_files_limit_or_warns(procs):
             assert soft == 1024
             hub.wait_line("open files limit is 1024, below the 2624", timeout=10)
         hub.terminate()
+
+
+def test_list_interfaces_shows_what_the_kernel_has(procs):
+    """-D, as tcpdump -D: every interface of this network namespace, with state and
+    addresses; inside a namespace the test makes, exactly that namespace's interfaces."""
+    import os
+    rc, p = _run(procs, "nd-sniff", "-D")
+    assert rc == 0, p.err
+    names = {line.split(" ", 1)[0].split(".", 1)[1] for line in p.out}
+    assert names == set(os.listdir("/sys/class/net"))
+    (lo,) = [line for line in p.out if line.split(" ", 1)[0].endswith(".lo")]
+    assert "Up" in lo and "Loopback" in lo and "127.0.0.1" in lo
+
+
+def test_list_interfaces_inside_a_test_namespace(procs):
+    import subprocess
+    from conftest import veth_namespaces
+    with veth_namespaces("ndls", "10.217.7", lambda ns: None) as ns:
+        out = subprocess.run(["ip", "netns", "exec", ns["A"]] + nd_command("nd-sniff")
+                             + ["-D"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert {line.split(" ", 1)[0].split(".", 1)[1] for line in lines} == {"lo", ns["if_a"]}
+    (veth,) = [line for line in lines if f".{ns['if_a']} " in line]
+    assert "[Up" in veth and "10.217.7.1" in veth

@@ -33,6 +33,7 @@ examples:
   tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
   nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
   nd-sniff -l                                                       list the chefs available
+  nd-sniff -D                                                       list the interfaces
 
 Chefs: with no --chef, every chef of the --chef-module modules runs; with neither, the
 bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_chef_args(p)
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
+    p.add_argument("-D", "--list-interfaces", action="store_true",
+                   help="list the interfaces -i can sniff, with their state and addresses, "
+                        "and exit (as tcpdump -D)")
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="call chefs' interval handlers every SECONDS (0: only at the end; "
                         "default: %(default)s)")
@@ -141,10 +145,30 @@ def select_chefs(args: argparse.Namespace) -> tuple[dict[str, type], list[str]]:
     return available, names
 
 
+def list_interfaces() -> list[str]:
+    """``-D``: one line per interface, numbered by kernel index like tcpdump -D."""
+    import scapy.arch  # noqa: F401  (fills conf.ifaces from the kernel)
+    from scapy.config import conf
+    conf.ifaces.reload()
+    lines = []
+    for iface in sorted(conf.ifaces.values(), key=lambda i: i.index):
+        flags = str(iface.flags or "").split("+")
+        state = ", ".join(word for word, flag in (("Up", "UP"), ("Running", "RUNNING"),
+                                                  ("Loopback", "LOOPBACK")) if flag in flags)
+        addresses = [a for family in (4, 6) for a in iface.ips.get(family, [])]
+        lines.append(f"{iface.index}.{iface.name} [{state or 'Down'}]"
+                     + (f" {' '.join(addresses)}" if addresses else ""))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
     log = logging.getLogger("netdumplings.sniff")
+    if args.list_interfaces:
+        for line in list_interfaces():
+            print(line)
+        return 0
     try:
         available, names = select_chefs(args)
     except ChefLoadError as exc:
