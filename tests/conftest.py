@@ -36,10 +36,21 @@ def expected(name: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+_ports_given: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not given out before in this run: the kernel may hand the same
+    ephemeral port to two binds in a row once the first socket is closed, and a hub given
+    one port for both --in-port and --out-port cannot start (seen once in CI)."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no unused free port found")
 
 
 def can_capture() -> bool:
