@@ -262,7 +262,8 @@ class GrpcChef(http2.Http2Chef):
         return http2.Http2Decoder(
             max_frame_size=o.max_frame_size, max_streams=o.max_streams,
             body_sink=lambda stream, direction: GrpcMessages(o.max_message_bytes,
-                                                             o.max_messages, budget))
+                                                             o.max_messages, budget),
+            midstream=not getattr(flow, "roles_known", True))
 
     def event_payload(self, flow: Any, decoder: http2.Http2Decoder, event: Any) -> Any:
         if isinstance(event, http2.FrameEvent):
@@ -271,7 +272,10 @@ class GrpcChef(http2.Http2Chef):
             try:
                 ctype = event.stream.header("content-type") or \
                     event.stream.header("content-type", "response") or ""
-                if not ctype.startswith("application/grpc"):
+                if not ctype.startswith("application/grpc") and not (
+                        not ctype and event.stream.headers_unknown):
+                    # (headers not decodable after joining mid-connection: on a gRPC
+                    # port, still a call, with what is known of it)
                     return self._plain_stream(flow, event) if self.options.non_grpc else None
                 return self.call_payload(flow, event)
             finally:
@@ -345,7 +349,7 @@ class GrpcChef(http2.Http2Chef):
             "grpc_status": status, "grpc_status_name": status_name(status),
             "grpc_message": message, "trailers_only": trailers_only,
             "reset": s.reset, "complete": event.complete, "end_reason": event.reason,
-            "latency": latency,
+            "latency": latency, "headers_unknown": s.headers_unknown,
         }
         if req.partial or resp.partial or req.bad or resp.bad:
             payload["framing_error"] = True
@@ -364,10 +368,14 @@ class GrpcChef(http2.Http2Chef):
             outcome_text = f"RST_STREAM {s.reset['error']}"
             if payload["deadline_exceeded"]:
                 outcome_text += f" (deadline {s.header('grpc-timeout')} exceeded)"
+        elif s.headers_unknown:
+            outcome_text = "status unknown"
         else:
             outcome_text = f"no status ({event.reason})"
         lat = f" {latency * 1000:.1f}ms" if latency is not None else ""
-        payload["summary"] = f"{flow.label(C2S)}  gRPC {path} {call_type} -> {outcome_text}{lat}"
+        unknown = " (headers not decodable: joined mid-connection)" if s.headers_unknown else ""
+        payload["summary"] = (f"{flow.label(C2S)}  gRPC {path or '?'} {call_type} -> "
+                              f"{outcome_text}{lat}{unknown}")
         return payload
 
     def _messages(self, sink: GrpcMessages, encoding: str | None) -> list[dict[str, Any]]:

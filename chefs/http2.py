@@ -8,6 +8,15 @@ decoder per direction, and any loss of bytes (a capture gap, a header block that
 decode, framing that makes no sense) stops decoding of the connection for good: guessing on
 would only produce wrong headers. Streams still open at that point are reported incomplete.
 
+Joining mid-connection (the capture began while the connection was open, which for
+long-lived gRPC channels is the usual case): each direction starts at its first captured
+chunk made of whole frames. HPACK state from before the capture is unknown, so a header
+block that refers to a table entry made before it cannot be decoded; it is reported as
+unknown (``headers_unknown``), never guessed, and that direction's HPACK decoder starts
+afresh: entries made from then on are the same in both tables (RFC 7541 numbers dynamic
+entries from the newest), so later blocks that refer only to them decode exactly. Streams
+already open at the join are not reported as exchanges (their start was not seen).
+
 ``Http2Chef`` turns the events into one dumpling per finished stream (request/response
 headers, trailers, DATA sizes, reset, latency), optional per-frame dumplings
 (``--chef-option Http2Chef.frames=true``) and one connection summary when the flow ends.
@@ -55,6 +64,8 @@ SETTING_NAMES = {
 }
 #: A peer may grow the HPACK table via SETTINGS; more than this is refused (memory bound).
 MAX_HPACK_TABLE = 1 << 20
+#: Captured chunks tried for a frame boundary when joining mid-connection.
+SYNC_TRIES = 64
 #: Cap on frame-size lists and header values kept per stream, so one stream stays small.
 MAX_FRAME_SIZES_KEPT = 512
 MAX_HEADER_VALUE_CHARS = 2048
@@ -151,6 +162,8 @@ class Http2Stream:
     end: float | None = None
     pushed_by: int | None = None
     upgraded: bool = False
+    #: A header block of this stream referred to HPACK state from before the capture.
+    headers_unknown: bool = False
 
     def header(self, name: str, which: str = "request") -> str | None:
         headers = self.request_headers if which == "request" else self.response_headers
@@ -193,7 +206,16 @@ class DecodeError:
     fatal: bool           # True: decoding of the connection stopped
 
 
-Event = FrameEvent | StreamEnded | DecodeError
+@dataclass
+class Joined:
+    """Decoding of a connection already open when the capture began starts here."""
+
+    direction: Direction
+    timestamp: float | None
+    skipped: int          # captured bytes dropped before the first frame boundary
+
+
+Event = FrameEvent | StreamEnded | DecodeError | Joined
 
 
 class _Side:
@@ -217,6 +239,16 @@ class _Side:
         self.settings: dict[str, int] = {}
         self.frames: dict[str, int] = {}
         self.h11: h11.Connection | None = None
+        self.max_header_list_size = max_header_list_size
+        # joining mid-connection: the table may lack entries made before the capture
+        self.hpack_partial = False
+        self.sync_tries = 0
+        self.skipped = 0
+
+    def fresh_hpack(self) -> None:
+        """Forget the table: it may be out of step after a block that could not decode."""
+        self.hpack = hpack.Decoder(max_header_list_size=self.max_header_list_size)
+        self.hpack.max_allowed_table_size = MAX_HPACK_TABLE
 
 
 class Http2Decoder:
@@ -230,7 +262,7 @@ class Http2Decoder:
     def __init__(self, *, max_frame_size: int = 1 << 20, max_header_list_size: int = 65536,
                  max_streams: int = 1000,
                  body_sink: Callable[[Http2Stream | None, Direction], BodySink] | None = None,
-                 ) -> None:
+                 midstream: bool = False) -> None:
         self.max_frame_size = max_frame_size
         self.max_header_block = max(max_header_list_size * 2, 16384)
         self.max_streams = max_streams
@@ -250,6 +282,14 @@ class Http2Decoder:
         # the client cancelled or hit its deadline. Those are normal, not errors.
         self._reset_ids: deque[int] = deque(maxlen=128)
         self._events: list[Event] = []
+        #: The capture began after the connection did (no SYN seen): start at a boundary.
+        self.midstream = midstream
+        self.joined = False
+        self.header_blocks_unknown = 0
+        self.frames_of_earlier_streams = 0   # frames of streams opened before the capture
+        if midstream:
+            for side in self.sides.values():
+                side.phase = "sync"
 
     # -- public ---------------------------------------------------------------------------
 
@@ -347,6 +387,8 @@ class Http2Decoder:
     # -- the per-direction state machine ---------------------------------------------------
 
     def _run(self, direction: Direction, side: _Side, ts: float | None) -> None:
+        if side.phase == "sync":
+            self._sync(direction, side, ts)
         if side.phase == "start":
             self._start(direction, side, ts)
         if side.phase == "http1":
@@ -383,6 +425,29 @@ class Http2Decoder:
                 side.h11 = conn
             else:
                 side.phase = "frames"
+
+    def _sync(self, direction: Direction, side: _Side, ts: float | None) -> None:
+        """Mid-connection: begin at a chunk that is whole frames (or at the connection's
+        real start, when the capture happens to begin there), else drop it (counted)."""
+        buf = bytes(side.buf)
+        if (direction is C2S and (PREFACE.startswith(buf[:24]) or buf.startswith(PREFACE)
+                                  or _looks_like_request(buf))) or \
+                (direction is S2C and buf.startswith(b"HTTP/")):
+            side.phase = "start"
+            return
+        if _whole_frames(buf, self.max_frame_size):
+            side.phase = "frames"
+            side.hpack_partial = True
+            side.fresh_hpack()
+            self.joined = True
+            self._events.append(Joined(direction, ts, side.skipped))
+            return
+        side.skipped += len(buf)
+        side.buf.clear()
+        side.sync_tries += 1
+        if side.sync_tries >= SYNC_TRIES:
+            self._stop(direction, ts, f"joined mid-connection, but no HTTP/2 frame boundary "
+                                      f"in {SYNC_TRIES} chunks ({side.skipped} bytes)")
 
     def _preface(self, direction: Direction, side: _Side, ts: float | None) -> None:
         n = min(len(side.buf), len(PREFACE))
@@ -569,6 +634,8 @@ class Http2Decoder:
             self._error(direction, ts, "DATA frame on stream 0")
         elif stream is None:
             info["unknown_stream"] = True
+            if self.joined:
+                self.frames_of_earlier_streams += 1
         else:
             if direction is C2S:
                 stream.request_data_frame_count += 1
@@ -664,14 +731,21 @@ class Http2Decoder:
         block, frame = side.block, side.block_frame
         side.block = side.block_frame = None
         assert block is not None and frame is not None
+        unknown = False
         try:
             raw = side.hpack.decode(bytes(block), raw=True)
         except Exception as exc:  # hpack raises its own errors and a few builtins
-            self._stop(direction, ts, f"HPACK decoding failed: {type(exc).__name__}: {exc}")
-            return
+            if not side.hpack_partial:
+                self._stop(direction, ts, f"HPACK decoding failed: {type(exc).__name__}: {exc}")
+                return
+            # Joined mid-connection: the block refers to state from before the capture.
+            # Say so, and start the table afresh so that no later block is decoded wrong.
+            side.fresh_hpack()
+            self.header_blocks_unknown += 1
+            unknown, raw = True, []
         headers = [(_text(n), _bin_value(v) if n.endswith(b"-bin") and v[:1] == b"\0"
                     else _text(v)) for n, v in raw]
-        info["headers"] = [list(h) for h in headers]
+        info["headers"] = None if unknown else [list(h) for h in headers]
         end_stream = "END_STREAM" in frame.flags
         if isinstance(frame, PushPromiseFrame):
             if frame.promised_stream_id in self.streams:
@@ -686,12 +760,19 @@ class Http2Decoder:
         stream = self.streams.get(sid)
         if stream is None and sid in self._reset_ids:
             return     # sent before the peer saw our RST_STREAM (HPACK state is updated)
+        if stream is None and self.joined and (
+                direction is S2C or sid <= self._highest_stream
+                or (not unknown and not any(n == ":method" for n, _ in headers))):
+            # a response to, or trailers of, a stream opened before the capture began
+            self.frames_of_earlier_streams += 1
+            return
         if direction is C2S:
             if stream is None:
                 if sid <= self._highest_stream and sid % 2 == 1:
                     self._error(direction, ts, f"HEADERS on closed stream {sid}")
                     return
                 stream = self._new_stream(sid, side.frame_ts)
+            stream.headers_unknown |= unknown
             if stream.request_headers is None:
                 stream.request_headers = headers
             else:
@@ -702,6 +783,7 @@ class Http2Decoder:
                     self._error(direction, ts, f"HEADERS on closed stream {sid}")
                     return
                 stream = self._new_stream(sid, ts)   # a request we never saw
+            stream.headers_unknown |= unknown
             status = next((v for n, v in headers if n == ":status"), None)
             if stream.response_headers is None and status is not None and status.startswith("1") \
                     and len(status) == 3:
@@ -723,6 +805,21 @@ def _bin_value(value: bytes) -> str:
     instead of base64; shown as raw text it came out as NULs and escapes. It is shown here
     in the form every gRPC peer understands, unpadded base64 (gRPC over HTTP/2 spec)."""
     return _text(base64.b64encode(value[1:]).rstrip(b"="))
+
+
+def _whole_frames(data: bytes, max_frame_size: int) -> bool:
+    """Whether ``data`` is one or more whole HTTP/2 frames of known types (the R bit of
+    each stream id clear), ending exactly at its end: what a segment boundary that is also
+    a frame boundary looks like. Random bytes rarely pass (types, lengths adding up)."""
+    pos, n = 0, len(data)
+    while pos < n:
+        if n - pos < 9:
+            return False
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        if data[pos + 3] not in FRAME_NAMES or data[pos + 5] & 0x80 or length > max_frame_size:
+            return False
+        pos += 9 + length
+    return pos == n and n > 0
 
 
 def _looks_like_request(buf: bytes) -> bool:
@@ -778,7 +875,8 @@ class Http2Chef(StreamChef):
         limit = self.options.body_preview
         return Http2Decoder(max_frame_size=self.options.max_frame_size,
                             max_streams=self.options.max_streams,
-                            body_sink=lambda stream, direction: BodyPreview(limit))
+                            body_sink=lambda stream, direction: BodyPreview(limit),
+                            midstream=not getattr(flow, "roles_known", True))
 
     # -- flow events -----------------------------------------------------------------
 
@@ -827,6 +925,13 @@ class Http2Chef(StreamChef):
             return self.stream_payload(flow, event)
         if isinstance(event, FrameEvent):
             return self.frame_payload(flow, event) if self.options.frames else None
+        if isinstance(event, Joined):
+            label = flow.label(event.direction)
+            skipped = f", {event.skipped} bytes skipped" if event.skipped else ""
+            return {**self._base(flow, event.direction, event.timestamp), "kind": "joined",
+                    "protocol": "http2", "skipped": event.skipped,
+                    "summary": f"{label}  HTTP/2 JOINED mid-connection at a frame boundary "
+                               f"(connection opened before the capture{skipped})"}
         if isinstance(event, DecodeError):
             direction = event.direction or C2S
             self.logger.info("%s: %s", flow.label(direction), event.message)
@@ -879,7 +984,7 @@ class Http2Chef(StreamChef):
             "request_end_stream": s.client_ended, "response_end_stream": s.server_ended,
             "reset": s.reset, "pushed_by": s.pushed_by, "upgraded": s.upgraded,
             "complete": event.complete, "end_reason": event.reason,
-            "latency": latency,
+            "latency": latency, "headers_unknown": s.headers_unknown,
             "time_to_response_headers": (s.response_start - s.start
                                          if s.response_start is not None and s.start is not None
                                          else None),
@@ -905,7 +1010,7 @@ class Http2Chef(StreamChef):
 
     def connection_payload(self, flow: Any, decoder: Http2Decoder, reason: CloseReason
                            ) -> dict[str, Any] | None:
-        if not decoder.preface_seen and not decoder.upgraded and not decoder.stopped:
+        if not (decoder.preface_seen or decoder.upgraded or decoder.stopped or decoder.joined):
             return None
         frames = {str(d): dict(side.frames) for d, side in decoder.sides.items()}
         total = sum(sum(f.values()) for f in frames.values())
@@ -918,6 +1023,9 @@ class Http2Chef(StreamChef):
                 "frames": frames, "streams_completed": decoder.streams_completed,
                 "streams_incomplete": decoder.streams_incomplete, "goaway": decoder.goaway,
                 "errors": decoder.errors, "stopped": decoder.stopped,
+                "joined_mid_connection": decoder.joined,
+                "header_blocks_unknown": decoder.header_blocks_unknown,
+                "frames_of_earlier_streams": decoder.frames_of_earlier_streams,
                 "summary": (f"{flow.label(C2S)}  HTTP/2 connection {reason}: "
                             f"{decoder.streams_completed} streams, {total} frames{stopped}")}
 

@@ -394,3 +394,33 @@ def test_client_reset_past_its_grpc_timeout_is_deadline_exceeded() -> None:
     (cancelled,) = chef_run(GrpcChef(), make_flow(), call("5S"))
     assert cancelled["deadline_exceeded"] is False
     assert "deadline" not in cancelled["summary"]
+
+
+def test_capture_joined_mid_connection(tmp_path: Path) -> None:
+    """The grpcio capture started after its first call (a long-lived channel the sniffer
+    joins late): every later call is reported with its type, messages and latency as in
+    the full capture; its headers refer to HPACK entries made before the capture, so they
+    are reported unknown, never guessed."""
+    from scapy.all import TCP, rdpcap, wrpcap
+
+    packets = rdpcap(str(PCAP))
+    # the first packet of stream 3: its request HEADERS (after call 1 has finished)
+    start = next(i for i, p in enumerate(packets)
+                 if TCP in p and p[TCP].dport == 50051 and bytes(p[TCP].payload)[3:4] == b"\x01"
+                 and int.from_bytes(bytes(p[TCP].payload)[5:9], "big") == 3)
+    cut = tmp_path / "joined.pcap"
+    wrpcap(str(cut), packets[start:])
+    full = {c["stream_id"]: c for c in calls_of(PCAP)}
+    got = [d["payload"] for d in read_dumplings(str(cut), [GrpcChef])]
+    assert [p["kind"] for p in got if p["kind"] != "grpc_call"] == ["joined", "joined"]
+    calls = {c["stream_id"]: c for c in got if c["kind"] == "grpc_call"}
+    assert sorted(calls) == [s for s in sorted(full) if s >= 3]
+    for sid, c in calls.items():
+        f = full[sid]
+        for key in ("call_type", "request_message_count", "response_message_count",
+                    "request_bytes", "response_bytes", "latency", "complete"):
+            assert c[key] == f[key], (sid, key)
+        assert [m["length"] for m in c["request_messages"]] == \
+            [m["length"] for m in f["request_messages"]]
+        assert c["headers_unknown"] is True and c["path"] == "" and c["grpc_status"] is None
+        assert "headers not decodable: joined mid-connection" in c["summary"]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from netdumplings.chef import CloseReason, Direction
 from netdumplings.chefs.http2 import (PREFACE, DecodeError, FrameEvent, Http2Chef,
-                                      Http2Decoder, StreamEnded, looks_like_h2c)
+                                      Http2Decoder, Joined, StreamEnded, looks_like_h2c)
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
@@ -295,6 +295,73 @@ def test_upgrade_from_http1() -> None:
     local = pair.client.local_settings
     assert decoder.settings["client"]["INITIAL_WINDOW_SIZE"] == local.initial_window_size
     assert decoder.settings["client"]["MAX_CONCURRENT_STREAMS"] == local.max_concurrent_streams
+
+
+def test_joined_mid_connection_decodes_what_it_can_and_nothing_wrong() -> None:
+    """The capture begins after the connection did. Header blocks that use only HPACK
+    entries made after the join decode exactly; one that refers to an older entry is
+    reported unknown (never guessed), and the table starts afresh after it, since the
+    entries that block would have added are missing. h2's own encoders on both sides."""
+    pair = Pair()
+
+    def call(sid: int, headers: list[tuple[str, str]]) -> None:
+        pair.client.send_headers(sid, headers, end_stream=True)
+        pair.c2s()
+        pair.server.send_headers(sid, [(":status", "200"), ("x-served-by", f"s{sid}")])
+        pair.server.send_data(sid, b"dumpling %d" % sid, end_stream=True)
+        pair.s2c()
+
+    old = [(":method", "GET"), (":path", "/old"), (":scheme", "http"),
+           (":authority", "k.test"), ("x-team", "dim-sum")]
+    new = [(":method", "POST"), (":path", "/fresh"), (":scheme", "https"),
+           (":authority", "new.test"), ("x-fresh", "1")]
+    call(1, old)
+    call(3, old)
+    join = len(pair.chunks)
+    call(5, new)     # only entries it makes itself: decodes
+    call(7, new)     # refers to stream 5's entries: decodes, to the same values
+    call(9, old)     # refers to entries from before the join: unknown
+    call(11, new)    # the table started afresh after 9: stream 5's entries are gone too
+    _, full = decode(pair.chunks)
+    decoder, events = decode(pair.chunks[join:], Http2Decoder(midstream=True))
+    truth, got = ended(full), ended(events)
+    assert sorted(got) == [5, 7, 9, 11] and not decoder.stopped
+    assert [type(e) for e in events if isinstance(e, Joined)] == [Joined, Joined]
+    for sid in (5, 7):
+        s = got[sid].stream
+        assert s.request_headers == new == truth[sid].stream.request_headers
+    for sid in (9, 11):
+        assert got[sid].stream.headers_unknown and got[sid].stream.request_headers == []
+    # the server's blocks name "x-served-by" by an entry it made for stream 1: unknown
+    assert got[5].stream.headers_unknown and got[5].stream.response_headers == []
+    for sid, ev in got.items():   # whatever decoded is what the full decode says
+        s, t = ev.stream, truth[sid].stream
+        assert ev.complete and s.response.length == t.response.length
+        assert s.latency == pytest.approx(t.latency, abs=0.05)
+        if s.response_headers:
+            assert s.response_headers == t.response_headers
+    assert decoder.header_blocks_unknown >= 2
+
+
+def test_joined_mid_connection_skips_chunks_inside_frames() -> None:
+    pair = Pair()
+    pair.client.send_headers(1, REQ)
+    pair.client.send_data(1, b"x" * 5000, end_stream=True)
+    pair.c2s()
+    direction, data = pair.chunks[-1]
+    decoder = Http2Decoder(midstream=True)
+    assert decoder.feed(C2S, data[20:]) == []          # starts inside a frame: dropped
+    pair.client.send_headers(3, [(":method", "GET"), (":path", "/later"),
+                                 (":scheme", "http"), (":authority", "elsewhere.test")],
+                             end_stream=True)
+    pair.c2s()
+    (joined, *rest) = decoder.feed(C2S, pair.chunks[-1][1], 2.0)
+    assert isinstance(joined, Joined) and joined.skipped == len(data) - 20
+    noise = Http2Decoder(midstream=True)
+    events: list[Any] = []
+    for _ in range(70):
+        events += noise.feed(C2S, b"\x00\x01 not http/2 at all")
+    assert noise.stopped and [type(e) for e in events] == [DecodeError]
 
 
 def test_upgrade_refused_stops_cleanly() -> None:
