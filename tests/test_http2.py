@@ -343,6 +343,40 @@ def test_joined_mid_connection_decodes_what_it_can_and_nothing_wrong() -> None:
     assert decoder.header_blocks_unknown >= 2
 
 
+@pytest.mark.parametrize("pcap", CAPTURES, ids=lambda p: p.stem)
+def test_capture_cut_anywhere_never_gives_wrong_headers(pcap: Path, tmp_path: Path) -> None:
+    """Each capture started at every one of its packets in turn (a kitchen joining the
+    connection there): no error, only streams of the full capture, and every header list
+    that is decoded equal to the full capture's for that stream."""
+    from scapy.all import TCP, rdpcap, wrpcap
+
+    packets = rdpcap(str(pcap))
+    port = next(p[TCP].dport for p in packets if TCP in p)
+    opts = {"Http2Chef": {"ports": [port]}}
+
+    def streams(path: Path) -> list[dict[str, Any]]:
+        return [d["payload"] for d in read_dumplings(str(path), [Http2Chef], chef_options=opts)]
+
+    full = {(p["flow"]["client"], p["stream_id"]): p for p in streams(pcap)
+            if p["kind"] == "stream"}
+    decoded = 0
+    for cut in range(1, len(packets)):
+        part = tmp_path / "cut.pcap"
+        wrpcap(str(part), packets[cut:])
+        got = streams(part)
+        assert not [p for p in got if p["kind"] == "error"], cut
+        for p in got:
+            if p["kind"] != "stream":
+                continue
+            truth = full[(p["flow"]["client"], p["stream_id"])]
+            for key in ("request_headers", "response_headers", "response_trailers"):
+                if p[key]:
+                    assert p[key] == truth[key], (cut, p["stream_id"], key)
+                    decoded += 1
+            assert p["response_body_length"] == truth["response_body_length"], cut
+    assert decoded > 0
+
+
 def test_joined_mid_connection_skips_chunks_inside_frames() -> None:
     pair = Pair()
     pair.client.send_headers(1, REQ)
