@@ -205,12 +205,19 @@ class Dumper:
         out.file = _PcapNgFile(fh, self.nano) if self.pcapng else _PcapFile(fh, self.nano)
 
     def _close_output(self, out: _Output) -> None:
-        if out.fh is not None:
-            out.fh.flush()
+        fh, out.fh, out.file = out.fh, None, None
+        if fh is None:
+            return
+        try:
+            fh.flush()
+        finally:
             if not self.to_stream:
-                out.fh.close()
-        out.fh = None
-        out.file = None
+                # Closed even when the flush failed (a full disk): else the file object
+                # tries again when it is collected, and Python 3.13 prints a traceback.
+                try:
+                    fh.close()
+                except OSError:
+                    pass   # the same error as the flush's, which is raised
 
     def _output_for(self, kitchen: str | None, ts: float) -> _Output:
         key = kitchen if self.per_kitchen else None

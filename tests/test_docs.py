@@ -210,6 +210,9 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                    reason="docs/cli is --help as Python 3.11's argparse (CI's) prints it; "
+                           "3.13's argparse words and wraps the same options differently")
 def test_cli_reference_is_current() -> None:
     done = run_script("scripts/gen_cli_docs.py", "--check")
     assert done.returncode == 0, done.stderr

@@ -201,6 +201,8 @@ def make_ca_and_cert(dir: Path) -> tuple[Path, Path, Path]:
                                        key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, encipher_only=False,
                                        decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
@@ -214,6 +216,10 @@ def make_ca_and_cert(dir: Path) -> tuple[Path, Path, Path]:
                 critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
+            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): as from a real CA, the
+            # certificate must name its issuer's key
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_pem, cert_pem, key_pem = dir / "ca.pem", dir / "hub.pem", dir / "hub.key"
     ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
