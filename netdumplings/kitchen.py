@@ -96,6 +96,7 @@ class Kitchen:
         #: Flow chefs see the packets inside VXLAN, Geneve and GRE tunnels (see
         #: ``netdumplings.tunnels``) rather than the tunnels' own UDP/GRE packets.
         self.decapsulate = decapsulate
+        self._tunnel_ports = TUNNEL_UDP_PORTS if decapsulate else frozenset()
         #: Seconds spent in each chef's handlers (and in iterating the generators they
         #: return), when ``time_chefs`` is on: which chef to leave out when a live capture
         #: cannot keep up. Off by default: timing costs two clock reads per call.
@@ -267,8 +268,14 @@ class Kitchen:
             if result is not None:
                 self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
         # The header decode happens here, and only when some flow chef could want it.
-        if self.flow_transports:
-            self._to_flows(packet, 0)
+        ft = self.flow_transports
+        if ft:
+            l4 = packet.l4
+            if packet.ip_frag is None and l4 in ft and packet.sport is not None and (
+                    l4 == "tcp" or packet.dport not in self._tunnel_ports):
+                self._flow_packet(packet)    # the common case, without a call more
+            elif l4 is None or l4 == "udp" or packet.ip_frag is not None:
+                self._to_flows(packet, 0)    # fragments, tunnels (GRE has no l4)
 
     def _to_flows(self, packet: Packet, depth: int) -> None:
         """The flow path: whole datagrams (fragments wait for the rest), and what is inside
