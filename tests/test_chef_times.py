@@ -120,7 +120,7 @@ def test_kernel_drops_come_with_a_hint(procs) -> None:
             time.sleep(0.2)
         assert p.out, p.err
         payload = b"x" * 1400
-        for _ in range(40_000):   # ~56 MB in well under a second: over the 32 MB buffer
+        for _ in range(60_000):   # ~84 MB of payload in about a second: over the buffer
             s.sendto(payload, ("127.0.0.1", port))
     time.sleep(0.5)
     p.p.send_signal(signal.SIGINT)
