@@ -61,6 +61,8 @@ class _Datagram:
 
 
 class Defragmenter:
+    """Fragments of many datagrams in, whole datagrams out; see the module docstring."""
+
     def __init__(self, max_datagrams: int = 1024, max_bytes: int = 16 << 20,
                  timeout: float = 30.0) -> None:
         if max_datagrams < 1 or max_bytes < MAX_DATAGRAM or not timeout > 0:
