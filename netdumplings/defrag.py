@@ -15,7 +15,10 @@ dropped. Every drop is counted by reason in ``stats``.
 
 Overlaps: a fragment that repeats bytes already held (a duplicate) is ignored; one that
 would change bytes already held is an attack or a corruption (RFC 5722 forbids overlaps in
-IPv6), so the whole datagram is dropped rather than reassembled one way or the other.
+IPv6), so the whole datagram is dropped rather than reassembled one way or the other. A
+duplicate that comes after its datagram was made whole (a mirror port sending a packet
+twice) is recognised by its bytes against the recently completed datagrams and counted;
+a fragment whose bytes differ starts a new datagram (IPv4's 16-bit ids get reused).
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from typing import Hashable
 
 #: The largest IP payload (the 16-bit length fields of both IPv4 and IPv6).
 MAX_DATAGRAM = 65535
+#: Completed datagrams remembered, to recognise late duplicates of their fragments.
+RECENT_DATAGRAMS = 256
+RECENT_BYTES = 4 << 20
 
 
 class DefragStats:
     __slots__ = ("fragments", "reassembled", "expired", "evicted", "overlaps", "too_big",
-                 "incomplete_at_end")
+                 "incomplete_at_end", "late_duplicates")
 
     def __init__(self) -> None:
         self.fragments = 0          # fragments fed
@@ -39,6 +45,7 @@ class DefragStats:
         self.overlaps = 0           # datagrams dropped: fragments disagreeing on bytes
         self.too_big = 0            # datagrams dropped: past 65,535 bytes
         self.incomplete_at_end = 0  # datagrams still incomplete when the capture ended
+        self.late_duplicates = 0    # fragments repeating a datagram already made whole
 
     @property
     def dropped(self) -> int:
@@ -74,6 +81,9 @@ class Defragmenter:
         self.stats = DefragStats()
         self._pending: OrderedDict[Hashable, _Datagram] = OrderedDict()
         self._held = 0
+        # key -> (payload, when completed): the recently completed datagrams
+        self._recent: OrderedDict[Hashable, tuple[bytes, float]] = OrderedDict()
+        self._recent_bytes = 0
 
     @property
     def pending(self) -> int:
@@ -96,6 +106,12 @@ class Defragmenter:
         end = offset + len(data)
         dg = self._pending.get(key)
         if dg is None:
+            done = self._recent.get(key)
+            if done is not None and now - done[1] <= self.timeout and \
+                    done[0][offset:end] == data and end <= len(done[0]) and \
+                    (more or end == len(done[0])):
+                stats.late_duplicates += 1
+                return None
             dg = self._pending[key] = _Datagram(now)
         elif dg.bad:
             return None  # the rest of a datagram already dropped
@@ -118,7 +134,9 @@ class Defragmenter:
             del self._pending[key]
             self._held -= dg.held
             stats.reassembled += 1
-            return b"".join(dg.pieces[o] for o in sorted(dg.pieces))
+            whole = b"".join(dg.pieces[o] for o in sorted(dg.pieces))
+            self._remember(key, whole, now)
+            return whole
         self._make_room()
         return None
 
@@ -156,6 +174,17 @@ class Defragmenter:
                 dg.held += len(chunk)
                 self._held += len(chunk)
         return True
+
+    def _remember(self, key: Hashable, whole: bytes, now: float) -> None:
+        recent = self._recent
+        old = recent.pop(key, None)
+        if old is not None:
+            self._recent_bytes -= len(old[0])
+        recent[key] = (whole, now)
+        self._recent_bytes += len(whole)
+        while len(recent) > RECENT_DATAGRAMS or self._recent_bytes > RECENT_BYTES:
+            _, (payload, _) = recent.popitem(last=False)
+            self._recent_bytes -= len(payload)
 
     def _spoil(self, dg: _Datagram) -> None:
         """Drop a datagram's bytes but remember it until its timeout, so its remaining

@@ -277,3 +277,20 @@ def test_nd_sniff_reports_reassembly_and_loss(procs, tmp_path: Path) -> None:
     (summary,) = [line for line in p.err if line.startswith("nd-sniff: ")]
     assert "1 fragmented datagrams not reassembled (fragments missing or inconsistent)" in \
         summary
+
+
+def test_late_duplicates_are_recognised_and_a_reused_id_is_a_new_datagram() -> None:
+    payload = bytes(range(256)) * 8
+    pieces = [(o, payload[o:o + 512]) for o in range(0, len(payload), 512)]
+    d = Defragmenter()
+    out = [d.feed("k", o, o + 512 < len(payload), p, 1.0) for o, p in pieces]
+    assert out[-1] == payload
+    # a mirror port sends two of them again: recognised, not a new datagram to expire
+    assert d.feed("k", *pieces[1][:1], True, pieces[1][1], 1.5) is None
+    assert d.feed("k", 1536, False, pieces[3][1], 1.6) is None
+    assert d.stats.late_duplicates == 2 and d.pending == 0
+    assert d.finish() == 0 and d.stats.dropped == 0
+    # the same id, other bytes (IPv4 ids wrap): a datagram of its own
+    other = b"z" * 1024
+    assert d.feed("k", 0, True, other[:512], 2.0) is None
+    assert d.feed("k", 512, False, other[512:], 2.0) == other

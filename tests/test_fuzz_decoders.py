@@ -458,3 +458,80 @@ def _varint(n: int) -> bytes:
         n >>= 7
         if not n:
             return bytes(out)
+
+
+# -- this stop's additions: fragments, tunnels, DNS over TCP, HTTP/2 joined late ----------
+
+from netdumplings.defrag import Defragmenter  # noqa: E402
+from netdumplings.packet import Packet  # noqa: E402
+from netdumplings.tunnels import geneve, gre, inner_frame, vxlan  # noqa: E402
+
+
+@FUZZ
+@given(payload=st.binary(min_size=1, max_size=6000),
+       size=st.integers(8, 1500).map(lambda n: n - n % 8),
+       seed=st.randoms(use_true_random=False), dup=st.booleans())
+def test_defrag_any_order_and_duplicates_give_the_datagram(payload: bytes, size: int,
+                                                           seed: Any, dup: bool) -> None:
+    pieces = [(o, payload[o:o + size]) for o in range(0, len(payload), size)]
+    if dup:
+        pieces += pieces[: len(pieces) // 2 + 1]
+    seed.shuffle(pieces)
+    d = Defragmenter()
+    out = [d.feed("k", o, o + len(p) < len(payload), p, 1.0) for o, p in pieces]
+    done = [x for x in out if x is not None]
+    assert done == [payload]
+    assert d.pending == 0 and d.held_bytes == 0
+
+
+@FUZZ
+@given(frags=st.lists(st.tuples(st.integers(0, 70000), st.booleans(), st.binary(max_size=2000),
+                                st.integers(0, 3)), max_size=60))
+def test_defrag_garbage_never_raises_and_stays_bounded(frags: list) -> None:
+    d = Defragmenter(max_datagrams=8, max_bytes=1 << 17)
+    for i, (offset, more, data, key) in enumerate(frags):
+        whole = d.feed(key, offset, more, data, float(i))
+        assert whole is None or len(whole) <= 65535
+        assert d.pending <= 8 and d.held_bytes <= 1 << 17
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_tunnel_parsers_never_raise(data: bytes) -> None:
+    for parse in (vxlan, geneve, gre):
+        found = parse(data)
+        assert found is None or (isinstance(found[0], bytes) and found[1] in (1, 101))
+    # inside whole frames: Ethernet/IPv4/UDP to each tunnel port, and IPv4/GRE
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    for frame in [eth / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(dport=port) / Raw(data)
+                  for port in (4789, 8472, 6081)] + \
+            [eth / IP(src="192.0.2.1", dst="192.0.2.2", proto=47) / Raw(data)]:
+        p = Packet(bytes(frame), 1.0)
+        found = inner_frame(p)
+        if found is not None:
+            Packet(found[0], 1.0, linktype=found[1]).decode()
+
+
+@FUZZ
+@given(chunks=st.lists(st.binary(max_size=400), max_size=40))
+def test_dns_tcp_framer_random_splits_equal_whole(chunks: list[bytes]) -> None:
+    whole = b"".join(chunks)
+    a, b = dns.DnsTcpFramer(), dns.DnsTcpFramer()
+    got = [m for c in chunks for m in a.feed(c)]
+    assert got == b.feed(whole)
+    assert a.buffered == b.buffered <= 65537
+
+
+@FUZZ
+@given(chunks=st.lists(st.tuples(st.booleans(), st.binary(max_size=600)), max_size=40))
+def test_http2_joined_late_never_raises_and_stays_bounded(chunks: list) -> None:
+    dec = http2.Http2Decoder(midstream=True, max_frame_size=16384)
+    for i, (c2s, data) in enumerate(chunks):
+        events = dec.feed(C2S if c2s else S2C, data, float(i))
+        assert all(not (isinstance(e, http2.DecodeError) and "internal" in e.message)
+                   for e in events)
+        assert all(len(side.buf) <= 16384 + 9 + 600 for side in dec.sides.values())
+    dec.close("end", 99.0)
