@@ -731,14 +731,12 @@ class DNSLookupChef(FlowChef):
     def on_data(self, flow: Any, direction: Direction, data: bytes,
                 timestamp: float) -> Iterator[dict[str, Any]]:
         state = self.flow_state(flow)
-        if type(state) is DnsDecoder:
-            for event in state.feed(data, direction, timestamp):
-                payload = self._payload(flow, event)
-                if payload is not None:
-                    yield payload
-            return
-        for message in state.framers[direction].feed(data):
-            for event in state.decoder.feed(message, direction, timestamp):
+        if type(state) is DnsDecoder:   # UDP: the datagram is the message
+            decoder, messages = state, (data,)
+        else:
+            decoder, messages = state.decoder, state.framers[direction].feed(data)
+        for message in messages:
+            for event in decoder.feed(message, direction, timestamp):
                 payload = self._payload(flow, event)
                 if payload is not None:
                     yield payload
