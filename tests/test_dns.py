@@ -22,6 +22,8 @@ from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
+from conftest import free_port
+
 DATA = Path(__file__).parent / "data"
 CAPTURES = [DATA / "dns-queries.pcap", DATA / "corrupt" / "dns-queries.pcapng"]
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -364,60 +366,22 @@ class _ZoneResolver:
         return reply
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.live
-def test_live_dnslib_server_and_client(live_kitchen) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_live_dnslib_server_and_client(live_kitchen, transport: str) -> None:
+    """dnslib's server and client on loopback, over UDP and over TCP, sniffed on lo."""
     from dnslib.server import DNSServer
 
-    port = _free_udp_port()
-    server = DNSServer(_ZoneResolver(), port=port, address="127.0.0.1")
+    tcp = transport == "tcp"
+    port = free_port(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+    server = DNSServer(_ZoneResolver(), port=port, address="127.0.0.1", tcp=tcp)
     server.start_thread()
     try:
-        with live_kitchen(f"udp port {port}", [DNSLookupChef],
+        with live_kitchen(f"{transport} port {port}", [DNSLookupChef],
                           {"DNSLookupChef": {"ports": [port]}}) as k:
             answers = []
             for name in ("live.dumplings.example.", "missing.dumplings.example."):
-                raw = dnslib.DNSRecord.question(name, "A").send("127.0.0.1", port, timeout=5)
-                answers.append(dnslib.DNSRecord.parse(raw))
-
-            def lookups(dumplings):
-                return [d["payload"] for d in dumplings
-                        if d["metadata"]["chef"] == "DNSLookupChef"
-                        and d["payload"].get("event") == "lookup"]
-
-            assert k.wait_for(lambda ds: len(lookups(ds)) >= 2, timeout=10)
-    finally:
-        server.stop()
-    got = {p["name"]: p for p in lookups(k.dumplings)}
-    ok, nx = got["live.dumplings.example."], got["missing.dumplings.example."]
-    assert ok["rcode"] == "NOERROR" and ok["answers"][0]["data"] == "198.51.100.42"
-    assert nx["rcode"] == "NXDOMAIN" and nx["answers"] == []
-    assert ok["id"] == answers[0].header.id and nx["id"] == answers[1].header.id
-    assert ok["dst"] == f"127.0.0.1:{port}" and ok["flow"]["server"] == f"127.0.0.1:{port}"
-    assert 0 <= ok["latency"] < 5
-
-
-@pytest.mark.live
-def test_live_dnslib_tcp_server_and_client(live_kitchen) -> None:
-    """DNS over TCP between dnslib's TCP server and client, sniffed on lo."""
-    from dnslib.server import DNSServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = DNSServer(_ZoneResolver(), port=port, address="127.0.0.1", tcp=True)
-    server.start_thread()
-    try:
-        with live_kitchen(f"tcp port {port}", [DNSLookupChef],
-                          {"DNSLookupChef": {"ports": [port]}}) as k:
-            answers = []
-            for name in ("live.dumplings.example.", "missing.dumplings.example."):
-                raw = dnslib.DNSRecord.question(name, "A").send("127.0.0.1", port, tcp=True,
+                raw = dnslib.DNSRecord.question(name, "A").send("127.0.0.1", port, tcp=tcp,
                                                                 timeout=5)
                 answers.append(dnslib.DNSRecord.parse(raw))
 
@@ -434,7 +398,8 @@ def test_live_dnslib_tcp_server_and_client(live_kitchen) -> None:
     assert ok["rcode"] == "NOERROR" and ok["answers"][0]["data"] == "198.51.100.42"
     assert nx["rcode"] == "NXDOMAIN" and nx["answers"] == []
     assert ok["id"] == answers[0].header.id and nx["id"] == answers[1].header.id
-    assert ok["flow"]["transport"] == "tcp" and ok["flow"]["server"] == f"127.0.0.1:{port}"
+    assert ok["dst"] == f"127.0.0.1:{port}" and ok["flow"]["server"] == f"127.0.0.1:{port}"
+    assert ok["flow"]["transport"] == transport
     assert 0 <= ok["latency"] < 5
     assert not [d for d in k.dumplings if d["payload"].get("event") == "error"]
 
