@@ -325,3 +325,31 @@ def veth_namespaces(prefix: str, net: str, setup: Callable[[dict[str, str]], Non
     finally:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], timeout=20)
+
+
+def exchange_across_namespaces(ns: dict[str, str], server: str, client: str, address: str,
+                               pcap: Path, *bpf: str) -> dict[str, Any]:
+    """Run the Python ``server`` script in namespace B (it prints "ready" when it listens)
+    and the ``client`` script in A, both given ``address``, while tcpdump writes A's end of
+    the veth to ``pcap``; returns the JSON line the client printed."""
+    import subprocess
+    srv = subprocess.Popen(["ip", "netns", "exec", ns["B"], sys.executable, "-c", server,
+                            address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    tcpdump = subprocess.Popen(["ip", "netns", "exec", ns["A"], "tcpdump", "-U",
+                                "--immediate-mode", "-n", "-i", ns["if_a"], "-w", str(pcap),
+                                *bpf], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "ready" in srv.stdout.readline()
+        assert "listening" in tcpdump.stderr.readline()
+        out = subprocess.run(["ip", "netns", "exec", ns["A"], sys.executable, "-c", client,
+                              address], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        time.sleep(0.5)   # tcpdump writes the last packets
+        return json.loads(out.stdout)
+    finally:
+        tcpdump.terminate()
+        tcpdump.wait(10)
+        srv.stdin.close()
+        srv.terminate()
+        srv.wait(10)

@@ -5,20 +5,16 @@ over a veth pair with a 1280-byte MTU between two network namespaces made by the
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import dnslib
 import pytest
-from conftest import run_ip, veth_namespaces
+from conftest import exchange_across_namespaces, run_ip, veth_namespaces
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
@@ -230,28 +226,9 @@ def mtu_namespaces():
 @pytest.mark.parametrize("family", ["v4", "v6"])
 def test_kernel_fragmented_dns_answer(mtu_namespaces, tmp_path: Path, family: str) -> None:
     ns = mtu_namespaces
-    client_ip, server_ip = ns[family]
+    server_ip = ns[family][1]
     pcap = tmp_path / "kernel-frag.pcap"
-    server = subprocess.Popen(["ip", "netns", "exec", ns["B"], sys.executable, "-c", SERVER,
-                               server_ip], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    tcpdump = subprocess.Popen(["ip", "netns", "exec", ns["A"], "tcpdump", "-U",
-                                "--immediate-mode", "-n", "-i", ns["if_a"], "-w", str(pcap)],
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert "ready" in server.stdout.readline()
-        assert "listening" in tcpdump.stderr.readline()
-        out = subprocess.run(["ip", "netns", "exec", ns["A"], sys.executable, "-c", CLIENT,
-                              server_ip], capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0, out.stderr
-        got = json.loads(out.stdout)
-        time.sleep(0.5)
-    finally:
-        tcpdump.terminate()
-        tcpdump.wait(10)
-        server.stdin.close()
-        server.terminate()
-        server.wait(10)
+    got = exchange_across_namespaces(ns, SERVER, CLIENT, server_ip, pcap)
     assert got["size"] > 6000 and got["answers"] == 25
     packets = list(PcapSource(pcap))
     fragments = [p for p in packets if p.ip_frag is not None]

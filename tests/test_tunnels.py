@@ -9,15 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import dnslib
 import pytest
-from conftest import run_ip, veth_namespaces
+from conftest import exchange_across_namespaces, run_ip, veth_namespaces
 from scapy.all import load_contrib
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -180,11 +178,7 @@ def vxlan_namespaces():
     """Underlay: a veth pair between namespaces A and B. Overlay: a VXLAN device (VNI 42,
     UDP 4789) on each side, 10.216.x.0/24, whose packets cross the underlay wrapped."""
     net = f"10.216.{os.getpid() % 250}"
-
-    def setup(ns: dict[str, str]) -> None:
-        pass
-
-    with veth_namespaces("ndvx", f"10.215.{os.getpid() % 250}", setup) as ns:
+    with veth_namespaces("ndvx", f"10.215.{os.getpid() % 250}", lambda ns: None) as ns:
         try:
             for side, iface, me, peer, host in (("A", "if_a", "ip_a", "ip_b", 1),
                                                  ("B", "if_b", "ip_b", "ip_a", 2)):
@@ -203,26 +197,8 @@ def vxlan_namespaces():
 def test_kernel_vxlan_overlay_dns(vxlan_namespaces, tmp_path: Path) -> None:
     ns = vxlan_namespaces
     pcap = tmp_path / "underlay.pcap"
-    server = subprocess.Popen(["ip", "netns", "exec", ns["B"], sys.executable, "-c", SERVER,
-                               ns["overlay_b"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    tcpdump = subprocess.Popen(["ip", "netns", "exec", ns["A"], "tcpdump", "-U",
-                                "--immediate-mode", "-n", "-i", ns["if_a"], "-w", str(pcap),
-                                "udp port 4789"], stderr=subprocess.PIPE, text=True)
-    try:
-        assert "ready" in server.stdout.readline()
-        assert "listening" in tcpdump.stderr.readline()
-        out = subprocess.run(["ip", "netns", "exec", ns["A"], sys.executable, "-c", CLIENT,
-                              ns["overlay_b"]], capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0, out.stderr
-        got = json.loads(out.stdout)
-        time.sleep(0.5)
-    finally:
-        tcpdump.terminate()
-        tcpdump.wait(10)
-        server.stdin.close()
-        server.terminate()
-        server.wait(10)
+    got = exchange_across_namespaces(ns, SERVER, CLIENT, ns["overlay_b"], pcap,
+                                     "udp port 4789")
     outer = list(PcapSource(pcap))
     assert outer and all(p.l4 == "udp" and p.dport == 4789 for p in outer)   # all wrapped
     made, k = run(pcap, [DNSLookupChef])
