@@ -353,3 +353,12 @@ def exchange_across_namespaces(ns: dict[str, str], server: str, client: str, add
         srv.stdin.close()
         srv.terminate()
         srv.wait(10)
+
+
+def cook(path: Any, chefs: list[type], **kitchen_kwargs: Any) -> tuple[list[dict[str, Any]], Kitchen]:
+    """The dumplings ``chefs`` (classes) make from a capture file, and the kitchen that made
+    them (for its stats): ``read_dumplings`` given chef instances, whose ``kitchen`` it sets."""
+    from netdumplings.offline import read_dumplings
+    cooks = [chef() for chef in chefs]
+    dumplings = list(read_dumplings(str(path), cooks, **kitchen_kwargs))
+    return dumplings, cooks[0].kitchen

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import DATA, assert_no_traceback, free_port, nd_command, needs_capture, run_nd
+from conftest import (DATA, assert_no_traceback, cook, free_port, nd_command, needs_capture,
+                      run_nd)
 
 from netdumplings.chef import DatagramChef, DumplingChef
 from netdumplings.chefs.dns import DNSLookupChef
 from netdumplings.kitchen import Kitchen
-from netdumplings.sources import PcapSource
 
 DNS = DATA / "dns-queries.pcap"
 SLOW = Path(__file__).parent / "chefmods" / "slow_chefs.py"
@@ -49,23 +49,11 @@ class RaisingChef(DumplingChef):
         raise RuntimeError("boom")
 
 
-def cook(kitchen: Kitchen) -> int:
-    src = PcapSource(DNS)
-    try:
-        for packet in src:
-            kitchen.process(packet)
-    finally:
-        src.close()
-    kitchen.finish()
-    return kitchen.stats.packets
-
-
 def test_time_per_chef_includes_generator_work_and_raising_handlers() -> None:
-    made: list[str] = []
-    k = Kitchen("t", [SlowPacketChef, SlowGeneratorChef, QuickChef, RaisingChef, DNSLookupChef],
-                poke_interval=None, time_chefs=True,
-                sink=lambda d, data: made.append(d["metadata"]["chef"]))
-    packets = cook(k)
+    dumplings, k = cook(DNS, [SlowPacketChef, SlowGeneratorChef, QuickChef, RaisingChef,
+                              DNSLookupChef], time_chefs=True)
+    made = [d["metadata"]["chef"] for d in dumplings]
+    packets = k.stats.packets
     secs = k.chef_seconds
     assert secs is not None and set(secs) == {"SlowPacketChef", "SlowGeneratorChef",
                                              "QuickChef", "RaisingChef", "DNSLookupChef"}

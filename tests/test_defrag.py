@@ -14,7 +14,7 @@ from typing import Any
 
 import dnslib
 import pytest
-from conftest import exchange_across_namespaces, run_ip, veth_namespaces
+from conftest import cook, exchange_across_namespaces, run_ip, veth_namespaces
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
@@ -23,7 +23,6 @@ from scapy.utils import wrpcap
 
 from netdumplings.chefs.dns import DNSLookupChef
 from netdumplings.defrag import Defragmenter
-from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
 from netdumplings.packet import Packet
 from netdumplings.sources import PcapSource
@@ -152,14 +151,8 @@ def test_missing_fragment_is_counted_not_decoded_as_a_cut_message(tmp_path: Path
                                                                   v6: bool) -> None:
     pcap = tmp_path / "lost.pcap"
     wrpcap(str(pcap), frames(v6, drop=3))
-    k = Kitchen("t", [DNSLookupChef], poke_interval=None)
-    made: list[dict[str, Any]] = []
-    k.sink = lambda d, data: made.append(d["payload"])
-    src = PcapSource(pcap)
-    for packet in src:
-        k.process(packet)
-    src.close()
-    k.finish()
+    dumplings, k = cook(pcap, [DNSLookupChef])
+    made = [d["payload"] for d in dumplings]
     # the query goes unanswered; no error from decoding the first fragment as the message
     assert [p["event"] for p in made if "event" in p] == ["unanswered"]
     assert k.stats.fragmented_datagrams_dropped == 1 and k.stats.datagrams_reassembled == 0

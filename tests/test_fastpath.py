@@ -34,7 +34,7 @@ from netdumplings.packet import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet, 
 from netdumplings.sender import HubSender
 from netdumplings.sources import CaptureError, PcapSource
 
-from conftest import DATA
+from conftest import DATA, cook
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = sorted(DATA.glob("*.pcap")) + sorted((DATA / "corrupt").glob("*.pcap*"))
@@ -373,12 +373,8 @@ def test_bench_chefs_floor_replays_what_the_kitchen_makes(tmp_path: Path) -> Non
     from chefs.http1 import Http1Chef
 
     mixed = synth.write(tmp_path / "m.pcap", "mixed", 3000)
-    made: list[str] = []
-    k = Kitchen("t", [DNSLookupChef, Http1Chef], poke_interval=None,
-                sink=lambda d, data: made.append(d["metadata"]["chef"]))
-    for p in read_all(mixed):
-        k.process(p)
-    k.finish()
+    dumplings, _ = cook(mixed, [DNSLookupChef, Http1Chef])
+    made = [d["metadata"]["chef"] for d in dumplings]
     assert made.count("DNSLookupChef") > 50 and made.count("Http1Chef") > 50
     made.remove("DNSLookupChef")   # the interval dumpling of finish(): no poke in a replay
     out = floor(mixed, None)

@@ -33,6 +33,8 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
 from netdumplings.sources import PcapSource
 
+from conftest import cook
+
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -1144,14 +1146,7 @@ def test_fast_path_matches_h11_on_the_shared_captures(pcap: Path) -> None:
         def on_data(self, flow: Any, direction: Any, data: bytes, timestamp: float) -> None:
             streams.setdefault(flow.id, []).append((direction, bytes(data), timestamp))
 
-    k = Kitchen("rec", [Recorder], poke_interval=None)
-    src = PcapSource(str(pcap))
-    try:
-        for packet in src:
-            k.process(packet)
-    finally:
-        src.close()
-    k.finish()
+    cook(pcap, [Recorder])
     assert streams
     for steps in streams.values():
         assert_fast_like_h11(steps)

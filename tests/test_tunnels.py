@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import dnslib
 import pytest
-from conftest import exchange_across_namespaces, run_ip, veth_namespaces
+from conftest import cook, exchange_across_namespaces, run_ip, veth_namespaces
 from scapy.all import load_contrib
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -79,15 +79,8 @@ WRAPS: dict[str, Callable[[Any], Any]] = {
 
 
 def run(path: Path, chefs: list, **kw: Any) -> tuple[list[dict[str, Any]], Kitchen]:
-    made: list[dict[str, Any]] = []
-    k = Kitchen("t", chefs, poke_interval=None, sink=lambda d, data: made.append(d["payload"]),
-                **kw)
-    src = PcapSource(path)
-    for packet in src:
-        k.process(packet)
-    src.close()
-    k.finish()
-    return made, k
+    dumplings, kitchen = cook(path, chefs, **kw)
+    return [d["payload"] for d in dumplings], kitchen
 
 
 @pytest.mark.parametrize("kind", list(WRAPS))
