@@ -26,7 +26,7 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.registry import bundled_chefs
 from netdumplings.sources import PcapSource
 
-from .kitchen import default_chefs, kitchen_loop, mixed_capture
+from .kitchen import _Limited, default_chefs, kitchen_loop, mixed_capture
 
 CHEFS_DIR = Path(__file__).resolve().parent.parent / "chefs"
 
@@ -183,18 +183,11 @@ def _record_calls(path: Path, limit: int | None) -> tuple[list[tuple[Any, ...]],
     k = Kitchen("floor", _stand_ins(calls), poke_interval=None, host="bench")
     src = PcapSource(path)
     try:
-        k.run(src if limit is None else _first(src, limit))
+        k.run(_Limited(src, limit))
         k.finish()
     finally:
         src.close()
     return calls, k.stats.packets
-
-
-def _first(src: Any, limit: int) -> Any:
-    for n, p in enumerate(src, 1):
-        yield p
-        if n >= limit:
-            return
 
 
 def floor(path: Path, limit: int | None) -> dict[str, Any]:
