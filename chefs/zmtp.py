@@ -288,13 +288,8 @@ class ZmtpDecoder:
         if self._state == _S_STOPPED:
             return []
         self.errors += 1
-        error = f"{size} bytes missing from the capture; looking for the next frame boundary"
-        if self._part_count:
-            error += f" (lost: a multipart message of {self._part_count} frames so far)"
-        self._buf = bytearray()
-        self._body = bytearray()
-        self._hash = None
-        self._parts, self._part_count, self._part_size = [], 0, 0
+        error = (f"{size} bytes missing from the capture; looking for the next frame "
+                 f"boundary{self._drop_partial()}")
         self._left = 0
         self._state = _S_HEAD
         self._midstream = False
@@ -497,13 +492,18 @@ class ZmtpDecoder:
         self.errors += 1
         self.skipped_bytes += skipped
         self._state = _S_STOPPED
+        error += self._drop_partial()
+        return DecodeError(error, True, skipped)
+
+    def _drop_partial(self) -> str:
+        """Forget the frame and message in progress; what was lost, for the error text."""
         self._buf = bytearray()
         self._body = bytearray()
         self._hash = None
-        if self._part_count:
-            error += f" (lost: a multipart message of {self._part_count} frames so far)"
+        lost = (f" (lost: a multipart message of {self._part_count} frames so far)"
+                if self._part_count else "")
         self._parts, self._part_count, self._part_size = [], 0, 0
-        return DecodeError(error, True, skipped)
+        return lost
 
     # -- commands ------------------------------------------------------------------------
 
