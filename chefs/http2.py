@@ -282,8 +282,8 @@ class Http2Decoder:
         # the client cancelled or hit its deadline. Those are normal, not errors.
         self._reset_ids: deque[int] = deque(maxlen=128)
         self._events: list[Event] = []
-        #: The capture began after the connection did (no SYN seen): start at a boundary.
-        self.midstream = midstream
+        #: Joined mid-connection, at a frame boundary (``midstream``: the capture began
+        #: after the connection did, so each side starts by looking for one).
         self.joined = False
         self.header_blocks_unknown = 0
         self.frames_of_earlier_streams = 0   # frames of streams opened before the capture
