@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
-from .defrag import MAX_DATAGRAM, Defragmenter
+from .defrag import MAX_DATAGRAM, Defragmenter, DefragStats
 from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
 from .flows import Flow, FlowTable
 from .packet import ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
@@ -53,8 +53,7 @@ class KitchenStats:
     __slots__ = ("packets", "dumplings", "chef_errors", "encode_errors", "flows_evicted",
                  "reassembly_evictions", "gaps", "gap_bytes", "started", "bytes",
                  "retransmissions", "overlaps", "pokes_skipped", "truncated_datagrams",
-                 "fragments", "datagrams_reassembled", "fragmented_datagrams_dropped",
-                 "decapsulated")
+                 "decapsulated", "defrag")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -70,14 +69,30 @@ class KitchenStats:
         self.overlaps = 0
         self.pokes_skipped = 0
         self.truncated_datagrams = 0
-        self.fragments = 0                      # IP fragments given to the flow path
-        self.datagrams_reassembled = 0          # ... made whole again
-        self.fragmented_datagrams_dropped = 0   # ... incomplete, inconsistent or too big
         self.decapsulated = 0                   # VXLAN/Geneve/GRE packets looked into
+        #: The defragmenter's own counts, once the kitchen has one (it has flow chefs).
+        self.defrag: DefragStats | None = None
         self.started = time.monotonic()
 
+    @property
+    def fragments(self) -> int:
+        """IP fragments given to the flow path."""
+        return self.defrag.fragments if self.defrag is not None else 0
+
+    @property
+    def datagrams_reassembled(self) -> int:
+        return self.defrag.reassembled if self.defrag is not None else 0
+
+    @property
+    def fragmented_datagrams_dropped(self) -> int:
+        """Incomplete, inconsistent or too big: counted, not decoded."""
+        return self.defrag.dropped if self.defrag is not None else 0
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k != "started"}
+        out = {k: getattr(self, k) for k in self.__slots__ if k not in ("started", "defrag")}
+        out.update(fragments=self.fragments, datagrams_reassembled=self.datagrams_reassembled,
+                   fragmented_datagrams_dropped=self.fragmented_datagrams_dropped)
+        return out
 
 
 class Kitchen:
@@ -117,6 +132,7 @@ class Kitchen:
         self._flow_idle_timeout = flow_idle_timeout
         self._max_flows = max_flows
         self._errors_by_chef: dict[str, int] = {}
+        self._defrag_warned = False
         self.dumplings_by_chef: dict[str, int] = {}
         chef_options = chef_options or {}
         for chef in chefs:
@@ -184,6 +200,7 @@ class Kitchen:
         if self.flow_chefs and not hasattr(self, "flows"):
             self.flows = FlowTable(self._max_flows, self._flow_idle_timeout, ports)
             self.defrag = Defragmenter()
+            self.stats.defrag = self.defrag.stats
         elif self.flow_chefs:
             self.flows.server_ports = ports
         self._detectors = {
@@ -314,7 +331,7 @@ class Kitchen:
         defrag = self.defrag
         whole = defrag.feed((src, dst, proto, ident), offset, more, data[start:end], pkt.time,
                             MAX_DATAGRAM if v6 else MAX_DATAGRAM - 20)
-        self._defrag_stats()
+        self._warn_defrag_drops()
         if whole is None:
             return
         if v6:
@@ -324,16 +341,14 @@ class Kitchen:
         self._to_flows(Packet(head + whole, pkt.time, linktype=LINKTYPE_RAW,
                               interface=pkt.interface), depth)
 
-    def _defrag_stats(self) -> None:
-        ds, st = self.defrag.stats, self.stats
-        st.fragments = ds.fragments
-        st.datagrams_reassembled = ds.reassembled
-        dropped = ds.dropped
-        if dropped > st.fragmented_datagrams_dropped and not st.fragmented_datagrams_dropped:
+    def _warn_defrag_drops(self) -> None:
+        """Warn once, at the first datagram that could not be reassembled."""
+        ds = self.defrag.stats
+        if ds.dropped and not self._defrag_warned:
+            self._defrag_warned = True
             log.warning("%s: a fragmented datagram could not be reassembled (%s); such "
                         "datagrams are counted, not decoded", self.name,
                         ", ".join(f"{k} {v}" for k, v in ds.as_dict().items() if v))
-        st.fragmented_datagrams_dropped = dropped
 
     def _flow_packet(self, pkt: Packet) -> None:
         ts = pkt.time
@@ -518,7 +533,7 @@ class Kitchen:
         """End of capture: close every open flow (reason END), then a last poke."""
         if self.flow_chefs:
             if self.defrag.finish():
-                self._defrag_stats()
+                self._warn_defrag_drops()
             for flow in self.flows.drain():
                 self._close(flow, CloseReason.END)
         for chef in self.interval_chefs:
