@@ -35,6 +35,34 @@ MAX_DATA_CHARS = 256
 ERROR_HEX_BYTES = 64
 
 
+#: A TXT string's bytes shown as they are (printable ASCII but the quote and backslash).
+_TXT_SAFE = re.compile(rb'[\x20\x21\x23-\x5b\x5d-\x7e]*\Z')
+
+
+def _txt_string(chunk: bytes) -> str:
+    if _TXT_SAFE.match(chunk):
+        return '"' + chunk.decode("ascii") + '"'
+    out = []
+    for c in chunk:
+        if c == 0x22 or c == 0x5C:
+            out.append("\\" + chr(c))
+        elif 0x20 <= c <= 0x7E:
+            out.append(chr(c))
+        else:
+            out.append("\\%03d" % c)
+    return '"' + "".join(out) + '"'
+
+
+def txt_presentation(strings: list[bytes]) -> str:
+    """TXT rdata as a zone file (RFC 1035 5.1) and ``dig`` write it: each character-string
+    in double quotes, separated by a space; ``"`` and ``\\`` escaped with a backslash and
+    every byte outside printable ASCII as ``\\DDD`` (decimal). Readers of DNS tools know
+    this form, and unlike dnslib's (comma-separated, octal escapes, raw UTF-8) it keeps
+    every byte and the string boundaries unambiguous: ``"a,b"`` is one string, ``"a" "b"``
+    two."""
+    return " ".join([_txt_string(chunk) for chunk in strings])
+
+
 # -- events ---------------------------------------------------------------------------
 
 
@@ -130,7 +158,10 @@ def _rcode_name(code: int) -> str:
 
 def _rdata_text(rr: Any) -> str:
     try:
-        text = str(rr.rdata)
+        if rr.rtype == 16 and isinstance(getattr(rr.rdata, "data", None), list):
+            text = txt_presentation(rr.rdata.data)
+        else:
+            text = str(rr.rdata)
     except Exception:  # dnslib's formatting of odd rdata; never let it escape
         text = "<unprintable>"
     if len(text) > MAX_DATA_CHARS:
@@ -278,8 +309,6 @@ MAX_POINTER_HOPS = 32
 
 #: Bytes that dnslib shows as they are in a label (anything else becomes ``\\ddd``).
 _LABEL_PLAIN = re.compile(rb"[\x21-\x7e]*\Z")
-#: Bytes shown as they are inside a TXT string (dnslib escapes controls and DEL in octal).
-_TXT_PLAIN = re.compile(rb"[\x20-\x7e]*\Z")
 
 _type_names: dict[int, str] = {}
 _class_names: dict[int, str] = {}
@@ -388,17 +417,11 @@ def _txt_text(data: bytes, pos: int, end: int, rdlength: int) -> str:
         if total + n >= rdlength:   # dnslib's own bound (string bytes < rdlength)
             raise _Decline
         total += n
-        chunk = data[pos:pos + n]
+        parts.append(data[pos:pos + n])
         pos += n
-        if _TXT_PLAIN.match(chunk):
-            parts.append('"' + chunk.decode("ascii") + '"')
-        else:
-            text = chunk.decode("utf-8", errors="replace")
-            parts.append('"' + "".join(c if (32 <= ord(c) <= 126 or ord(c) > 127)
-                                       else "\\%03o" % ord(c) for c in text) + '"')
     if pos != end:
         raise _Decline
-    return ",".join(parts)
+    return txt_presentation(parts)
 
 
 def _rdata(data: bytes, rtype: int, pos: int, end: int, rdlength: int, size: int,
