@@ -122,6 +122,23 @@ def bytes_text(value: bytes, limit: int = 256) -> str:
     return shown if len(value) <= limit // 2 else shown + f"…(+{len(value) - limit // 2} bytes)"
 
 
+#: Keys of one map shown (a hostile map may hold millions); past it a "…" key says how
+#: many more there were.
+MAX_KEYS_SHOWN = 256
+#: Characters a map value gets however little of the budget is left, so that every key
+#: keeps a readable start of its value.
+MIN_VALUE_SHARE = 24
+
+
+def _rough_size(v: Any) -> int:
+    """How much room ``v`` would like, cheaply: to hand out room smallest first."""
+    if isinstance(v, (str, bytes, bytearray)):
+        return len(v) * (2 if not isinstance(v, str) else 1)
+    if isinstance(v, (list, tuple, dict)):
+        return 16 * len(v) + 16
+    return 8
+
+
 class _Budget:
     __slots__ = ("left", "truncated")
 
@@ -191,14 +208,29 @@ def _conv(v: Any, b: _Budget, depth: int, max_depth: int) -> Any:
             out.append(_conv(item, b, depth + 1, max_depth))
         return out
     if isinstance(v, dict):
-        out_d: dict[str, Any] = {}
+        # Every key of a map is kept (up to MAX_KEYS_SHOWN): a record's long value is cut,
+        # it never takes the keys after it along. The room left is shared out smallest
+        # value first, so short fields come whole and the long ones split what remains.
         b.left -= 2
-        for i, (key, item) in enumerate(v.items()):
-            if b.left <= 0:
-                b.truncated = True
-                out_d["…"] = f"+{len(v) - i} more"
-                break
-            out_d[_key(key)] = _conv(item, b, depth + 1, max_depth)
+        items = list(v.items())
+        more = len(items) - MAX_KEYS_SHOWN
+        if more > 0:
+            b.truncated = True
+            items = items[:MAX_KEYS_SHOWN]
+        shown: dict[int, tuple[str, Any]] = {}
+        order = sorted(range(len(items)), key=lambda i: _rough_size(items[i][1]))
+        for n, i in enumerate(order):
+            key, item = items[i]
+            name = _key(key)
+            b.left -= len(name) + 4
+            share = max(b.left // (len(order) - n), MIN_VALUE_SHARE)
+            rest = b.left - share
+            b.left = share
+            shown[i] = (name, _conv(item, b, depth + 1, max_depth))
+            b.left += rest
+        out_d: dict[str, Any] = dict(shown[i] for i in range(len(items)))
+        if more > 0:
+            out_d["…"] = f"+{more} more"
         return out_d
     b.left -= 16
     return repr(v)[:64]

@@ -181,6 +181,25 @@ def test_to_jsonable_is_strict_json() -> None:
     assert math.isinf(float(value["n"]))
 
 
+def test_to_jsonable_cuts_long_values_and_keeps_every_key() -> None:
+    record = {"message": "x" * 10_000, "host": "web1", "level": "info", "pid": 42,
+              "tags": ["a", "b"], "blob": b"\x00" * 5000, "tail": "last key"}
+    value, truncated = to_jsonable(record, 512)
+    assert truncated and list(value) == list(record)
+    assert value["host"] == "web1" and value["level"] == "info" and value["pid"] == 42
+    assert value["tags"] == ["a", "b"] and value["tail"] == "last key"
+    assert value["message"].startswith("xxx") and value["message"].endswith("chars)")
+    assert value["blob"]["$size"] == 5000
+    assert len(json.dumps(value)) < 2 * 512
+    # many long values: each keeps its key and a readable start
+    wide, _ = to_jsonable({f"k{i}": "y" * 100 for i in range(40)}, 512)
+    assert list(wide) == [f"k{i}" for i in range(40)]
+    assert all(v.startswith("y" * 20) for v in wide.values())
+    # a hostile map stays bounded, and says how many keys it left out
+    huge, _ = to_jsonable({i: i for i in range(100_000)}, 512)
+    assert len(huge) <= 300 and huge["…"].startswith("+")
+
+
 # -- live: a msgpack-over-TCP exchange on lo -------------------------------------------------
 
 
