@@ -36,6 +36,8 @@ from pydantic import Field
 from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 from netdumplings.flows import Flow
 
+from .http1_lenient import Repaired, looks_like_status_line, repair_request_head
+
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 
@@ -141,6 +143,10 @@ class Transaction:
     resync: dict[str, int] | None = None   # first transaction after a gap: bytes skipped
     request_done: bool = False
     h11_request: Any = field(default=None, repr=False)   # to prime the response parser
+    #: what h11 refused in the request and the decoder read past (see http1_lenient)
+    problem: str | None = None
+    #: the request line had no version: the response may be a bare HTTP/0.9 body
+    http09: bool = False
 
 
 @dataclass
@@ -161,7 +167,8 @@ Event = Transaction | Problem
 class _Side:
     """One direction's parser state: the current h11 connection and message timing."""
 
-    __slots__ = ("conn", "started", "start_ts", "last_ts", "tx", "line", "odd_target")
+    __slots__ = ("conn", "started", "start_ts", "last_ts", "tx", "line", "odd_target",
+                 "head", "repaired", "raw09")
 
     def __init__(self) -> None:
         self.conn: h11.Connection | None = None
@@ -173,6 +180,12 @@ class _Side:
         #: (None: complete, or not watched); see Http1Decoder._receive_request
         self.line: bytes | bytearray | None = None
         self.odd_target = False              # that line's target was percent-encoded
+        #: requests: the bytes given to ``conn`` for this message until its head is parsed,
+        #: to read past what h11 refuses (None: head parsed, or too long to keep)
+        self.head: bytearray | None = None
+        self.repaired: Repaired | None = None   # this request's head was repaired
+        #: responses: an HTTP/0.9 answer (no status line) is being read, up to the close
+        self.raw09 = False
 
 
 class Http1Decoder:
@@ -214,9 +227,14 @@ class Http1Decoder:
     """
 
     def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
-                 max_pipelined: int = 64, max_held: int = 65536, fast: bool = True) -> None:
+                 max_pipelined: int = 64, max_held: int = 65536, fast: bool = True,
+                 max_target_chars: int = 8192,
+                 max_value_chars: int = MAX_VALUE_CHARS) -> None:
         #: parse plain messages without h11 (False: h11 for every message, the reference)
         self.fast = fast
+        #: characters of a request-target / header value shown (longer ones are cut)
+        self.max_target_chars = max_target_chars
+        self.max_value_chars = max_value_chars
         self.body_preview = body_preview
         self.max_header_bytes = max_header_bytes
         self.max_pipelined = max_pipelined
@@ -274,6 +292,18 @@ class Http1Decoder:
         if self.stopped:
             self.skipped[direction is S2C] += size
             return out
+        if self.resyncing is not None and direction is S2C and not self.resyncing[0]:
+            # the client side has found where requests start again: the requests found
+            # since stay (a second gap, in the other direction, must not discard them);
+            # the search for their responses' status line just goes on past the loss
+            lost = size + len(self._scan_held[1])
+            self._scan_held[1], self._scan_ts[1], self._scan_cr[1] = b"", None, False
+            self.skipped[1] += lost
+            self._resync_skipped[1] += lost
+            tx = self._resync_tx
+            if tx is not None and tx.resync is not None:
+                tx.resync["server_skipped"] = self._resync_skipped[1]
+            return out
         if self.resyncing is not None:
             # still resynchronising after an earlier gap: start over, quietly
             self._start_resync(out)
@@ -295,6 +325,12 @@ class Http1Decoder:
         for i, held in enumerate(self._scan_held):
             self.skipped[i] += len(held)   # a start line cut by the end: never decoded
         resp = self._resp
+        if resp.raw09 and resp.tx is not None and resp.tx.response is not None:
+            tx = resp.tx
+            self._finish(tx, resp.last_ts or timestamp or 0.0, out)
+            if not clean:
+                tx.outcome, tx.note = "incomplete", f"connection closed ({reason})"
+            resp.raw09, resp.tx, resp.conn = False, None, None
         if clean and resp.conn is not None and resp.tx is not None and resp.tx.response:
             try:
                 resp.conn.receive_data(b"")
@@ -343,6 +379,8 @@ class Http1Decoder:
         side.tx = None
         side.line = b""
         side.odd_target = False
+        side.head = bytearray(leftover)
+        side.repaired = None
         if leftover:
             self._receive_request(side, leftover)
 
@@ -390,15 +428,45 @@ class Http1Decoder:
         if not side.started:
             side.started, side.start_ts = True, ts
         side.last_ts = ts
-        try:
-            if side.line is None:
-                side.conn.receive_data(data)  # type: ignore[union-attr]
+        head = side.head
+        if head is not None:
+            if len(head) + len(data) > 2 * self.max_header_bytes:
+                side.head = None   # h11 refuses a head this long anyway
             else:
-                self._receive_request(side, data)
-            self._pump_requests(ts, out)
-        except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
-            self._stop(out, Problem(C2S, "protocol_error", f"bad request: {exc}", ts),
-                       note="request parse error")
+                head += data
+        if side.line is None:
+            side.conn.receive_data(data)  # type: ignore[union-attr]
+        else:
+            self._receive_request(side, data)
+        while True:
+            try:
+                self._pump_requests(ts, out)
+                return
+            except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
+                if self.stopped:
+                    return
+                if not self._repair_request():
+                    self._stop(out, Problem(C2S, "protocol_error", f"bad request: {exc}", ts),
+                               note="request parse error")
+                    return
+
+    def _repair_request(self) -> bool:
+        """h11 refused the request head in progress: give the parser that head as repaired
+        by ``repair_request_head`` (what a server would still answer), once per request.
+        False when it cannot be repaired (the caller stops, as before)."""
+        side = self._req
+        if side.head is None or side.tx is not None or side.repaired is not None:
+            return False
+        fixed = repair_request_head(bytes(side.head))
+        if fixed is None:
+            return False
+        side.conn = self._parser(h11.SERVER)
+        side.repaired = fixed
+        side.head = None
+        side.line = None
+        side.odd_target = False
+        side.conn.receive_data(fixed.head)
+        return True
 
     def _pump_requests(self, ts: float, out: list[Event]) -> None:
         side = self._req
@@ -435,16 +503,26 @@ class Http1Decoder:
 
     def _on_request(self, ev: Any, start: float, out: list[Event]) -> None:
         self._count += 1
+        side = self._req
+        fixed, side.repaired, side.head = side.repaired, None, None
         msg = HttpMessage(start=start, version="HTTP/" + ev.http_version.decode("ascii"),
-                          method=as_text(ev.method, 64), target=as_text(ev.target))
-        if self._req.odd_target:
+                          method=as_text(ev.method, 64),
+                          target=as_text(ev.target, self.max_target_chars))
+        if fixed is not None:   # report what the client sent, not h11's stand-ins
+            msg.method = as_text(fixed.method, 64)
+            msg.target = as_text(fixed.shown_target, self.max_target_chars)
+            msg.version = as_text(fixed.version, 64)
+        if side.odd_target:
             msg.target_not_ascii = True
-            self._req.odd_target = False
+            side.odd_target = False
         self._set_headers(msg, ev.headers.raw_items())
         lower = {n.lower() for n, _ in ev.headers}
         msg.chunked = b"transfer-encoding" in lower and _is_chunked(ev.headers)
         tx = Transaction(self._count, msg, h11_request=ev,
                          wants_switch=ev.method == b"CONNECT" or b"upgrade" in lower)
+        if fixed is not None:
+            tx.problem = "; ".join(fixed.problems)
+            tx.http09 = fixed.http09
         self._req.tx = tx
         if self.resyncing is not None and self._resync_tx is None:
             self._resync_tx = tx
@@ -525,6 +603,19 @@ class Http1Decoder:
             if not self._held_s2c:
                 self._held_s2c_ts = ts
             self._held_s2c.extend(data)
+            return None
+        if side.raw09:
+            side.last_ts = ts
+            if side.tx is not None and side.tx.response is not None:
+                self._add_body(side.tx.response, _FastData(data))
+            return None
+        if (data and not side.started and side.tx is not None and side.tx.http09
+                and looks_like_status_line(data) is False):
+            # HTTP/0.9: no status line, no headers; the body runs to the close
+            side.started, side.start_ts, side.raw09 = True, ts, True
+            side.tx.response = HttpMessage(start=ts, version="HTTP/0.9")
+            side.last_ts = ts
+            self._add_body(side.tx.response, _FastData(data))
             return None
         if data and not side.started:
             side.started, side.start_ts = True, ts
@@ -646,14 +737,17 @@ class Http1Decoder:
 
     def _set_headers(self, msg: HttpMessage, raw: list[tuple[bytes, bytes]]) -> None:
         msg.headers_total = len(raw)
-        msg.headers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
+        limit = self.max_value_chars
+        msg.headers = [[as_text(n, 256), as_text(v, limit)] for n, v in raw[:MAX_HEADERS_SHOWN]]
 
     def _set_trailers(self, msg: HttpMessage, ev: Any) -> None:
         # A chunked body may end with trailer fields (RFC 9112 7.1.2: checksums, gRPC-web
         # status, Server-Timing); h11 hands them over on EndOfMessage and they were dropped.
         raw = ev.headers.raw_items() if getattr(ev, "headers", None) else None
         if raw:
-            msg.trailers = [[as_text(n, 256), as_text(v)] for n, v in raw[:MAX_HEADERS_SHOWN]]
+            limit = self.max_value_chars
+            msg.trailers = [[as_text(n, 256), as_text(v, limit)]
+                            for n, v in raw[:MAX_HEADERS_SHOWN]]
 
     def _add_body(self, msg: HttpMessage, ev: Any) -> None:
         n = len(ev.data)
@@ -679,7 +773,8 @@ class Http1Decoder:
         """A report of ``tx`` as it stands, without disturbing the live one."""
         return Transaction(tx.index, tx.request, tx.response, list(tx.informational),
                            outcome=outcome, note=note, wants_switch=tx.wants_switch,
-                           request_done=tx.request_done,
+                           request_done=tx.request_done, problem=tx.problem,
+                           http09=tx.http09,
                            resync=dict(tx.resync) if tx.resync is not None else None)
 
     def _flush_pending(self, out: list[Event], why: str) -> None:
@@ -1135,6 +1230,10 @@ class Http1Chef(StreamChef):
         max_header_bytes: int = Field(65536, ge=1024, le=1 << 20)
         #: requests that may wait for their responses on one connection
         max_pipelined: int = Field(64, ge=1, le=10000)
+        #: characters of a request-target shown; a longer one is cut and its size given
+        max_target_chars: int = Field(8192, ge=16, le=1 << 20)
+        #: characters of a header (or trailer) value shown; longer ones are cut likewise
+        max_value_chars: int = Field(MAX_VALUE_CHARS, ge=16, le=1 << 20)
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         super().__init__(kitchen, **options)
@@ -1148,7 +1247,9 @@ class Http1Chef(StreamChef):
         o = self.options
         return Http1Decoder(body_preview=o.body_preview,  # type: ignore[attr-defined]
                             max_header_bytes=o.max_header_bytes,  # type: ignore[attr-defined]
-                            max_pipelined=o.max_pipelined)  # type: ignore[attr-defined]
+                            max_pipelined=o.max_pipelined,  # type: ignore[attr-defined]
+                            max_target_chars=o.max_target_chars,  # type: ignore[attr-defined]
+                            max_value_chars=o.max_value_chars)  # type: ignore[attr-defined]
 
     def on_data(self, flow: Flow, direction: Direction, data: bytes,
                 timestamp: float) -> Iterator[dict[str, Any]]:
@@ -1274,6 +1375,8 @@ def transaction_payload(flow: Flow, tx: Transaction) -> dict[str, Any]:
         payload["late"] = True
     if req.target_not_ascii:
         payload["target_not_ascii"] = True
+    if tx.problem:
+        payload["problem"] = tx.problem
     if tx.resync is not None:
         payload["resync"] = dict(tx.resync)
     payload["summary"] = _one_line(_summary(flow, tx, latency))
@@ -1290,12 +1393,17 @@ def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:
     req, resp = tx.request, tx.response
     target = req.target if len(req.target) <= 120 else req.target[:117] + "..."
     line = f"{flow.label(C2S)}  {req.method} {target} -> "
-    if resp is None or resp.status is None:
+    if resp is not None and resp.status is None and resp.version == "HTTP/0.9":
+        line += f"HTTP/0.9 response {resp.body_length}B"
+    elif resp is None or resp.status is None:
         line += "(no response"
         line += f": {tx.note})" if tx.note else ")"
-        return line
-    line += f"{resp.status} {resp.reason}".rstrip()
-    if tx.upgrade is not None:
+        return line + (f" (problem: {tx.problem})" if tx.problem else "")
+    else:
+        line += f"{resp.status} {resp.reason}".rstrip()
+    if resp.status is None:
+        pass
+    elif tx.upgrade is not None:
         line += f" UPGRADE {tx.upgrade}"
     else:
         line += f" {resp.body_length}B"
@@ -1307,6 +1415,8 @@ def _summary(flow: Flow, tx: Transaction, latency: float | None) -> str:
         line += " (late)"
     if req.target_not_ascii:
         line += " (target not ASCII)"
+    if tx.problem:
+        line += f" (problem: {tx.problem})"
     if tx.resync is not None:
         line += (f" (after a gap: skipped {tx.resync['client_skipped']}B client, "
                  f"{tx.resync['server_skipped']}B server)")

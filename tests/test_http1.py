@@ -555,20 +555,31 @@ def test_second_gap_while_resynchronising() -> None:
     out = dec.gap(S2C, 10, 1.1)
     assert [e.kind for e in out if isinstance(e, Problem)] == ["gap"]
     # the client side found a request, then the server side loses bytes again: the request
-    # after the first gap is given up as well, and resync starts over, quietly
+    # found is kept (issue 19: a second gap in the other direction does not discard it) and
+    # the search for its response's status line goes on past the loss
     dec.feed(S2C, b"tail of a body", 1.2)
     dec.feed(C2S, KA_REQ[1], 2.0)
     assert dec.pending == 1 and dec.resyncing == [False, True]
-    out = dec.gap(S2C, 30, 2.1)
+    assert dec.gap(S2C, 30, 2.1) == []
+    assert dec.pending == 1 and dec.resyncing == [False, True] and not dec.stopped
+    assert dec.skipped == [0, 14 + 30]
+    (tx,) = feed_all(dec, [(S2C, b"end of body\r\n" + KA_RESP[1], 2.2)])
+    assert (tx.request.target, tx.response.status, tx.outcome) == ("/two", 200, "complete")
+    assert tx.resync == {"client_skipped": 0, "server_skipped": 14 + 30 + 13}
+    # a gap in the client's bytes while resynchronising still starts over, quietly: the
+    # request parser lost its place, and what it found is reported as cut by the gap
+    dec = Http1Decoder()
+    dec.gap(C2S, 10, 1.0)
+    dec.feed(C2S, KA_REQ[1], 2.0)
+    dec.feed(S2C, b"tail", 2.05)
+    assert dec.resyncing == [False, True] and dec.pending == 1
+    out = dec.gap(C2S, 7, 2.1)
     assert [(type(e).__name__, getattr(e, "outcome", None), getattr(e, "note", None))
             for e in out] == [("Transaction", "no_response", "gap")]
-    assert out[0].request.target == "/two" and out[0].resync["server_skipped"] == 14
-    assert dec.resyncing == [True, True] and dec.pending == 0 and not dec.stopped
-    assert dec.gap(C2S, 7, 2.2) == []
-    assert dec.skipped == [7, 14 + 30]
+    assert dec.resyncing == [True, True] and dec.pending == 0
     (tx,) = feed_all(dec, [(C2S, KA_REQ[2], 3.0), (S2C, KA_RESP[2], 3.1)])
     assert (tx.request.target, tx.response.status, tx.outcome) == ("/three", 201, "complete")
-    assert tx.resync == {"client_skipped": 7, "server_skipped": 44}
+    assert tx.resync == {"client_skipped": 7, "server_skipped": 4}   # later gaps count
     # a gap after the resync is done is a new gap, reported as such
     assert [e.kind for e in dec.gap(C2S, 3, 4.0)] == ["gap"]
 
@@ -582,7 +593,7 @@ def test_gaps_do_not_undo_a_stop() -> None:
     # a protocol error after a resync stops for good too
     dec = Http1Decoder()
     dec.gap(C2S, 10, 1.0)
-    out = dec.feed(C2S, b"GET / HTTP/1.1\r\nBad Name: y\r\n\r\n", 1.1)
+    out = dec.feed(C2S, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 1.1)
     assert [e.kind for e in out] == ["protocol_error"] and dec.stopped
     assert dec.feed(C2S, GET, 1.2) == [] and dec.resyncing is None
 
@@ -784,11 +795,11 @@ def test_non_ascii_target_in_the_payload() -> None:
 
 
 @pytest.mark.parametrize("line", [
-    b"GET /\xc3\xbc\x01 HTTP/1.1",      # a control character stays illegal
-    b"GET /\x01 HTTP/1.1",
-    b"GET /\xc3\xbc x HTTP/1.1",         # so does a space in the target
-    b"G\xc3\xa9T / HTTP/1.1",            # and non-ASCII outside the target
-    b"GET /\xc3\xbc HTTP/1.1 junk",
+    # lines with no method token before the first space are not requests in any reading
+    # (other deviations are read past: tests/test_http1_lenient.py)
+    b"G\xc3\xa9T / HTTP/1.1",            # non-ASCII in the method
+    b"GET/ HTTP/1.1",
+    b"OPTIONSHTTP/1.1",
     b"\xc3\xbc",
 ])
 def test_other_illegal_request_lines_still_stop_decoding(line: bytes) -> None:
