@@ -271,6 +271,10 @@ class Http2Decoder:
         self.streams: dict[int, Http2Stream] = {}
         self.stopped: str | None = None
         self.upgraded = False
+        #: the client asked for an HTTP CONNECT tunnel (how gRPC clients use a proxy): h2
+        #: inside it is decoded after the 2xx; anything else (TLS) is let go quietly
+        self.tunnel = False
+        self.not_http2 = False
         self.preface_seen = False
         self.goaway: dict[str, Any] | None = None
         self.streams_completed = 0
@@ -355,7 +359,17 @@ class Http2Decoder:
 
     def _flush_open(self, reason: str, ts: float | None) -> None:
         for stream in list(self.streams.values()):
-            self._finish(stream, ts, complete=False, reason=reason)
+            if stream.reset is not None:   # reset by the client, no answer came
+                self._finish(stream, ts, complete=True, reason="rst_stream")
+            else:
+                self._finish(stream, ts, complete=False, reason=reason)
+
+    def _finish_reset_before(self, sid: int, ts: float | None) -> None:
+        """The server answers stream ``sid``: streams the client reset earlier, still
+        waiting for a late answer, will get none."""
+        for stream in [s for s in self.streams.values()
+                       if s.reset is not None and s.stream_id < sid]:
+            self._finish(stream, stream.end, complete=True, reason="rst_stream")
 
     def _finish(self, stream: Http2Stream, ts: float | None, complete: bool, reason: str) -> None:
         self.streams.pop(stream.stream_id, None)
@@ -382,7 +396,8 @@ class Http2Decoder:
 
     def _maybe_done(self, stream: Http2Stream, ts: float | None) -> None:
         if stream.client_ended and stream.server_ended:
-            self._finish(stream, ts, complete=True, reason="end_stream")
+            self._finish(stream, ts, complete=True,
+                         reason="rst_stream" if stream.reset is not None else "end_stream")
 
     # -- the per-direction state machine ---------------------------------------------------
 
@@ -418,9 +433,12 @@ class Http2Decoder:
             if buf.startswith(b"HTTP/"):
                 side.phase = "http1"
                 conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HTTP1_HEAD)
-                # h11 only accepts a 101 after it has sent an upgrade request itself
-                conn.send(h11.Request(method="GET", target="/", headers=[
-                    ("Host", "x"), ("Upgrade", "h2c"), ("Connection", "Upgrade")]))
+                # h11 only accepts a 101 (or a CONNECT's 2xx) after it has sent that request
+                if self.tunnel:
+                    conn.send(h11.Request(method="CONNECT", target="x:1", headers=[("Host", "x:1")]))
+                else:
+                    conn.send(h11.Request(method="GET", target="/", headers=[
+                        ("Host", "x"), ("Upgrade", "h2c"), ("Connection", "Upgrade")]))
                 conn.send(h11.EndOfMessage())
                 side.h11 = conn
             else:
@@ -452,6 +470,12 @@ class Http2Decoder:
     def _preface(self, direction: Direction, side: _Side, ts: float | None) -> None:
         n = min(len(side.buf), len(PREFACE))
         if side.buf[:n] != PREFACE[:n]:
+            if self.tunnel:   # a tunnel of something else (TLS, mostly): not ours, quietly
+                self.not_http2 = True
+                self.stopped = "the CONNECT tunnel does not carry cleartext HTTP/2"
+                for other in self.sides.values():
+                    other.buf, other.h11 = bytearray(), None
+                return
             self._stop(direction, ts, "bad HTTP/2 client preface")
             return
         if n == len(PREFACE):
@@ -480,6 +504,12 @@ class Http2Decoder:
                     if event.status_code == 101:
                         break
                 elif isinstance(event, h11.Response):
+                    if self.tunnel and 200 <= event.status_code < 300:
+                        continue   # the tunnel is open: h2 (or not) follows
+                    if self.tunnel:
+                        self.not_http2 = True
+                        self.stopped = f"CONNECT refused: HTTP/1.1 {event.status_code}"
+                        return
                     self._stop(direction, ts, f"h2c upgrade refused: HTTP/1.1 {event.status_code};"
                                               " the connection stays HTTP/1.1")
                     return
@@ -498,6 +528,9 @@ class Http2Decoder:
         side.phase = "preface" if direction is C2S else "frames"
 
     def _upgrade_request(self, direction: Direction, req: h11.Request, ts: float | None) -> None:
+        if req.method == b"CONNECT":
+            self.tunnel = True
+            return
         headers = [(n.decode("latin-1").lower(), _text(v)) for n, v in req.headers]
         upgrade = " ".join(v for n, v in headers if n == "upgrade").lower()
         if "h2c" not in upgrade:
@@ -712,9 +745,17 @@ class Http2Decoder:
         if isinstance(frame, RstStreamFrame):
             stream = self.streams.get(frame.stream_id)
             if stream is not None:
-                stream.reset = {"by": "client" if direction is C2S else "server", **info}
+                if stream.reset is None:
+                    stream.reset = {"by": "client" if direction is C2S else "server", **info}
                 stream.end = ts
                 self._reset_ids.append(frame.stream_id)
+                if (direction is C2S and stream.response_headers is None
+                        and not stream.server_ended and not stream.headers_unknown):
+                    # The server may have answered before it saw the reset (RFC 9113
+                    # 5.4.2, 6.4), and its :status is what the stream got: the stream is
+                    # reported when that response head (or the server's END_STREAM or
+                    # RST_STREAM, a later stream's response, the close) comes.
+                    return
                 self._finish(stream, ts, complete=True, reason="rst_stream")
 
     def _apply_settings(self, direction: Direction, frame: SettingsFrame) -> dict[str, int]:
@@ -794,8 +835,17 @@ class Http2Decoder:
                 stream.response_start = ts
             else:
                 stream.response_trailers = headers
+            if self._reset_ids and self._reset_waiting(sid):
+                self._finish_reset_before(sid, ts)
+            if stream.reset is not None and stream.response_headers is not None:
+                # the late answer to a stream the client reset: nothing more is read
+                self._finish(stream, stream.end, complete=True, reason="rst_stream")
+                return
         if end_stream:
             self._end_side(stream, direction, ts)
+
+    def _reset_waiting(self, sid: int) -> bool:
+        return any(s.reset is not None and s.stream_id < sid for s in self.streams.values())
 
 
 def _bin_value(value: bytes) -> str:
@@ -835,6 +885,8 @@ def looks_like_h2c(data: bytes) -> bool:
     if len(data) >= 4 and PREFACE.startswith(data[:len(PREFACE)]):
         return True
     if data.startswith(PREFACE):
+        return True
+    if data.startswith(b"CONNECT "):   # gRPC through a proxy: h2 inside the tunnel
         return True
     if _looks_like_request(data):
         head = data[:MAX_HTTP1_HEAD].split(b"\r\n\r\n", 1)[0].lower()
@@ -1010,7 +1062,8 @@ class Http2Chef(StreamChef):
 
     def connection_payload(self, flow: Any, decoder: Http2Decoder, reason: CloseReason
                            ) -> dict[str, Any] | None:
-        if not (decoder.preface_seen or decoder.upgraded or decoder.stopped or decoder.joined):
+        if decoder.not_http2 or not (decoder.preface_seen or decoder.upgraded
+                                     or decoder.stopped or decoder.joined):
             return None
         frames = {str(d): dict(side.frames) for d, side in decoder.sides.items()}
         total = sum(sum(f.values()) for f in frames.values())
