@@ -168,7 +168,7 @@ class _Side:
     """One direction's parser state: the current h11 connection and message timing."""
 
     __slots__ = ("conn", "started", "start_ts", "last_ts", "tx", "line", "odd_target",
-                 "head", "repaired", "raw09")
+                 "head", "head_size", "repaired", "raw09")
 
     def __init__(self) -> None:
         self.conn: h11.Connection | None = None
@@ -182,7 +182,8 @@ class _Side:
         self.odd_target = False              # that line's target was percent-encoded
         #: requests: the bytes given to ``conn`` for this message until its head is parsed,
         #: to read past what h11 refuses (None: head parsed, or too long to keep)
-        self.head: bytearray | None = None
+        self.head: list[bytes] | None = None
+        self.head_size = 0
         self.repaired: Repaired | None = None   # this request's head was repaired
         #: responses: an HTTP/0.9 answer (no status line) is being read, up to the close
         self.raw09 = False
@@ -379,7 +380,8 @@ class Http1Decoder:
         side.tx = None
         side.line = b""
         side.odd_target = False
-        side.head = bytearray(leftover)
+        side.head = [leftover] if leftover else []   # chunks, not copied
+        side.head_size = len(leftover)
         side.repaired = None
         if leftover:
             self._receive_request(side, leftover)
@@ -430,10 +432,11 @@ class Http1Decoder:
         side.last_ts = ts
         head = side.head
         if head is not None:
-            if len(head) + len(data) > 2 * self.max_header_bytes:
+            side.head_size += len(data)
+            if side.head_size > 2 * self.max_header_bytes:
                 side.head = None   # h11 refuses a head this long anyway
             else:
-                head += data
+                head.append(data)
         if side.line is None:
             side.conn.receive_data(data)  # type: ignore[union-attr]
         else:
@@ -457,7 +460,7 @@ class Http1Decoder:
         side = self._req
         if side.head is None or side.tx is not None or side.repaired is not None:
             return False
-        fixed = repair_request_head(bytes(side.head))
+        fixed = repair_request_head(b"".join(side.head))
         if fixed is None:
             return False
         side.conn = self._parser(h11.SERVER)

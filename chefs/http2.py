@@ -162,6 +162,8 @@ class Http2Stream:
     end: float | None = None
     pushed_by: int | None = None
     upgraded: bool = False
+    #: carried inside an HTTP CONNECT tunnel (the flow's first request was a CONNECT)
+    tunnel: bool = False
     #: A header block of this stream referred to HPACK state from before the capture.
     headers_unknown: bool = False
 
@@ -388,6 +390,7 @@ class Http2Decoder:
                                   f"stream {oldest.stream_id} reported early")
             self._finish(oldest, ts, complete=False, reason="too many open streams")
         stream = Http2Stream(stream_id, ts, None, None)  # type: ignore[arg-type]
+        stream.tunnel = self.tunnel
         stream.request = self._sink(stream, C2S)
         stream.response = self._sink(stream, S2C)
         self.streams[stream_id] = stream
@@ -1036,7 +1039,7 @@ class Http2Chef(StreamChef):
             "request_end_stream": s.client_ended, "response_end_stream": s.server_ended,
             "reset": s.reset, "pushed_by": s.pushed_by, "upgraded": s.upgraded,
             "complete": event.complete, "end_reason": event.reason,
-            "latency": latency, "headers_unknown": s.headers_unknown,
+            "latency": latency, "headers_unknown": s.headers_unknown, "tunnel": s.tunnel,
             "time_to_response_headers": (s.response_start - s.start
                                          if s.response_start is not None and s.start is not None
                                          else None),
@@ -1069,9 +1072,11 @@ class Http2Chef(StreamChef):
         total = sum(sum(f.values()) for f in frames.values())
         settings = decoder.settings
         stopped = f", decoding stopped: {decoder.stopped}" if decoder.stopped else ""
+        if decoder.tunnel:
+            stopped = " (in a CONNECT tunnel)" + stopped
         return {**self._base(flow, C2S, self.now), "kind": "connection",
                 "close_reason": str(reason), "upgraded": decoder.upgraded,
-                "client_preface": decoder.preface_seen,
+                "tunnel": decoder.tunnel, "client_preface": decoder.preface_seen,
                 "client_settings": settings["client"], "server_settings": settings["server"],
                 "frames": frames, "streams_completed": decoder.streams_completed,
                 "streams_incomplete": decoder.streams_incomplete, "goaway": decoder.goaway,
