@@ -1215,11 +1215,14 @@ class Http1Chef(StreamChef):
 
     Transactions are matched in order per connection; a request left unanswered is reported
     after ``response_timeout`` seconds of capture time (from the interval poke) and at
-    connection close. Decoding problems give an ``"event": "error"`` dumpling and stop that
-    connection's decoding. A gap in the capture gives an ``"event": "error"`` dumpling of
-    kind ``gap`` too, but decoding resynchronises at the next request line (and its
-    response): the first transaction after the gap has ``"resync"``, the bytes each side
-    skipped.
+    connection close. A request h11 refuses but a server would still answer (no version
+    or no target on the request line, ``HTTP/1.``, no ``Host``, malformed header lines) is
+    decoded with its response (also an HTTP/0.9 answer without a status line) and says
+    what was wrong in ``"problem"``. Other decoding problems give an ``"event": "error"``
+    dumpling and stop that connection's decoding. A gap in the capture gives an
+    ``"event": "error"`` dumpling of kind ``gap`` too, but decoding resynchronises at the
+    next request line (and its response): the first transaction after the gap has
+    ``"resync"``, the bytes each side skipped.
     """
 
     default_ports: ClassVar[tuple[int, ...]] = (80, 8000, 8080)
@@ -1234,9 +1237,11 @@ class Http1Chef(StreamChef):
         #: requests that may wait for their responses on one connection
         max_pipelined: int = Field(64, ge=1, le=10000)
         #: characters of a request-target shown; a longer one is cut and its size given
-        max_target_chars: int = Field(8192, ge=16, le=1 << 20)
+        max_target_chars: int = Field(8192, ge=16, le=1 << 20, description=(
+            "characters of a request-target shown; a longer one is cut and its size given"))
         #: characters of a header (or trailer) value shown; longer ones are cut likewise
-        max_value_chars: int = Field(MAX_VALUE_CHARS, ge=16, le=1 << 20)
+        max_value_chars: int = Field(MAX_VALUE_CHARS, ge=16, le=1 << 20, description=(
+            "characters of a header or trailer value shown; a longer one is cut likewise"))
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         super().__init__(kitchen, **options)
