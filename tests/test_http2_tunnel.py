@@ -26,8 +26,6 @@ from netdumplings.chefs.http2 import Http2Chef, Http2Decoder
 from netdumplings.chef import Direction
 from netdumplings.offline import read_dumplings
 
-from conftest import free_port
-
 FOREIGN = Path(__file__).parent / "data" / "foreign"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
