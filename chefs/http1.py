@@ -558,6 +558,21 @@ class Http1Decoder:
 
     # -- server -> client ---------------------------------------------------------------
 
+    def _end_http09_request(self, ts: float, out: list[Event]) -> bool:
+        """The server answers while the client's head is one request line without a
+        version (``GET /`` and its line end): an HTTP/0.9 request, which has no headers
+        and so no empty line to end them. True when it was taken as such."""
+        req = self._req
+        if (req.head is None or req.tx is not None or req.repaired is not None
+                or self._pending or self._held_c2s is not None):
+            return False
+        line = b"".join(req.head)
+        if (not line.endswith(b"\n") or line.count(b"\n") != 1 or len(line) > MAX_RESYNC_LINE
+                or b" HTTP/" in line or not line[:1].isalpha()):
+            return False
+        self._feed_requests(b"\r\n", ts, out)   # the end of the head, implied
+        return bool(self._pending) or bool(self.stopped)
+
     def _prime_response_side(self, tx: Transaction, ts: float, out: list[Event]) -> bool:
         """Start the client-role h11 connection for the response to ``tx``'s request."""
         side = self._resp
@@ -597,6 +612,9 @@ class Http1Decoder:
 
     def _feed_one_response(self, data: bytes, ts: float, out: list[Event]) -> bytes | None:
         side = self._resp
+        if side.conn is None and data and self._end_http09_request(ts, out):
+            if self.stopped:
+                return None
         if side.conn is None:
             if not data:
                 return None

@@ -128,6 +128,27 @@ def test_lenient_request_then_the_connection_goes_on(head: bytes, method: str, t
     assert (second.request.target, second.response.status, second.problem) == ("/next", 200, None)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_http09_request_without_an_empty_line_is_ended_by_the_answer(fast: bool) -> None:
+    """A true HTTP/0.9 client sends ``GET /path`` and its line end, nothing more (0.9 has
+    no headers to end): the server's answer shows the request was whole."""
+    dec = Http1Decoder(fast=fast)
+    out = dec.feed(C2S, b"GET /old\r\n", 1.0) + dec.feed(S2C, b"<html>old</html>", 1.1)
+    out += dec.feed(S2C, b"<!-- more -->", 1.2) + dec.close("fin", True, 2.0)
+    (tx,) = out
+    assert (tx.request.method, tx.request.target, tx.request.version) == ("GET", "/old", "")
+    assert (tx.response.version, tx.response.status, tx.response.body_length) == \
+        ("HTTP/0.9", None, 29)
+    assert tx.outcome == "complete" and "HTTP/0.9" in (tx.problem or "")
+    # a versioned head still coming is not taken for one: the early answer stays unmatched
+    dec = Http1Decoder(fast=fast)
+    out = dec.feed(C2S, b"GET /x HTTP/1.1\r\n", 1.0)
+    out += dec.feed(S2C, b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n", 1.1)
+    out += dec.close("fin", True, 2.0)
+    assert [(type(e), e.kind) for e in out] == [(Problem, "truncated"),
+                                                (Problem, "unmatched_response")]
+
+
 def test_repair_leaves_non_requests_and_unfinished_heads_refused() -> None:
     assert repair_request_head(b"GET/ HTTP/1.1\r\nHost: x\r\n\r\n") is None
     assert repair_request_head(b"\x16\x03\x01\x00\r\n\r\n") is None
