@@ -163,3 +163,35 @@ def test_live_grpcio_through_a_connect_proxy(live_kitchen) -> None:
     assert call["dst"] == f"127.0.0.1:{proxy.port}"
     streams = [p for p in lk.payloads("Http2Chef") if p.get("kind") == "stream"]
     assert [(s["status"], s["tunnel"]) for s in streams] == [(200, True)]
+
+
+def test_a_reset_stream_the_server_never_answers_is_still_reported() -> None:
+    """Two h2 peers (the h2 library): the client resets stream 1 before any answer and the
+    server goes on to answer stream 3. Stream 1 is reported, reset and without :status,
+    once the server has moved on (not only at the close), and before stream 3."""
+    from test_http2 import REQ, Pair, decode
+
+    from netdumplings.chefs.http2 import StreamEnded
+
+    pair = Pair()
+    pair.client.send_headers(1, REQ, end_stream=True)
+    pair.c2s()
+    pair.client.reset_stream(1, error_code=8)
+    pair.client.send_headers(3, REQ, end_stream=True)
+    pair.c2s()
+    pair.server.send_headers(3, [(":status", "204")], end_stream=True)
+    pair.s2c()
+    decoder, events = decode(pair.chunks, close=False)
+    done = [e for e in events if isinstance(e, StreamEnded)]
+    assert [(e.stream.stream_id, e.reason, e.complete) for e in done] == [
+        (1, "rst_stream", True), (3, "end_stream", True)]
+    assert done[0].stream.response_headers is None
+    assert done[0].stream.reset == {"by": "client", "error_code": 8, "error": "CANCEL"}
+    # and one the server never answers at all is reported at the close
+    pair = Pair()
+    pair.client.send_headers(1, REQ, end_stream=True)
+    pair.client.reset_stream(1, error_code=8)
+    pair.c2s()
+    decoder, events = decode(pair.chunks, close=True)
+    (e,) = [e for e in events if isinstance(e, StreamEnded)]
+    assert (e.stream.stream_id, e.reason, e.complete) == (1, "rst_stream", True)
