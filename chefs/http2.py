@@ -287,6 +287,8 @@ class Http2Decoder:
         # saw the reset (RFC 9113 5.4.2, 6.4): grpcio's server sends its trailers after
         # the client cancelled or hit its deadline. Those are normal, not errors.
         self._reset_ids: deque[int] = deque(maxlen=128)
+        #: streams the client reset before any answer, still open for a late one
+        self._awaiting_late: set[int] = set()
         self._events: list[Event] = []
         #: Joined mid-connection, at a frame boundary (``midstream``: the capture began
         #: after the connection did, so each side starts by looking for one).
@@ -366,15 +368,17 @@ class Http2Decoder:
             else:
                 self._finish(stream, ts, complete=False, reason=reason)
 
-    def _finish_reset_before(self, sid: int, ts: float | None) -> None:
+    def _finish_reset_before(self, sid: int) -> None:
         """The server answers stream ``sid``: streams the client reset earlier, still
         waiting for a late answer, will get none."""
-        for stream in [s for s in self.streams.values()
-                       if s.reset is not None and s.stream_id < sid]:
-            self._finish(stream, stream.end, complete=True, reason="rst_stream")
+        for earlier in sorted(i for i in self._awaiting_late if i < sid):
+            stream = self.streams.get(earlier)
+            if stream is not None:
+                self._finish(stream, stream.end, complete=True, reason="rst_stream")
 
     def _finish(self, stream: Http2Stream, ts: float | None, complete: bool, reason: str) -> None:
         self.streams.pop(stream.stream_id, None)
+        self._awaiting_late.discard(stream.stream_id)
         if stream.end is None:
             stream.end = ts
         if complete:
@@ -758,6 +762,7 @@ class Http2Decoder:
                     # 5.4.2, 6.4), and its :status is what the stream got: the stream is
                     # reported when that response head (or the server's END_STREAM or
                     # RST_STREAM, a later stream's response, the close) comes.
+                    self._awaiting_late.add(frame.stream_id)
                     return
                 self._finish(stream, ts, complete=True, reason="rst_stream")
 
@@ -838,17 +843,14 @@ class Http2Decoder:
                 stream.response_start = ts
             else:
                 stream.response_trailers = headers
-            if self._reset_ids and self._reset_waiting(sid):
-                self._finish_reset_before(sid, ts)
+            if self._awaiting_late:
+                self._finish_reset_before(sid)
             if stream.reset is not None and stream.response_headers is not None:
                 # the late answer to a stream the client reset: nothing more is read
                 self._finish(stream, stream.end, complete=True, reason="rst_stream")
                 return
         if end_stream:
             self._end_side(stream, direction, ts)
-
-    def _reset_waiting(self, sid: int) -> bool:
-        return any(s.reset is not None and s.stream_id < sid for s in self.streams.values())
 
 
 def _bin_value(value: bytes) -> str:
