@@ -20,6 +20,16 @@ After a gap in the capture (bytes lost for good) the decoder resynchronises cons
 it forgets both directions' state, skips client bytes up to the next request line at a line
 start, and skips server bytes up to the next status line at a line start that follows such a
 request (see ``Http1Decoder``). The first transaction after a gap says so (``resync``).
+A gap in the server's bytes after that, while its response is still being looked for,
+does not discard the request found.
+
+h11 is strict as a peer should be; a sniffer must be as lenient as the servers it watches.
+A request head h11 refuses but a server would answer (``GET /`` with no version, a target
+left out, ``HTTP/1.``, HTTP/1.1 without ``Host``, malformed header lines) is repaired by
+``http1_lenient`` and parsed by h11 again, once: the transaction shows what the client
+sent and says what was wrong in ``problem``. An answer without a status line to such a
+request is an HTTP/0.9 body, read to the close. Plain messages skip h11 altogether
+(``http1_fast``, the same grammar, checked against h11 by the tests).
 """
 
 from __future__ import annotations
