@@ -65,7 +65,8 @@ class DumplingKitchen(Kitchen):
         self._stop.set()
 
     def run(self) -> None:
-        """Sniff and cook until Ctrl-C or ``stop()``; then the chefs finish (a last poke).
+        """Sniff and cook until Ctrl-C or ``stop()``; then the chefs finish (a last poke,
+        unless pokes are disabled).
 
         A capture that cannot start (not root, an unknown interface, a bad filter) is
         logged as an error and ``run()`` returns, as in 0.5."""
@@ -93,7 +94,14 @@ class DumplingKitchen(Kitchen):
             log.error("%s: capture failed: %s", self.name, exc)
         finally:
             source.close()
-        self.finish()
+        if self.chef_poke_interval is None:  # pokes disabled: not even a last one
+            pokeable, self.interval_chefs = self.interval_chefs, []
+            try:
+                self.finish()
+            finally:
+                self.interval_chefs = pokeable
+        else:
+            self.finish()
         log.info("%s: Sniffing stopped after %d packets", self.name, self.stats.packets)
 
     def run_source(self, source: Any, stop: Any = None) -> None:
