@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scapy.all import IP, TCP, UDP, Ether, Raw
+from scapy.all import IP, TCP, Ether, Raw
 
 import netdumplings
 from netdumplings import (Dumpling, DumplingChef, DumplingDriver, DumplingEater,
