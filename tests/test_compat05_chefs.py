@@ -15,6 +15,7 @@ from scapy.all import ARP, DNS, DNSQR, IP, TCP, UDP, Ether, Raw, rdpcap
 
 from conftest import DATA, assert_no_traceback, cook, run_nd
 from netdumplings.dumplingchefs import ARPChef, DNSLookupChef, PacketCountChef
+from test_compat05 import nd05  # noqa: F401 (fixture: netdumplings 0.5.1 from PyPI, once)
 
 DNS_PCAP = DATA / "dns-queries.pcap"
 ARP_PCAP = DATA / "arp-veth.pcap"
@@ -203,3 +204,33 @@ def test_nd_sniff_runs_05s_chefs(procs):
     rc, p = run_nd(procs, "nd-sniff", "-l", "-m", "netdumplings.dumplingchefs")
     assert rc == 0 and all(name in "\n".join(p.out) for name in
                            ("ARPChef", "DNSLookupChef", "PacketCountChef"))
+
+
+# -- netdumplings 0.5.1's own chef modules, unchanged, in our kitchen ---------------------
+
+
+def _nd_sniff_payloads(procs, capture, chef_file, chef):
+    rc, p = run_nd(procs, "nd-sniff", "-r", str(capture), "-m", str(chef_file), "-c", chef,
+                   "--print")
+    assert rc == 0, p.err
+    return [json.loads(line) for line in p.out], p
+
+
+def test_05s_own_chefs_run_in_our_kitchen(nd05, procs):
+    """The files of 0.5.1's netdumplings/dumplingchefs, as installed from PyPI, run by our
+    nd-sniff: ARPChef and PacketCountChef make exactly what our 0.5 chefs make; 0.5's
+    DNSLookupChef needs the DNS.qd change (docs/migration.md) and says so."""
+    (chefs_dir,) = (nd05.parent / "lib").glob("python*/site-packages/netdumplings/dumplingchefs")
+    theirs, _ = _nd_sniff_payloads(procs, ARP_PCAP, chefs_dir / "arpchef.py", "ARPChef")
+    ours, _ = cook(ARP_PCAP, [ARPChef])
+    assert [d["payload"] for d in theirs] == _payloads(ours, "ARPChef") and len(theirs) >= 5
+    for capture in (DNS_PCAP, ARP_PCAP):
+        theirs, _ = _nd_sniff_payloads(procs, capture, chefs_dir / "packetcountchef.py",
+                                       "PacketCountChef")
+        ours, _ = cook(capture, [PacketCountChef])
+        assert theirs[-1]["payload"] == _payloads(ours, "PacketCountChef")[-1]
+    theirs, p = _nd_sniff_payloads(procs, DNS_PCAP, chefs_dir / "dnslookupchef.py",
+                                   "DNSLookupChef")
+    assert [d["payload"] for d in theirs] == [{"lookups_seen": {}}]
+    assert any("'list' object has no attribute 'qname'" in line for line in p.err)
+    assert any("12 chef errors (DNSLookupChef 12)" in line for line in p.err), p.err
