@@ -120,12 +120,13 @@ def test_to_json_metadata(kitchen):
 
 
 @pytest.mark.parametrize("payload", [
-    "test payload",                                         # 0.5: test_to_json_payload_string
-    list(range(10)),                                        # 0.5: test_to_json_payload_list
-    {"one": 1, "two": [1, 2, 3], "three": {"four": 5}},     # 0.5: test_to_json_payload_dict
+    "test payload",
+    list(range(10)),
+    {"one": 1, "two": [1, 2, 3], "three": {"four": 5}},
 ])
 def test_to_json_payload(payload):
-    """0.5: test_dumpling.py::test_to_json_payload_string/_list/_dict"""
+    """0.5: test_dumpling.py::test_to_json_payload_string, ::test_to_json_payload_list,
+    ::test_to_json_payload_dict"""
     assert json.loads(Dumpling(chef="c", payload=payload).to_json())["payload"] == payload
 
 
@@ -405,7 +406,8 @@ def test_eater_repr():
                                     "ignoring connection loss."),
 ])
 def test_eater_default_handlers_warn(caplog, handler, args, message):
-    """0.5: test_dumplingeater.py::test_default_on_connect/_on_dumpling/_on_connection_lost"""
+    """0.5: test_dumplingeater.py::test_default_on_connect, ::test_default_on_dumpling,
+    ::test_default_on_connection_lost"""
     import asyncio
     eater = DumplingEater(name="test_eater")
     with caplog.at_level(logging.WARNING, logger="netdumplings.dumplingeater"):
@@ -419,3 +421,71 @@ def test_todays_eater_is_unchanged():
     from netdumplings.eater import DumplingEater as TodaysEater
     assert TodaysEater().hub_ws == "ws://127.0.0.1:11348"
     assert issubclass(DumplingEater, TodaysEater) and DumplingEater is not TodaysEater
+
+
+# -- the count ----------------------------------------------------------------------------
+
+#: netdumplings 0.5.1's tests of public behaviour (tests/ of its repository at v0.5.1), by
+#: file. Left out, as the issue says: its tests of _grab_dumplings (hub 3, eater 6),
+#: _process_packet (2), _shared (test_shared.py, 7), _version (test_package.py, 1) and the
+#: click console with mocks (tests/console/, 17): 36 of its 101 tests.
+PUBLIC_05_TESTS = {
+    "test_dumpling.py": [
+        "test_init_with_chef_instance", "test_init_with_chef_string", "test_metadata",
+        "test_to_json_payload_string", "test_to_json_payload_list",
+        "test_to_json_payload_dict", "test_unserializable_payload", "test_from_json_valid",
+        "test_from_json_invalid", "test_repr"],
+    "test_dumplingchef.py": [
+        "test_init_default", "test_subclass_chef_name", "test_kitchen_registration",
+        "test_default_packet_handler", "test_default_interval_handler", "test_repr"],
+    "test_dumplingkitchen.py": [
+        "test_init_default", "test_init_with_overrides", "test_chef_registration",
+        "test_repr", "test_chef_poking", "test_chef_poking_with_broken_handler",
+        "test_dumpling_send", "test_chef_discovery_from_module",
+        "test_chef_discovery_from_file", "test_chef_discovery_with_invalid_module",
+        "test_chef_discovery_with_invalid_file", "test_poke_thread_started",
+        "test_poke_thread_not_started", "test_sniffer_started_with_specified_interface",
+        "test_sniffer_started_with_all_interface"],
+    "test_dumplingeater.py": [
+        "test_init_default", "test_init_overrides", "test_interrupt_handler", "test_repr",
+        "test_default_on_connect", "test_default_on_dumpling",
+        "test_default_on_connection_lost", "test_run", "test_on_dumpling_not_callable",
+        "test_keyboard_interrupt", "test_oserror"],
+    "test_dumplinghub.py": [
+        "test_init_default", "test_init_with_overrides", "test_repr", "test_start_status",
+        "test_announce_system_status", "test_dumpling_emitter",
+        "test_eater_connection_closed", "test_run", "test_websocket_error",
+        "test_keyboard_interrupt"],
+    "test_arpchef.py": [
+        "test_init", "test_packet_handler_arp_request",
+        "test_packet_handler_arp_reply_new_device", "test_packet_handler_arp_reply_new_ip",
+        "test_ignore_non_arp_packets"],
+    "test_dnslookupchef.py": [
+        "test_init", "test_packet_handler", "test_ignore_non_dns_packets",
+        "test_stripping_trailing_period", "test_interval_handler"],
+    "test_packetcountchef.py": ["test_init", "test_packet_handler", "test_interval_handler"],
+}
+
+
+def _named_in_docstrings() -> set[tuple[str, str]]:
+    """(file, test) pairs the compat tests name as "0.5: file.py::test, ::test" in their
+    docstrings."""
+    import ast
+    import re
+    found: set[tuple[str, str]] = set()
+    for path in sorted(Path(__file__).parent.glob("test_compat05_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                doc = ast.get_docstring(node) or ""
+                current = None
+                for file, test in re.findall(r"(test_\w+\.py)?::(test_\w+)", doc):
+                    current = file or current
+                    found.add((current, test))
+    return found
+
+
+def test_every_public_05_test_has_a_counterpart():
+    """65 of 0.5.1's 101 tests test public behaviour; each is named by a test here."""
+    wanted = {(f, t) for f, tests in PUBLIC_05_TESTS.items() for t in tests}
+    assert len(wanted) == 65
+    assert _named_in_docstrings() == wanted

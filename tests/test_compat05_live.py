@@ -259,8 +259,8 @@ def _run_kitchen(kitchen: DumplingKitchen, port: int, loads: list[str], until: A
 def test_kitchen_run_pokes_and_survives_broken_chefs(caplog):
     """0.5: test_dumplingkitchen.py::test_chef_poking, ::test_chef_poking_with_broken_handler,
     ::test_dumpling_send, ::test_poke_thread_started,
-    ::test_sniffer_started_with_specified_interface (and, through run(), what
-    ::test_packet_processing(_with_broken_handler) checked)"""
+    ::test_sniffer_started_with_specified_interface. Through run(), also what 0.5's
+    _process_packet tests (excluded from the count) checked."""
     port = free_port(socket.SOCK_DGRAM)
     kitchen = DumplingKitchen(queue.Queue(), name="k05", interface="lo",
                               sniffer_filter=f"udp and dst port {port}",
@@ -365,9 +365,10 @@ def test_hub_status_dumplings(hub05):
 
 
 def test_hub_relays_a_05_kitchen_to_every_eater(hub05):
-    """0.5: test_dumplinghub.py::test_dumpling_emitter, ::test_eater_connection_closed
-    (and what its _grab_dumplings tests checked: every eater gets each dumpling, an
-    invalid one is logged and dropped, a closed kitchen is forgotten)"""
+    """0.5: test_dumplinghub.py::test_dumpling_emitter, ::test_eater_connection_closed.
+    Also what 0.5's hub _grab_dumplings tests (excluded from the count) checked: every
+    eater gets each dumpling, an invalid one is logged and dropped, a closed kitchen is
+    forgotten."""
     in_port, out_port, hub = hub05(status_freq=0.2)
     eaters = [Eating(out_port, 3, name=f"e{i}", chef_filter=["PacketCountChef"])
               for i in range(2)]
@@ -403,8 +404,9 @@ def test_hub_relays_a_05_kitchen_to_every_eater(hub05):
 
 
 def test_eater_gets_05_dumplings(hub05):
-    """0.5: test_dumplingeater.py::test_run (and what its _grab_dumplings tests checked:
-    a dumpling count, a chef filter, a Dumpling per dumpling)"""
+    """0.5: test_dumplingeater.py::test_run. Also what 0.5's eater _grab_dumplings tests
+    (excluded from the count) checked: a dumpling count, a chef filter, a Dumpling per
+    dumpling."""
     in_port, out_port, _hub = hub05()
     every = Eating(out_port, 4, name="every")
     dns_only = Eating(out_port, 2, name="dns_only", chef_filter=["DNSLookupChef"])
@@ -460,8 +462,8 @@ def test_eater_ctrl_c(hub05, procs):
 
 
 def test_eater_connection_lost(hub05):
-    """0.5: test_dumplingeater.py::test_connection_closed: the hub going away calls
-    on_connection_lost and run() returns."""
+    """What 0.5's eater test_connection_closed (a _grab_dumplings test, excluded from the
+    count) checked: the hub going away calls on_connection_lost and run() returns."""
     _in, out_port, hub = hub05()
     eating = Eating(out_port, None, name="abandoned")
     hub.kill()
