@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from scapy.all import ARP, DNS, DNSQR, IP, TCP, UDP, Ether, Raw, rdpcap
@@ -234,3 +235,25 @@ def test_05s_own_chefs_run_in_our_kitchen(nd05, procs):
     assert [d["payload"] for d in theirs] == [{"lookups_seen": {}}]
     assert any("'list' object has no attribute 'qname'" in line for line in p.err)
     assert any("12 chef errors (DNSLookupChef 12)" in line for line in p.err), p.err
+
+
+def test_readme_chef_with_the_qd_change_still_runs_on_05(nd05, tmp_path):
+    """docs/migration.md's one change to 0.5's README chef (``fields['qd'][0]``) also runs
+    with netdumplings 0.5.1 and the scapy it installs (2.4), so one file serves both."""
+    import subprocess
+    chef_file = Path(__file__).parent / "chefmods" / "readme05_chefs.py"
+    code = ("import importlib.util, json, sys, scapy; "
+            "from scapy.all import DNS, DNSQR, IP, UDP; "
+            "spec = importlib.util.spec_from_file_location('readme05', sys.argv[1]); "
+            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
+            "chef = mod.DNSLookupChef(); "
+            "pkt = IP(bytes(IP() / UDP(dport=53) / DNS(rd=1, qd=DNSQR(qname='www.example.com')))); "
+            "print(json.dumps([scapy.__version__, mod.netdumplings.__version__, "
+            "chef.packet_handler(pkt)['lookup']]))")
+    # not from the checkout, whose netdumplings would shadow 0.5.1's
+    out = subprocess.run([str(nd05 / "python"), "-c", code, str(chef_file)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    scapy_version, nd_version, lookup = json.loads(out.stdout)
+    assert scapy_version.startswith("2.4") and nd_version == "0.5.1"
+    assert lookup["hostname"] == "www.example.com."
