@@ -284,6 +284,12 @@ def test_kitchen_chef_registration(kitchen):
     assert kitchen.chefs == [one]
     kitchen.register_chef(two)
     assert kitchen.chefs == [one, two] and kitchen._chefs == [one, two]
+    # 0.5's attributes are writable, as they were
+    summary = SummaryChef()
+    kitchen._chefs = [summary]
+    assert kitchen.chefs == [summary] and kitchen.packet_chefs == [summary]
+    kitchen.chef_poke_interval = 2
+    assert kitchen.poke_interval == kitchen.chef_poke_interval == 2
 
 
 def test_kitchen_repr():

@@ -53,6 +53,20 @@ class DumplingKitchen(Kitchen):
         """0.5's name for the registered chefs (``chefs`` today)."""
         return self.chefs
 
+    @_chefs.setter
+    def _chefs(self, chefs: list[DumplingChef]) -> None:
+        self.chefs = list(chefs)
+        self._rebuild()
+
+    @property
+    def chef_poke_interval(self) -> float | None:
+        """Seconds between interval pokes (``poke_interval`` today); None: no pokes."""
+        return self.poke_interval
+
+    @chef_poke_interval.setter
+    def chef_poke_interval(self, value: float | None) -> None:
+        self.poke_interval = value
+
     def register_chef(self, chef: DumplingChef) -> None:
         """Register a chef: the kitchen calls its handlers from now on."""
         super().register_chef(chef)
