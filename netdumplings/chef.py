@@ -225,11 +225,19 @@ class DumplingChef:
         """Called for every packet. ``packet`` behaves like a scapy packet
         (``packet.haslayer('DNS')``, ``packet[IP].src``) but is only dissected by scapy when
         such scapy features are used; the fast fields (``packet.ip_src``, ``packet.sport``,
-        ``packet.tcp_payload`` ...) cost almost nothing."""
-        return None
+        ``packet.tcp_payload`` ...) cost almost nothing. A plain scapy packet works too
+        (tests and 0.5 code hand chefs those), for chefs that only use scapy features.
+
+        This base version returns netdumplings 0.5's ``"<ChefName>: <packet summary>"``, for
+        subclasses that call it; the kitchen never calls it on a chef that does not
+        override ``packet_handler``, so such chefs cost nothing per packet."""
+        summary = packet.summary()
+        self.logger.debug("%s: received packet: %s", self.name, summary)
+        return f"{type(self).__name__}: {summary}"
 
     def interval_handler(self, interval: float | None = None) -> Any:
         """Called every poke interval (and once more at the end of a capture file)."""
+        self.logger.debug("%s: received interval poke", self.name)
         return None
 
     # -- what the kitchen asks of a chef -------------------------------------------------

@@ -25,6 +25,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from .compat.dumpling import DumplingDict
 from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
                    PROTOCOL, parse_hub_address, ws_uri)
 
@@ -93,7 +94,8 @@ class DumplingEater:
         pass
 
     async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
-        pass
+        """Each dumpling, a dict (``dumpling["payload"]``) that also answers netdumplings
+        0.5's attributes (``dumpling.payload``, ``.chef_name``, ``.driver``)."""
 
     async def on_connection_lost(self, exc: BaseException) -> None:
         pass
@@ -205,7 +207,8 @@ class DumplingEater:
                 if md.get("sequence") is not None and self._duplicate(md):
                     continue
                 self.received += 1
-                await self.on_dumpling(item)
+                # a dict that also reads as a netdumplings 0.5 Dumpling (dumpling.payload)
+                await self.on_dumpling(DumplingDict(item))
                 if dumpling_count is not None and self.received >= dumpling_count:
                     await ws.close()
                     return True

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from . import __version__
 from .dumpling import DumplingMetadata
+from .exceptions import InvalidDumpling
 from .wire import (CLOSE_BAD_HELLO, CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_HELLO_TIMEOUT,
                    CLOSE_POLICY, CLOSE_REASONS, CLOSE_TOO_MANY, DEFAULT_HOST, IN_PORT,
                    NOTICE_CHEF, OUT_PORT, STATUS_CHEF, EaterHello, KitchenHello,
@@ -50,10 +51,6 @@ MAX_NAME = 200          # characters of a peer-chosen name (kitchen, eater, chef
                         # logs and metric labels
 MAX_HELLO_BYTES = 64 << 10  # a hello is a few hundred bytes; it is kept for the connection's
                         # life and repeated in every status dumpling, so bigger ones are refused
-
-
-class InvalidDumpling(ValueError):
-    pass
 
 
 _DRIVERS = frozenset(("packet", "interval"))

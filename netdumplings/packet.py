@@ -432,6 +432,12 @@ class Packet:
                 cls = Raw
             pkt = cls(self.data)
             pkt.time = self.time
+            # scapy 2.6+ leaves the layers it dissects at time 0 (2.4 gave them the time of
+            # dissection): a netdumplings 0.5 chef reading packet[ARP].time gets the capture time
+            layer = pkt.payload
+            while layer:
+                layer.time = self.time
+                layer = layer.payload
             pkt.wirelen = self.wirelen
             if self.interface is not None:
                 pkt.sniffed_on = self.interface

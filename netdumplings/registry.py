@@ -66,8 +66,11 @@ def load_chefs(modules: Iterable[str] = ()) -> dict[str, type[DumplingChef]]:
                     f"chef {name} is defined twice, in {from_user[name]} and in {spec}; "
                     f"chefs are known by class name, so rename one")
             if name in bundled and bundled[name] is not cls and name not in from_user:
-                log.warning("%s: chef %s replaces the bundled chef of the same name",
-                            spec, name)
+                if cls.__module__.startswith("netdumplings.dumplingchefs."):
+                    log.info("%s: netdumplings 0.5's %s runs instead of today's", spec, name)
+                else:
+                    log.warning("%s: chef %s replaces the bundled chef of the same name",
+                                spec, name)
             from_user[name] = spec
             chefs[name] = cls
     return chefs

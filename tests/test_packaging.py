@@ -61,3 +61,22 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "printer received 7" in r.stderr
+
+
+def test_wheel_has_the_05_api(wheel, tmp_path):
+    """netdumplings 0.5's names (netdumplings.compat, .exceptions, .dumplingchefs) ship and
+    import from the installed wheel."""
+    names = zipfile.ZipFile(wheel).namelist()
+    for needed in ("netdumplings/compat/kitchen.py", "netdumplings/exceptions.py",
+                   "netdumplings/dumplingchefs/dnslookupchef.py"):
+        assert needed in names, needed
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    code = ("from netdumplings import DumplingKitchen, DumplingHub, DumplingEater, Dumpling;"
+            "from netdumplings.dumplingchefs import ARPChef, DNSLookupChef, PacketCountChef;"
+            "import netdumplings; print(netdumplings.__file__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(target)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(str(target))
