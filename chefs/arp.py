@@ -218,3 +218,43 @@ class ARPChef(DumplingChef):
 
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
         return self.table.report()
+
+    # Several workers (nd-sniff --workers N): the reader sends every non-IP frame of one
+    # EtherType to the same worker, so all ARP lands in one worker's table, in capture order
+    # (its per-packet dumplings and MAC changes are those of one worker). The interval
+    # table is the union of the workers' tables: per IP the entry seen last, with the
+    # counts added; the changes in time order.
+    shard = "merge"
+
+    def worker_state(self) -> dict[str, Any]:
+        t = self.table
+        return {"entries": list(t.entries.items()), "changes": list(t.changes),
+                "change_count": t.change_count}
+
+    def merge_worker_states(self, states: list[dict[str, Any]]) -> None:
+        merged: dict[str, dict[str, Any]] = {}
+        changes: list[dict[str, Any]] = []
+        count = 0
+        for state in states:
+            for ip, entry in state["entries"]:
+                have = merged.get(ip)
+                if have is None:
+                    merged[ip] = dict(entry)
+                    continue
+                total = have["count"] + entry["count"]
+                newer = entry if (entry["last_seen"] or 0) >= (have["last_seen"] or 0) else have
+                first = min((e["first_seen"] for e in (have, entry)
+                             if e["first_seen"] is not None), default=None)
+                merged[ip] = dict(newer, count=total, first_seen=first,
+                                  changes=have["changes"] + entry["changes"])
+            changes.extend(state["changes"])
+            count += state["change_count"]
+        table = ArpTable(self.options.max_entries)
+        for ip, entry in sorted(merged.items(), key=lambda kv: kv[1]["last_seen"] or 0):
+            table.entries[ip] = entry
+        while len(table.entries) > table.max_entries:
+            table.entries.popitem(last=False)
+        changes.sort(key=lambda c: c["timestamp"] or 0)
+        table.changes = changes[-MAX_CHANGES:]
+        table.change_count = count
+        self.table = table

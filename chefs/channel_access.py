@@ -647,6 +647,9 @@ class ChannelAccessChef(FlowChef):
         self._pvs: OrderedDict[str, int] = OrderedDict()
         self._search_counts: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
+        #: Set on the instance that reports for several workers (``merge_worker_states``).
+        self._merged_monitors: list[dict[str, Any]] | None = None
+        self._merged_circuits: int | None = None
 
     def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
         # caproto servers may take any TCP port; every circuit opens with a version header.
@@ -685,6 +688,36 @@ class ChannelAccessChef(FlowChef):
             return
         for event in decoder.close(self.now):
             yield self._payload(flow, event)
+
+    # -- several workers (nd-sniff --workers N) --------------------------------------
+    # Each worker decodes its flows; a UDP search and its reply (which comes on another
+    # flow when the search was broadcast) share the client's endpoint, which is what the
+    # reader shards UDP by, so they meet in one worker. The interval statistics add the
+    # workers' counts; PVs seen are ordered by when each worker last saw them.
+    shard = "merge"
+
+    def worker_state(self) -> dict[str, Any]:
+        return {"pvs": list(self._pvs.items()), "counts": dict(self.counts),
+                "search_counts": dict(self._search_counts),
+                "circuits": len(self._circuits), "monitors": self._monitors()}
+
+    def merge_worker_states(self, states: list[dict[str, Any]]) -> None:
+        pvs: OrderedDict[str, int] = OrderedDict()
+        counts: Counter[str] = Counter()
+        searches: Counter[str] = Counter()
+        monitors: list[dict[str, Any]] = []
+        circuits = 0
+        for state in states:
+            for pv, n in state["pvs"]:
+                pvs[pv] = pvs.pop(pv, 0) + n
+            counts.update(state["counts"])
+            searches.update(state["search_counts"])
+            monitors.extend(state["monitors"])
+            circuits += state["circuits"]
+        while len(pvs) > 10_000:
+            pvs.popitem(last=False)
+        self._pvs, self.counts, self._search_counts = pvs, counts, searches
+        self._merged_monitors, self._merged_circuits = monitors, circuits
 
     # -- payloads -------------------------------------------------------------------
 
@@ -744,26 +777,33 @@ class ChannelAccessChef(FlowChef):
                 host = sender_ip if ip in ANY_ADDRESS else ip
                 payload["server_address"] = f"{host}:{f.get('port')}"
 
-    def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
-        monitors = [
+    def _monitors(self) -> list[dict[str, Any]]:
+        if self._merged_monitors is not None:
+            return self._merged_monitors
+        return [
             {"circuit": flow_id, "subscriptionid": sub, "pv": pv}
             for flow_id, decoder in self._circuits.items()
             for sub, pv in decoder.subscriptions.items()
         ]
+
+    def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
+        monitors = self._monitors()
         pvs = list(self._pvs)
         searches = self.counts["SearchRequest"]
         errors = self.counts["error"]
+        circuits = (len(self._circuits) if self._merged_circuits is None
+                    else self._merged_circuits)
         return {
             "kind": "stats",
             "summary": (f"channel access: {len(pvs)} PVs seen, {searches} searches, "
-                        f"{len(self._circuits)} circuits open, {len(monitors)} monitors "
+                        f"{circuits} circuits open, {len(monitors)} monitors "
                         f"active, {errors} errors"),
             "pvs_seen": pvs[-self.options.max_pvs_listed:],
             "pv_count": len(pvs),
             "search_requests": searches,
             "search_responses": self.counts["SearchResponse"],
             "searches_by_pv": dict(self._search_counts.most_common(self.options.max_pvs_listed)),
-            "circuits_open": len(self._circuits),
+            "circuits_open": circuits,
             "monitors_active": len(monitors),
             "monitors": monitors[:self.options.max_pvs_listed],
             "commands": dict(self.counts),

@@ -799,6 +799,29 @@ class DNSLookupChef(FlowChef):
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
         return {"lookups_seen": {host: dict(v) for host, v in self.lookups_seen.items()}}
 
+    # Several workers (nd-sniff --workers N): each counts the lookups of its flows; the
+    # interval dumpling has, per hostname, the counts added and the latest time, ordered
+    # by that time (the least recent dropped first beyond ``max_hostnames``, as here).
+    shard = "merge"
+
+    def worker_state(self) -> list[tuple[str, int, int]]:
+        return [(host, v["count"], v["latest"]) for host, v in self.lookups_seen.items()]
+
+    def merge_worker_states(self, states: list[list[tuple[str, int, int]]]) -> None:
+        merged: dict[str, list[int]] = {}
+        for state in states:
+            for host, count, latest in state:
+                have = merged.get(host)
+                if have is None:
+                    merged[host] = [count, latest]
+                else:
+                    have[0] += count
+                    have[1] = max(have[1], latest)
+        ordered = sorted(merged.items(), key=lambda kv: kv[1][1])
+        ordered = ordered[max(0, len(ordered) - self.options.max_hostnames):]
+        self.lookups_seen = OrderedDict(
+            (host, {"count": c, "latest": t}) for host, (c, t) in ordered)
+
     # -- events to payloads -------------------------------------------------------------
 
     def _count(self, msg: DnsMessage, timestamp: float | None) -> None:

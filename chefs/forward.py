@@ -44,6 +44,9 @@ class PacketForwardChef(DumplingChef):
     #: Forwarding every frame is expensive and only useful with a consumer downstream, so
     #: it runs only when named (``-c PacketForwardChef``).
     opt_in: ClassVar[bool] = True
+    #: Several workers: runs in the reader, which sees every packet in capture order, so
+    #: its batches and packet numbers are those of one kitchen.
+    shard: ClassVar[str | None] = "reader"
 
     class Options(ChefOptions):
         batch_packets: int = Field(100, ge=1, le=100_000)

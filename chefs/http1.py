@@ -976,6 +976,9 @@ class Http1Chef(StreamChef):
     """
 
     default_ports: ClassVar[tuple[int, ...]] = (80, 8000, 8080)
+    #: Several workers: the interval handler only reports the requests of the worker's own
+    #: flows that waited too long, so it runs per worker (no totals to merge).
+    shard: ClassVar[str | None] = "flows"
 
     class Options(FlowChefOptions):
         #: seconds (capture time) to wait for a response before reporting the request

@@ -43,3 +43,17 @@ class PacketCountChef(DumplingChef):
 
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
         return {"packet_counts": self.layer_counts}
+
+    # Several workers (nd-sniff --workers N): each counts its share of the packets; the
+    # interval dumpling reports the sum, which is what one worker would have counted.
+    shard = "merge"
+
+    def worker_state(self) -> dict[Any, int]:
+        return dict(self._shape_counts)
+
+    def merge_worker_states(self, states: list[dict[Any, int]]) -> None:
+        total: dict[Any, int] = {}
+        for counts in states:
+            for key, n in counts.items():
+                total[key] = total.get(key, 0) + n
+        self._shape_counts = total

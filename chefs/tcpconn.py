@@ -37,6 +37,9 @@ class TcpConnChef(StreamChef):
     wants_data: ClassVar[bool] = False
     #: Chatty (a dumpling per TCP packet): runs only when asked for with -c.
     opt_in: ClassVar[bool] = True
+    #: Several workers: a connection's packets (both directions) and its lingering summary
+    #: live in one worker; the interval handler sends that worker's summaries.
+    shard: ClassVar[str | None] = "flows"
 
     class Options(FlowChefOptions):
         #: One dumpling per TCP packet (False: only the per-connection summaries).

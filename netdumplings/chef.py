@@ -183,6 +183,17 @@ class DumplingChef:
     assignable_to_kitchen: ClassVar[bool] = True
     #: The typed options this chef accepts (see ``ChefOptions``).
     Options: ClassVar[type[ChefOptions]] = ChefOptions
+    #: How the chef runs in a kitchen with several workers (``nd-sniff --workers N``; see
+    #: ``netdumplings.workers``): ``"flows"`` - in every worker, each seeing whole flows
+    #: (both directions, all packets of a flow), its interval handler run per worker;
+    #: ``"merge"`` - in every worker too, and at each poke ``worker_state`` of every worker
+    #: is handed to ``merge_worker_states`` of one more instance, whose ``interval_handler``
+    #: makes the interval dumpling from the merged totals; ``"reader"`` - in the reader
+    #: process only, which sees every packet in capture order (correct for any chef, but
+    #: not spread over cores). ``None`` (the default) means ``"flows"`` for a FlowChef with
+    #: neither ``packet_handler`` nor ``interval_handler`` (its state lives on its flows),
+    #: ``"reader"`` for any other chef.
+    shard: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -239,6 +250,20 @@ class DumplingChef:
         """Called every poke interval (and once more at the end of a capture file)."""
         self.logger.debug("%s: received interval poke", self.name)
         return None
+
+    # -- several workers (``shard = "merge"``) -----------------------------------------
+
+    def worker_state(self) -> Any:
+        """This worker's totals so far, as a picklable value (called in each worker at every
+        poke and at the end). Only for ``shard = "merge"`` chefs, which must override it."""
+        raise NotImplementedError(f"{self.name} has shard = 'merge' but no worker_state()")
+
+    def merge_worker_states(self, states: list[Any]) -> None:
+        """Set this instance's totals from the latest ``worker_state()`` of every worker
+        (replacing, not adding to, what it held), before its ``interval_handler`` runs.
+        Only for ``shard = "merge"`` chefs, which must override it."""
+        raise NotImplementedError(f"{self.name} has shard = 'merge' but no "
+                                  f"merge_worker_states()")
 
     # -- what the kitchen asks of a chef -------------------------------------------------
 

@@ -120,6 +120,9 @@ class FlowTable:
         self.server_ports = server_ports
         self._flows: OrderedDict[tuple, Flow] = OrderedDict()
         self._next_id = 1
+        #: Flow ids go 1, 1 + id_step, ...: worker i of N numbers its flows i+1, i+1+N, ...
+        #: so ids stay unique in a kitchen with several workers.
+        self.id_step = 1
         self.evicted = 0
         self.timed_out = 0
         self.created = 0
@@ -160,7 +163,7 @@ class FlowTable:
             client, server = self._guess_roles(src, dst)
             known = False
         flow = Flow(self._next_id, transport, client, server, timestamp, known)
-        self._next_id += 1
+        self._next_id += self.id_step
         self.created += 1
         flows[key] = flow
         direction = (Direction.CLIENT_TO_SERVER if src == client else Direction.SERVER_TO_CLIENT)

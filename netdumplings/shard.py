@@ -1,0 +1,116 @@
+"""Which worker gets a packet: the reader's side of ``nd-sniff --workers N`` (sans-I/O).
+
+A worker must see everything a chef needs in one place, so the key is chosen per kind of
+traffic, and is the same for both directions:
+
+* TCP: the two endpoints (ip, port), in either order - one connection, one worker.
+* UDP: the endpoint with the higher port (the client's ephemeral one, usually; on equal
+  ports the lower endpoint). A DNS query and its answer, and an EPICS CA search broadcast
+  and the reply that comes back unicast on another 4-tuple, share the client's endpoint,
+  so they meet in one worker.
+* Other IP (ICMP, ...): the two addresses, in either order.
+* Not IP (ARP, LLDP, ...): the EtherType, so one worker sees all ARP, in capture order
+  (the ARP table and its MAC-change detection need every ARP packet).
+* Tunnels (VXLAN, Geneve, GRE): the packet inside, when the kitchen looks inside (the outer
+  UDP source port of VXLAN differs between the two directions of the inner flow).
+* IP fragments: the first fragment's ports decide, and every fragment of that datagram
+  follows it; fragments that come before the first one are held until it comes (bounded:
+  beyond ``max_held`` datagrams, or at the end, they go by their addresses).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .packet import Packet
+from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
+
+#: Fragmented datagrams whose worker is remembered (the oldest forgotten beyond it).
+MAX_ROUTES = 4096
+#: Datagrams whose fragments are held waiting for their first fragment.
+MAX_HELD = 1024
+
+
+class Sharder:
+    """``route(packet)`` -> the worker index, or -1 when the packet is held (a fragment
+    that came before its datagram's first fragment). Held packets come back, in order, in
+    ``released`` (as (worker, packet) pairs), to be sent before the packet just routed."""
+
+    def __init__(self, workers: int, decapsulate: bool = True) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
+        self.decapsulate = decapsulate
+        self.released: list[tuple[int, Any]] = []
+        self._routes: OrderedDict[tuple, int] = OrderedDict()
+        self._held: OrderedDict[tuple, list[Any]] = OrderedDict()
+        self.held_total = 0
+
+    def route(self, pkt: Packet) -> int:
+        frag = pkt.ip_frag
+        if frag is None:
+            return self._worker(pkt, 0)
+        ident, offset, _more, _start, proto = frag
+        key = (pkt.ip_src, pkt.ip_dst, proto, ident)
+        w = self._routes.get(key)
+        if w is not None:
+            return w
+        if offset == 0:
+            w = (self._by_ports(pkt.l4, pkt.ip_src, pkt.sport, pkt.ip_dst, pkt.dport)
+                 if pkt.sport is not None else self._by_addresses(pkt.ip_src, pkt.ip_dst))
+            self._routes[key] = w
+            if len(self._routes) > MAX_ROUTES:
+                self._routes.popitem(last=False)
+            held = self._held.pop(key, None)
+            if held:
+                self.released.extend((w, p) for p in held)
+            return w
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = []
+            if len(self._held) > MAX_HELD:
+                self._release_oldest()
+        held.append(pkt)
+        self.held_total += 1
+        return -1
+
+    def flush(self) -> None:
+        """The end: every fragment still held goes to the worker of its addresses."""
+        while self._held:
+            self._release_oldest()
+
+    def _release_oldest(self) -> None:
+        (src, dst, _proto, _ident), held = self._held.popitem(last=False)
+        w = self._by_addresses(src, dst)
+        self.released.extend((w, p) for p in held)
+
+    def _worker(self, pkt: Packet, depth: int) -> int:
+        l4 = pkt.l4
+        if pkt.ip_src is None:
+            return hash(pkt.eth_type) % self.workers
+        if self.decapsulate and depth < 2 and (
+                (l4 == "udp" and pkt.dport in TUNNEL_UDP_PORTS)
+                or (l4 is None and pkt.ip_proto == IPPROTO_GRE)):
+            found = inner_frame(pkt)
+            if found is not None:
+                inner = Packet(found[0], pkt.time, linktype=found[1])
+                if inner.ip_frag is None:
+                    return self._worker(inner, depth + 1)
+                return self._by_addresses(inner.ip_src, inner.ip_dst)
+        if pkt.sport is not None:
+            return self._by_ports(l4, pkt.ip_src, pkt.sport, pkt.ip_dst, pkt.dport)
+        return self._by_addresses(pkt.ip_src, pkt.ip_dst)
+
+    def _by_ports(self, l4: str | None, src: str, sport: int, dst: str, dport: int) -> int:
+        a, b = (src, sport), (dst, dport)
+        if l4 == "udp":
+            key = a if sport > dport or (sport == dport and a < b) else b
+        else:
+            key = (a, b) if a < b else (b, a)  # type: ignore[assignment]
+        return hash(key) % self.workers
+
+    def _by_addresses(self, src: Any, dst: Any) -> int:
+        if src is None or dst is None:
+            return 0
+        return hash((src, dst) if src < dst else (dst, src)) % self.workers

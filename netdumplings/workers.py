@@ -1,0 +1,660 @@
+"""A kitchen on several cores: ``nd-sniff --workers N``.
+
+One kitchen to the outside (one hub connection, one name, one sequence of dumplings), N
+worker processes inside, each a ``Kitchen`` with its own flow table:
+
+* **Files and stdin**: this process (the *reader*) reads the capture, picks a worker per
+  packet with ``shard.Sharder`` (both directions of a flow, and what a chef needs across
+  flows, to one worker), and sends the packets in batches through a pipe, one pickle per
+  batch of ``BATCH`` packets (not one per packet).
+* **Live**: the workers share each interface through a ``PACKET_FANOUT`` group (kernel
+  flow hash, symmetric; IPv4 fragments defragmented by the kernel first), each with its
+  own socket buffer and drop counter (see ``netdumplings.fanout``).
+
+Chefs run where their ``shard`` class attribute says (``chef.DumplingChef.shard``):
+``"flows"`` chefs in every worker; ``"merge"`` chefs in every worker too, their totals
+merged at every poke into one more instance here, which makes the interval dumpling;
+``"reader"`` chefs (any chef that does not say) here, on every packet, in capture order.
+
+Workers send their dumplings back encoded; the reader renumbers ``sequence`` so eaters see
+one gapless sequence. Flow ids are numbered per worker (worker i: i+1, i+1+N, ...), unique
+in the kitchen. A worker that dies ends the capture: the others finish, the kitchen says
+which one died and exits non-zero. Nothing waits without a bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterable
+
+from .chef import DumplingChef, FlowChef
+from .dumpling import DRIVER_INTERVAL, decode
+from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
+from .packet import NsPacket, Packet
+from .shard import Sharder
+
+log = logging.getLogger("netdumplings.workers")
+
+#: Packets per batch sent to a worker (and dumplings per batch sent back, at most).
+BATCH = 256
+#: Seconds a worker is given to finish its flows and report, at the end.
+FINISH_TIMEOUT = 60.0
+#: Seconds to wait for a worker to exit after it reported (or was told to stop).
+EXIT_TIMEOUT = 5.0
+
+FLOWS, MERGE, READER = "flows", "merge", "reader"
+
+
+def shard_mode(cls: type) -> str:
+    """Where chef class ``cls`` runs with several workers (see ``DumplingChef.shard``)."""
+    mode = getattr(cls, "shard", None)
+    if mode in (FLOWS, MERGE, READER):
+        return mode
+    if mode is not None:
+        raise ValueError(f"{cls.__name__}.shard = {mode!r}: expected 'flows', 'merge' or "
+                         f"'reader'")
+    if issubclass(cls, FlowChef) and not cls.handles_packets() \
+            and not cls.handles_intervals():
+        return FLOWS
+    return READER
+
+
+def auto_workers() -> int:
+    """``--workers auto``: one per core left after the reader (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+class WorkerDied(Exception):
+    """A worker process ended without finishing (crashed, killed, or a chef bug)."""
+
+
+class _SequencedSink:
+    """Every dumpling of the kitchen, from the workers and from the reader, goes through
+    here: one lock, one ``sequence``, patched into the encoded bytes (the workers number
+    their own). ``"sequence":`` first occurs in the metadata: keys and strings before it
+    are JSON strings, whose quotes are escaped."""
+
+    def __init__(self, sink: Sink, wants_dict: bool) -> None:
+        self.sink = sink
+        self.wants_dict = wants_dict
+        self.sequence = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> None:
+        with self.lock:
+            self.sequence += 1
+            at = data.find(b'"sequence":')
+            if at >= 0:
+                start = at + 11
+                end = start
+                while data[end] in b"0123456789":
+                    end += 1
+                data = b"%s%d%s" % (data[:start], self.sequence, data[end:])
+            self.sink(decode(data) if self.wants_dict else {}, data)
+
+
+def _merge_stats(total: KitchenStats, part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if key in ("fragments", "datagrams_reassembled", "fragmented_datagrams_dropped"):
+            continue
+        setattr(total, key, getattr(total, key) + value)
+
+
+class _Defrag:
+    """The fragment counts of several workers, shaped like ``DefragStats`` for the summary."""
+
+    def __init__(self) -> None:
+        self.fragments = self.reassembled = self.dropped = 0
+
+
+class ShardedKitchen:
+    """N worker kitchens behind the interface of one ``Kitchen`` (``run``, ``finish``,
+    ``stats``, ``chef_errors``, ``chef_seconds``), for ``nd-sniff``."""
+
+    def __init__(self, workers: int, name: str, chef_classes: list[type], *, sink: Sink,
+                 wants_dict: bool = False, poke_interval: float | None = 5.0,
+                 chef_options: dict[str, dict[str, Any]] | None = None,
+                 time_chefs: bool = False, decapsulate: bool = True,
+                 live: Any = None, **kitchen_kwargs: Any) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.n = workers
+        self.name = name
+        self.poke_interval = poke_interval
+        chef_options = chef_options or {}
+        modes = {cls: shard_mode(cls) for cls in chef_classes}
+        self.modes = {cls.__name__: m for cls, m in modes.items()}
+        self._out = _SequencedSink(sink, wants_dict)
+        emit = lambda d, b: self._out(b)  # noqa: E731
+        common = dict(poke_interval=poke_interval, time_chefs=time_chefs,
+                      decapsulate=decapsulate, **kitchen_kwargs)
+        # The reader's own kitchen: "reader" chefs see every packet here.
+        reader_classes = [c for c, m in modes.items() if m == READER]
+        self.reader = Kitchen(name, reader_classes, sink=emit, chef_options={
+            k: v for k, v in chef_options.items() if any(c.__name__ == k for c in reader_classes)},
+            **common)
+        # One more instance of each "merge" chef: it gets no packets, only merged totals.
+        merge_classes = [c for c, m in modes.items() if m == MERGE]
+        self.merger = Kitchen(name, merge_classes, sink=emit, chef_options={
+            k: v for k, v in chef_options.items() if any(c.__name__ == k for c in merge_classes)},
+            poke_interval=poke_interval, decapsulate=decapsulate)
+        self.worker_classes = [c for c, m in modes.items() if m != READER]
+        self._worker_args = dict(name=name, classes=self.worker_classes,
+                                 chef_options={k: v for k, v in chef_options.items()
+                                               if any(c.__name__ == k
+                                                      for c in self.worker_classes)},
+                                 common=common, workers=workers)
+        self.stats = KitchenStats()
+        self._defrag = _Defrag()
+        self.stats.defrag = self._defrag  # type: ignore[assignment]
+        self.chef_seconds: dict[str, float] | None = {} if time_chefs else None
+        self._chef_errors: dict[str, int] = {}
+        self.sharder = Sharder(workers, decapsulate)
+        self.now: float | None = None
+        self._poke_no = 0
+        self._states: dict[int, dict[int, dict[str, Any]]] = {}
+        self._poke_times: dict[int, float | None] = {}
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._to: list[Connection] = []
+        self._from: list[Connection] = []
+        self._reported: set[int] = set()
+        self._live_stats: dict[int, dict[str, int]] = {}
+        self._live_counts: dict[int, int] = {}
+        self.died: list[str] = []
+        self.failed = threading.Event()
+        self._collector: threading.Thread | None = None
+        self._live = live
+        self._finished = False
+
+    # -- processes ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fork the workers (before any thread of ours starts: ``fork`` copies one thread)."""
+        ctx = multiprocessing.get_context("fork")
+        sources = self._live.open(self.n) if self._live is not None else [None] * self.n
+        for i in range(self.n):
+            to_r, to_w = ctx.Pipe(duplex=False)
+            from_r, from_w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, name=f"{self.name}-worker-{i + 1}",
+                               args=(i, self._worker_args, to_r, from_w, sources[i]),
+                               daemon=True)
+            proc.start()
+            to_r.close()
+            from_w.close()
+            self._procs.append(proc)
+            self._to.append(to_w)
+            self._from.append(from_r)
+        if self._live is not None:
+            self._live.close_parent_copies()
+        self._collector = threading.Thread(target=self._collect, name="worker-collector",
+                                           daemon=True)
+        self._collector.start()
+
+    def describe_worker(self, i: int) -> str:
+        proc = self._procs[i]
+        return f"worker {i + 1} of {self.n} (pid {proc.pid})"
+
+    def _send(self, i: int, msg: tuple) -> None:
+        try:
+            self._to[i].send(msg)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._lost(i)
+
+    def _lost(self, i: int) -> None:
+        if i in self._reported:
+            return
+        proc = self._procs[i]
+        proc.join(EXIT_TIMEOUT)
+        code = proc.exitcode
+        why = (f"killed by signal {-code}" if code is not None and code < 0
+               else f"exit status {code}" if code is not None else "stopped answering")
+        msg = f"{self.describe_worker(i)} died ({why})"
+        if msg not in self.died:
+            self.died.append(msg)
+            log.error("%s: %s", self.name, msg)
+        self._reported.add(i)
+        self.failed.set()
+
+    # -- results --------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        """The collector thread: dumplings, poke states and final reports from workers."""
+        pending = {conn: i for i, conn in enumerate(self._from)}
+        while pending:
+            for conn in wait(list(pending), timeout=0.5):
+                i = pending[conn]  # type: ignore[index]
+                try:
+                    msg = conn.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    del pending[conn]  # type: ignore[arg-type]
+                    if i not in self._reported:
+                        self._lost(i)
+                    continue
+                kind = msg[0]
+                if kind == "D":
+                    for data in msg[1]:
+                        self._out(data)
+                elif kind == "S":
+                    self._state(i, msg[1], msg[2])
+                elif kind == "C":
+                    self._live_counts[i] = msg[1]
+                elif kind == "Z":
+                    self._final(i, msg[1])
+                    self._reported.add(i)
+        # any poke whose states will not all come (a worker died): nothing to merge
+
+    def _state(self, i: int, poke: int, states: dict[str, Any]) -> None:
+        got = self._states.setdefault(poke, {})
+        got[i] = states
+        if len(got) < self.n:
+            return
+        del self._states[poke]
+        now = self._poke_times.pop(poke, None)
+        merger = self.merger
+        merger.now = now
+        for chef in merger.interval_chefs:
+            try:
+                chef.merge_worker_states([got[w][chef.name] for w in range(self.n)])
+            except Exception as exc:
+                merger._chef_error(chef, "merge_worker_states raised", exc)
+                continue
+            merger._call(chef, chef.interval_handler, (self.poke_interval,), DRIVER_INTERVAL,
+                         now)
+
+    def _final(self, i: int, report: dict[str, Any]) -> None:
+        _merge_stats(self.stats, report["stats"])
+        d = report["defrag"]
+        self._defrag.fragments += d[0]
+        self._defrag.reassembled += d[1]
+        self._defrag.dropped += d[2]
+        for chef, n in report["chef_errors"].items():
+            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
+        if self.chef_seconds is not None:
+            for chef, s in (report["chef_seconds"] or {}).items():
+                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+        if report.get("live") is not None:
+            self._live_stats[i] = report["live"]
+
+    # -- the Kitchen interface --------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Every worker runs its interval chefs and sends its totals; the reader's chefs are
+        poked here; the merged interval dumplings follow once every worker has answered."""
+        self._poke_no += 1
+        self._poke_times[self._poke_no] = self.now
+        for w in range(self.n):
+            self._flush_batch(w)
+            self._send(w, ("P", self._poke_no, self.now))
+        self.reader.poke()
+
+    def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
+            progress: Callable[[], None] | None = None, live: bool = False) -> None:
+        """Read ``source`` and hand each packet to its worker (files and stdin); poke every
+        ``poke_interval`` seconds of capture time, as ``Kitchen.run`` does."""
+        if live:
+            return self._run_live(source, stop)
+        if not self._procs:
+            self.start()
+        interval = self.poke_interval
+        route = self.sharder.route
+        released = self.sharder.released
+        batches: list[list[tuple]] = [[] for _ in range(self.n)]
+        self._batches = batches
+        reader = self.reader
+        read_packets = bool(reader.chefs)
+        due: float | None = None
+        failed = self.failed.is_set
+        n = 0
+        for packet in source:
+            if packet is None:
+                continue
+            t = packet.time
+            if interval and (due is None or t >= due):
+                if due is None:
+                    due = t + interval
+                else:   # as Kitchen.tick: at most MAX_CATCH_UP_POKES, then skip
+                    pokes = 0
+                    while t >= due:
+                        self.poke()
+                        due += interval
+                        pokes += 1
+                        if pokes >= MAX_CATCH_UP_POKES and t >= due:
+                            skipped = int((t - due) // interval) + 1
+                            self.reader.stats.pokes_skipped += skipped
+                            due += skipped * interval
+            self.now = t
+            if read_packets:
+                reader.process(packet)
+            w = route(packet)
+            if released:
+                for w2, p2 in released:
+                    self._add(batches, w2, p2)
+                released.clear()
+            if w >= 0:
+                self._add(batches, w, packet)
+            n += 1
+            if n & 0x3FF:
+                continue
+            if read_packets:
+                reader.expire()
+            if failed() or (stop is not None and stop()):
+                break
+            if progress is not None:
+                self.stats.packets = n
+                progress()
+
+    def _add(self, batches: list[list[tuple]], w: int, p: Packet) -> None:
+        batch = batches[w]
+        batch.append((p.data, p.time, p.wirelen, p.linktype, p.interface,
+                      getattr(p, "time_ns", None) if type(p) is NsPacket else None))
+        if len(batch) >= BATCH:
+            self._send(w, ("B", batch))
+            batches[w] = []
+
+    def _flush_batch(self, w: int) -> None:
+        batches = getattr(self, "_batches", None)
+        if batches and batches[w]:
+            self._send(w, ("B", batches[w]))
+            batches[w] = []
+
+    def _run_live(self, ticks: Iterable[Any], stop: Callable[[], bool] | None) -> None:
+        """Live: the workers capture; here, pokes on the wall clock and waiting for a stop
+        (``ticks`` yields ``None`` every so often, or the packets ``-w`` writes)."""
+        if not self._procs:
+            self.start()
+        interval = self.poke_interval
+        next_wall = time.monotonic() + interval if interval else float("inf")
+        for _ in ticks:
+            if self.failed.is_set() or (stop is not None and stop()):
+                break
+            if self._live is not None and self._live.count_reached(self):
+                break
+            if time.monotonic() >= next_wall:
+                self.poke()
+                next_wall += interval
+                if next_wall < time.monotonic():
+                    next_wall = time.monotonic() + interval
+
+    def finish(self) -> None:
+        """End of capture: every worker closes its flows and makes its last interval
+        dumplings, then reports; the reader's chefs finish; the merged totals go last."""
+        if self._finished:
+            return
+        self._finished = True
+        if not self._procs:
+            self.start()
+        self.sharder.flush()
+        for w, p in self.sharder.released:
+            self._add(getattr(self, "_batches", [[] for _ in range(self.n)]), w, p)
+        self.sharder.released.clear()
+        self._poke_no += 1
+        self._poke_times[self._poke_no] = self.now
+        self.stats.packets = 0   # the workers' reports count them (progress counted reads)
+        for w in range(self.n):
+            self._flush_batch(w)
+            self._send(w, ("F", self._poke_no, self.now))
+        self.reader.finish()
+        deadline = time.monotonic() + FINISH_TIMEOUT
+        collector = self._collector
+        if collector is not None:
+            collector.join(max(0.0, deadline - time.monotonic()))
+            if collector.is_alive():
+                for i in range(self.n):
+                    if i not in self._reported:
+                        self.died.append(f"{self.describe_worker(i)} did not finish in "
+                                         f"{FINISH_TIMEOUT:.0f}s; stopped")
+                        self._reported.add(i)
+                self.failed.set()
+        for i, proc in enumerate(self._procs):
+            proc.join(max(0.1, min(EXIT_TIMEOUT, deadline - time.monotonic())))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(EXIT_TIMEOUT)
+        self._add_reader_stats()
+
+    def terminate(self) -> None:
+        """Stop every worker now (the reader is failing)."""
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.kill()
+        for proc in self._procs:
+            proc.join(EXIT_TIMEOUT)
+
+    def _add_reader_stats(self) -> None:
+        st = self.stats
+        rs = self.reader.stats
+        packets = st.packets  # as counted by the workers (each packet once)
+        _merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
+                          and k != "bytes"})
+        st.packets = packets
+        if self.reader.chefs and not self.worker_classes:
+            st.packets, st.bytes = rs.packets, rs.bytes
+        d = rs.defrag
+        if d is not None:
+            self._defrag.fragments += d.fragments
+            self._defrag.reassembled += d.reassembled
+            self._defrag.dropped += d.dropped
+        for chef, n in self.reader.chef_errors.items():
+            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
+        for chef, n in self.merger.chef_errors.items():
+            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
+        if self.chef_seconds is not None and self.reader.chef_seconds is not None:
+            for chef, s in self.reader.chef_seconds.items():
+                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+        st.dumplings = self._out.sequence
+
+    @property
+    def chef_errors(self) -> dict[str, int]:
+        return dict(self._chef_errors)
+
+    @property
+    def chefs(self) -> list[DumplingChef]:
+        return self.reader.chefs + self.merger.chefs
+
+    def live_packets(self) -> int:
+        """Live: packets the workers have read so far (reported every 4096 and when idle)."""
+        return sum(self._live_counts.values())
+
+    def live_stats(self) -> dict[int, dict[str, int]]:
+        """Per worker: its live source's counts (kernel packets and drops), once finished."""
+        return dict(self._live_stats)
+
+
+# -- the worker process -------------------------------------------------------------------
+
+
+def _worker_main(index: int, args: dict[str, Any], inbox: Connection, outbox: Connection,
+                 source: Any) -> None:
+    # Ctrl-C reaches the whole process group: the reader decides when workers finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    out: list[bytes] = []
+    kitchen = Kitchen(args["name"], args["classes"], sink=lambda d, b: out.append(b),
+                      chef_options=args["chef_options"], **args["common"])
+    if kitchen.flow_chefs:
+        kitchen.flows._next_id = index + 1
+        kitchen.flows.id_step = args["workers"]
+    merge = [c for c in kitchen.chefs if shard_mode(type(c)) == MERGE]
+    # Only "flows" chefs' interval handlers run in a worker; "merge" chefs report totals.
+    kitchen.interval_chefs = [c for c in kitchen.interval_chefs if c not in merge]
+    worker = _Worker(kitchen, merge, inbox, outbox, out)
+    if source is not None:
+        worker.live(source)
+    else:
+        worker.files()
+
+
+class _Worker:
+    def __init__(self, kitchen: Kitchen, merge: list[DumplingChef], inbox: Connection,
+                 outbox: Connection, out: list[bytes]) -> None:
+        self.kitchen = kitchen
+        self.merge = merge
+        self.inbox = inbox
+        self.outbox = outbox
+        self.out = out
+        self.done = False
+        self.source: Any = None
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.outbox.send(("D", out[:]))
+            out.clear()
+
+    def control(self, msg: tuple) -> None:
+        kind = msg[0]
+        k = self.kitchen
+        if kind == "P":
+            _, poke, now = msg
+            if now is not None:
+                k.now = now
+            k.poke()
+            self.flush()
+            self.outbox.send(("S", poke, self._states()))
+        elif kind == "F":
+            _, poke, now = msg
+            if now is not None and (k.now is None or now > k.now):
+                k.now = now
+            k.finish()
+            self.flush()
+            self.outbox.send(("S", poke, self._states()))
+            d = k.stats.defrag
+            live = self.source.stats() if self.source is not None else None
+            self.outbox.send(("Z", {
+                "stats": {key: v for key, v in k.stats.as_dict().items()},
+                "defrag": (d.fragments, d.reassembled, d.dropped) if d else (0, 0, 0),
+                "chef_errors": k.chef_errors, "chef_seconds": k.chef_seconds,
+                "live": live}))
+            self.done = True
+
+    def _states(self) -> dict[str, Any]:
+        states = {}
+        for chef in self.merge:
+            try:
+                states[chef.name] = chef.worker_state()
+            except Exception as exc:
+                self.kitchen._chef_error(chef, "worker_state raised", exc)
+                raise
+        return states
+
+    def files(self) -> None:
+        k = self.kitchen
+        process = k.process
+        expire = k.expire
+        n = 0
+        recv = self.inbox.recv
+        while not self.done:
+            try:
+                msg = recv()
+            except (EOFError, OSError):   # the reader is gone
+                return
+            if msg[0] == "B":
+                for data, t, wirelen, linktype, iface, tns in msg[1]:
+                    if tns is None:
+                        process(Packet(data, t, wirelen, linktype, iface))
+                    else:
+                        process(NsPacket(data, tns, wirelen, linktype, iface))
+                    n += 1
+                    if not n & 0x3FF:
+                        expire()
+                if len(self.out) >= BATCH:
+                    self.flush()
+            else:
+                self.control(msg)
+        self.outbox.close()
+
+    def live(self, source: Any) -> None:
+        self.source = source
+        k = self.kitchen
+        process = k.process
+        poll = self.inbox.poll
+        n = 0
+        last_flush = time.monotonic()
+        try:
+            for packet in source:
+                if packet is not None:
+                    process(packet)
+                    n += 1
+                    if not n & 0x3FF:
+                        k.expire()
+                    if n & 0x3F:
+                        continue
+                while poll():
+                    try:
+                        msg = self.inbox.recv()
+                    except (EOFError, OSError):
+                        return
+                    self.control(msg)
+                    if self.done:
+                        return
+                now = time.monotonic()
+                if self.out and (packet is None or now - last_flush > 0.05
+                                 or len(self.out) >= BATCH):
+                    self.outbox.send(("D", self.out[:], ))
+                    self.out.clear()
+                    last_flush = now
+                if packet is None or not n & 0xFFF:
+                    self.outbox.send(("C", n))
+        finally:
+            source.close()
+
+
+# -- comparing runs (tests and the benchmark) ----------------------------------------------
+
+
+def comparable(dumplings: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``--workers N`` must keep from ``--workers 1``: per flow (transport and both
+    endpoints) the dumplings of each chef in order; per chef the dumplings that name no
+    flow, as a multiset; per chef the number of interval dumplings that name no flow
+    (totals) and the last one. Flow
+    ids, sequence numbers and creation times are left out: they number, not describe."""
+    def strip(payload: Any, under: str = "") -> Any:
+        if isinstance(payload, dict):
+            return {k: strip(v, k) for k, v in payload.items()
+                    if not (k == "id" and under == "flow") and k != "circuit"}
+        if isinstance(payload, list):
+            return [strip(v, under) for v in payload]
+        return payload
+
+    flows: dict[Any, list[Any]] = {}
+    loose: dict[str, list[str]] = {}
+    intervals: dict[str, list[Any]] = {}
+    for d in dumplings:
+        md, payload = d["metadata"], d["payload"]
+        chef = md["chef"]
+        flow = payload.get("flow") if isinstance(payload, dict) else None
+        if isinstance(flow, dict):
+            # whichever driver: a flow's dumpling made at a poke in one kitchen may be made
+            # by a later packet in another (TcpConnChef's lingering summaries)
+            key = (chef, flow.get("transport"), flow.get("client"), flow.get("server"))
+            flows.setdefault(key, []).append(strip(payload))
+        elif md.get("driver") == DRIVER_INTERVAL:
+            intervals.setdefault(chef, []).append(payload)
+        else:
+            loose.setdefault(chef, []).append(repr(strip(payload)))
+    return {"flows": flows,
+            "loose": {c: sorted(v) for c, v in loose.items()},
+            "intervals": {c: (len(v), _canon(strip(v[-1]))) for c, v in intervals.items()}}
+
+
+def _canon(value: Any) -> Any:
+    """Lists of records whose order says nothing (monitors, PVs) compared as sorted."""
+    if isinstance(value, dict):
+        return {k: _canon(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_canon(v) for v in value]
+        try:
+            return sorted(items, key=repr)
+        except TypeError:
+            return items
+    return value
