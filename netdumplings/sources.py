@@ -23,6 +23,8 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
+from .bpf import FilterError, OfflineFilter
+from .linktypes import DECODED, describe
 from .packet import NsPacket, Packet
 
 PCAP_MAGICS = {
@@ -49,13 +51,21 @@ class CaptureError(Exception):
 class PcapSource:
     """Reads a pcap or pcapng capture from a path, ``-`` (stdin) or a binary file object.
 
-    ``packets`` counts records delivered; ``offset`` is the byte offset of the next record.
+    ``packets`` counts records read; ``offset`` is the byte offset of the next record.
+    ``bpf_filter`` (``-f``) delivers only the records a tcpdump filter expression passes,
+    compiled by libpcap for each link type the capture holds (see ``bpf``); an expression
+    libpcap refuses raises ``CaptureError`` (here already when the file's link type can be
+    read ahead, else as the header is read). A link type the kitchen cannot decode is said
+    once (a warning) rather than giving zero decoded packets in silence.
     """
 
-    def __init__(self, source: str | os.PathLike | BinaryIO, interface: str | None = None) -> None:
+    def __init__(self, source: str | os.PathLike | BinaryIO, interface: str | None = None,
+                 bpf_filter: str | None = None) -> None:
         self.name = "-" if source == "-" else getattr(source, "name", str(source))
         self.interface = interface
         self.packets = 0
+        self._linktypes_seen: set[int] = set()
+        self.filter: OfflineFilter | None = None
         self.offset = 0
         self.linktype: int | None = None
         self._close = False
@@ -71,6 +81,19 @@ class PcapSource:
         else:
             self._f = source
         self.is_file = self._is_regular_file()
+        if bpf_filter:
+            try:
+                self.filter = OfflineFilter(bpf_filter)
+            except FilterError as exc:
+                self.close()
+                raise CaptureError(str(exc)) from exc
+            first = peek_linktype(self._f) if self.is_file else None
+            if first is not None:
+                try:
+                    self._linktype(*first)
+                except CaptureError:
+                    self.close()
+                    raise
 
     def _is_regular_file(self) -> bool:
         try:
@@ -91,7 +114,36 @@ class PcapSource:
             if self._raw is not None:
                 self._raw.close()
 
+    def _linktype(self, linktype: int, big_endian: bool = False) -> None:
+        """A link type met in the capture (its header, or a pcapng interface): compile the
+        filter for it, and say once if the kitchen cannot decode its frames."""
+        if linktype in self._linktypes_seen:
+            return
+        self._linktypes_seen.add(linktype)
+        if self.filter is not None:
+            try:
+                self.filter.check(linktype, big_endian)
+            except FilterError as exc:
+                raise CaptureError(f"invalid filter {self.filter.expression!r} for "
+                                   f"{self.name} (link type {describe(linktype)}): "
+                                   f"{exc}") from exc
+        if linktype not in DECODED:
+            log.warning("%s: link type %s is not decoded here: its packets reach packet "
+                        "chefs as raw frames, and no flow chef sees them", self.name,
+                        describe(linktype))
+
     def __iter__(self) -> Iterator[Packet]:
+        if self.filter is None:
+            return self._records()
+        return self._filtered(self._records())
+
+    def _filtered(self, packets: Iterator[Packet]) -> Iterator[Packet]:
+        matches = self.filter.matches  # type: ignore[union-attr]
+        for p in packets:
+            if matches(p.data, p.wirelen, p.linktype):
+                yield p
+
+    def _records(self) -> Iterator[Packet]:
         head = _read_exact(self._f, 4)
         if head[:2] == GZIP_MAGIC:
             yield from self._gzip(head)
@@ -146,6 +198,7 @@ class PcapSource:
         # The top bits carry FCS information (as libpcap's LT_LINKTYPE: not the link type).
         linktype &= 0x03FFFFFF
         self.linktype = linktype
+        self._linktype(linktype, endian == ">")
         hdr = struct.Struct(endian + ("IIII8x" if modified else "IIII"))
         hsz = hdr.size
         iface = self.interface
@@ -307,6 +360,7 @@ class PcapSource:
                     elif code == 2:
                         ifname = val.split(b"\0", 1)[0].decode("utf-8", "replace")
                 ifaces.append((linktype, snaplen, units, tsoff, ifname))
+                self._linktype(linktype, endian == ">")
                 if self.linktype is None:
                     self.linktype = linktype
                 continue
@@ -352,6 +406,27 @@ def _ng_options(body: bytes, pos: int, endian: str) -> Iterator[tuple[int, bytes
             return
         yield code, body[pos + 4:pos + 4 + length]
         pos += 4 + length + (-length % 4)
+
+
+def peek_linktype(f: BinaryIO) -> tuple[int, bool] | None:
+    """(link type, big-endian) of a regular pcap file, or of a pcapng file's first
+    interface when it follows the section header, read without moving the file (None: not
+    known ahead)."""
+    try:
+        head = os.pread(f.fileno(), 512, 0)
+    except (OSError, AttributeError, io.UnsupportedOperation, ValueError):
+        return None
+    if len(head) >= 24 and (head[:4] in PCAP_MAGICS or head[:4] in PCAP_MODIFIED_MAGICS):
+        endian = (PCAP_MODIFIED_MAGICS.get(head[:4]) or PCAP_MAGICS[head[:4]][0])
+        return struct.unpack_from(endian + "I", head, 20)[0] & 0x03FFFFFF, endian == ">"
+    if len(head) >= 12 and head[:4] == PCAPNG_MAGIC:
+        endian = ">" if head[8:12] == b"\x1a\x2b\x3c\x4d" else "<"
+        (shb_len,) = struct.unpack_from(endian + "I", head, 4)
+        if len(head) >= shb_len + 12:
+            btype, _blen, linktype = struct.unpack_from(endian + "IIH", head, shb_len)
+            if btype == 1:
+                return linktype, endian == ">"
+    return None
 
 
 class _Prefixed:
