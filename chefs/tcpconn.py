@@ -26,9 +26,12 @@ class TcpConnChef(StreamChef):
     (``fin``, ``rst``, ``timeout``, ``evicted`` or ``end`` of the capture).
 
     The kitchen closes a flow at its second FIN (or a RST), but the peer still sends the
-    last ACK after that. So a FIN/RST summary lingers for ``linger`` seconds of capture
-    time (or until the next interval poke) and absorbs such trailing packets, which makes
-    the counts match what tcpdump/tshark show for the whole conversation.
+    last ACK after that (and a late segment may still draw a RST). The kitchen counts such
+    trailing packets for the closed connection (see ``netdumplings.flows``), so a FIN/RST
+    summary lingers for ``linger`` seconds of capture time (or until the next interval
+    poke) and is made from the connection's counts when it goes: they then match what
+    tshark shows for the whole conversation. Connections seen only from the middle (a
+    keep-alive, a teardown) are connections too, with ``handshake_seen`` false.
     """
 
     #: The kitchen attaches this chef to every TCP flow, whatever its ports.
@@ -50,11 +53,8 @@ class TcpConnChef(StreamChef):
         super().__init__(kitchen, **options)
         self.connections_closed = 0
         self.trailing_packets = 0
-        # conversation key -> (summary payload, close time); oldest close first
-        self._lingering: OrderedDict[tuple, tuple[dict[str, Any], float]] = OrderedDict()
-        # conversations whose trailing packets were absorbed: the kitchen made a new,
-        # bare flow of them, which must not be reported as a connection of its own
-        self._absorbed: OrderedDict[tuple, None] = OrderedDict()
+        # conversation key -> (closed flow, how it ended, close time); oldest close first
+        self._lingering: OrderedDict[tuple, tuple[Any, CloseReason, float]] = OrderedDict()
 
     def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
         return True
@@ -67,17 +67,11 @@ class TcpConnChef(StreamChef):
         dst = format_endpoint(packet.ip_dst, packet.dport)
         flags = packet.tcp_flags
         if self._lingering:
-            key = (src, dst) if src <= dst else (dst, src)
-            held = self._lingering.get(key)
-            if held is not None and not flags & TCP_SYN:
-                self._absorb(held[0], src, packet)
-                self._absorbed[key] = None
-                self._absorbed.move_to_end(key)
-                while len(self._absorbed) > self.options.max_lingering:
-                    self._absorbed.popitem(last=False)
-            elif held is not None:  # the 4-tuple is reused by a new connection
-                del self._lingering[key]
-                yield held[0]
+            if flags & TCP_SYN:
+                key = (src, dst) if src <= dst else (dst, src)
+                held = self._lingering.pop(key, None)
+                if held is not None:  # the 4-tuple is reused by a new connection
+                    yield self._summary(*held[:2])
             yield from self._flush(ts - self.options.linger)
         if not self.options.packets:
             return
@@ -99,22 +93,17 @@ class TcpConnChef(StreamChef):
         }
 
     def on_close(self, flow: Any, reason: CloseReason) -> Iterator[dict[str, Any]]:
-        key = _key(flow)
-        if key in self._absorbed and not flow.roles_known:
-            # Only the trailing packets of a connection already summarised.
-            del self._absorbed[key]
-            return
         self.connections_closed += 1
-        payload = self._summary(flow, reason)
         if reason in (CloseReason.FIN, CloseReason.RST):
+            key = _key(flow)
             old = self._lingering.pop(key, None)
             if old is not None:
-                yield old[0]
-            self._lingering[key] = (payload, flow.last_seen)
+                yield self._summary(*old[:2])
+            self._lingering[key] = (flow, reason, flow.last_seen)
             while len(self._lingering) > self.options.max_lingering:
-                yield self._lingering.popitem(last=False)[1][0]
+                yield self._summary(*self._lingering.popitem(last=False)[1][:2])
         else:
-            yield payload
+            yield self._summary(flow, reason)
 
     def interval_handler(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
         """Sends every lingering summary (a poke also ends a capture file)."""
@@ -125,25 +114,15 @@ class TcpConnChef(StreamChef):
     def _flush(self, before: float | None) -> Iterator[dict[str, Any]]:
         lingering = self._lingering
         while lingering:
-            key, (payload, closed_at) = next(iter(lingering.items()))
+            key, (flow, reason, closed_at) = next(iter(lingering.items()))
             if before is not None and closed_at >= before:
                 break
             del lingering[key]
-            yield payload
-
-    def _absorb(self, payload: dict[str, Any], src: str, packet: Any) -> None:
-        self.trailing_packets += 1
-        d = "client_to_server" if src == payload["src"] else "server_to_client"
-        payload["packets"][d] += 1
-        payload["bytes"][d] += packet.wirelen
-        payload["payload_bytes"][d] += packet.l4_length
-        payload["trailing_packets"] += 1
-        if packet.time > payload["end_timestamp"]:
-            payload["end_timestamp"] = packet.time
-            payload["duration"] = packet.time - payload["timestamp"]
-        payload["summary"] = _summary_line(payload)
+            yield self._summary(flow, reason)
 
     def _summary(self, flow: Any, reason: CloseReason) -> dict[str, Any]:
+        trailing = getattr(flow, "trailing_packets", 0)
+        self.trailing_packets += trailing
         info = flow.summary()
         payload = {
             "event": "connection",
@@ -159,7 +138,7 @@ class TcpConnChef(StreamChef):
             "packets": info["packets"],
             "bytes": info["bytes"],
             "payload_bytes": info["payload_bytes"],
-            "trailing_packets": 0,
+            "trailing_packets": trailing,
         }
         payload["summary"] = _summary_line(payload)
         return payload

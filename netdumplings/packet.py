@@ -158,13 +158,17 @@ class Packet:
 
     Attributes that are not defined here (``haslayer``, ``show``, ``payload``, ``name``,
     ``packet[IP]`` ...) are answered by the scapy packet, built on first use.
+
+    ``tunnel`` is None for a packet as captured; for one the kitchen took out of a tunnel
+    it names how it got there, outermost first (``"vxlan"``, ``"gre"``, ``"gre/vxlan"``).
+    The kitchen gives packet chefs such a packet right after the one that carried it.
     """
 
     __slots__ = (
         "time", "data", "wirelen", "linktype", "interface",
         "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
         "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan",
-        "ip_frag", "_scapy",
+        "ip_frag", "_scapy", "tunnel",
     )
 
     def __init__(self, data: bytes, time: float, wirelen: int | None = None,
@@ -428,6 +432,8 @@ class Packet:
         if name in _DECODED_FIELDS:
             self.decode()
             return object.__getattribute__(self, name)
+        if name == "tunnel":   # left unset for captured packets: nothing to pay per packet
+            return None
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.scapy, name)
