@@ -28,9 +28,11 @@ class TcpConnChef(StreamChef):
     The kitchen closes a flow at its second FIN (or a RST), but the peer still sends the
     last ACK after that (and a late segment may still draw a RST). The kitchen counts such
     trailing packets for the closed connection (see ``netdumplings.flows``), so a FIN/RST
-    summary lingers for ``linger`` seconds of capture time (or until the next interval
-    poke) and is made from the connection's counts when it goes: they then match what
-    tshark shows for the whole conversation. Connections seen only from the middle (a
+    summary lingers until ``linger`` seconds of capture time have passed since the
+    connection's last packet (or the capture ends) and is made from the connection's
+    counts when it goes: they then match what tshark shows for the whole conversation,
+    late retransmissions of data sent before the FIN included (TCP retransmits after 1,
+    then 3 seconds). Connections seen only from the middle (a
     keep-alive, a teardown) are connections too, with ``handshake_seen`` false.
     """
 
@@ -44,8 +46,9 @@ class TcpConnChef(StreamChef):
     class Options(FlowChefOptions):
         #: One dumpling per TCP packet (False: only the per-connection summaries).
         packets: bool = True
-        #: Seconds a closed connection's summary waits for trailing ACKs/RSTs.
-        linger: float = 1.0
+        #: Seconds of quiet after a closed connection's last packet before its summary is
+        #: sent (trailing ACKs, RSTs and retransmissions are counted until then).
+        linger: float = 5.0
         #: Closed connections waiting at once (the oldest is sent when full).
         max_lingering: int = 10_000
 
@@ -53,7 +56,7 @@ class TcpConnChef(StreamChef):
         super().__init__(kitchen, **options)
         self.connections_closed = 0
         self.trailing_packets = 0
-        # conversation key -> (closed flow, how it ended, close time); oldest close first
+        # conversation key -> (closed flow, how it ended, when its summary is due); by close
         self._lingering: OrderedDict[tuple, tuple[Any, CloseReason, float]] = OrderedDict()
 
     def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
@@ -72,7 +75,7 @@ class TcpConnChef(StreamChef):
                 held = self._lingering.pop(key, None)
                 if held is not None:  # the 4-tuple is reused by a new connection
                     yield self._summary(*held[:2])
-            yield from self._flush(ts - self.options.linger)
+            yield from self._flush(ts)
         if not self.options.packets:
             return
         names = tcp_flag_names(flags)
@@ -99,24 +102,37 @@ class TcpConnChef(StreamChef):
             old = self._lingering.pop(key, None)
             if old is not None:
                 yield self._summary(*old[:2])
-            self._lingering[key] = (flow, reason, flow.last_seen)
+            self._lingering[key] = (flow, reason, flow.last_seen + self.options.linger)
             while len(self._lingering) > self.options.max_lingering:
                 yield self._summary(*self._lingering.popitem(last=False)[1][:2])
         else:
             yield self._summary(flow, reason)
 
     def interval_handler(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
-        """Sends every lingering summary (a poke also ends a capture file)."""
-        yield from self._flush(None)
+        """Sends the lingering summaries that are due, and all of them at the end of the
+        capture."""
+        kitchen = self.kitchen
+        if kitchen is None or getattr(kitchen, "finished", True) or kitchen.now is None:
+            yield from self._flush(None)
+        else:
+            yield from self._flush(kitchen.now)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _flush(self, before: float | None) -> Iterator[dict[str, Any]]:
+    def _flush(self, now: float | None) -> Iterator[dict[str, Any]]:
+        """The summaries due at capture time ``now`` (None: all of them)."""
         lingering = self._lingering
+        linger = self.options.linger
         while lingering:
-            key, (flow, reason, closed_at) = next(iter(lingering.items()))
-            if before is not None and closed_at >= before:
-                break
+            key, (flow, reason, due) = next(iter(lingering.items()))
+            if now is not None:
+                if due > now:
+                    break
+                later = flow.last_seen + linger
+                if later > now:   # a trailing packet came meanwhile: wait from that one
+                    del lingering[key]
+                    lingering[key] = (flow, reason, later)
+                    continue
             del lingering[key]
             yield self._summary(flow, reason)
 

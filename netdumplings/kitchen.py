@@ -125,6 +125,8 @@ class Kitchen:
         self.host = host if host is not None else socket.gethostname()
         self.stats = KitchenStats()
         self.now: float | None = None
+        #: True once ``finish`` has run: the capture has ended (chefs flush what they hold).
+        self.finished = False
         self._next_capture_poke: float | None = None
         self.sequence = 0
         self.chefs: list[DumplingChef] = []
@@ -568,6 +570,7 @@ class Kitchen:
 
     def finish(self) -> None:
         """End of capture: close every open flow (reason END), then a last poke."""
+        self.finished = True
         if self.flow_chefs:
             if self.defrag.finish():
                 self._warn_defrag_drops()
