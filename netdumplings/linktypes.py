@@ -51,6 +51,9 @@ ETH_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 #: Largest 802.3 length field: a "type" at or below it is a length, an 802.2 LLC header follows.
 ETH_MAX_LENGTH = 1500
 
+#: EtherTypes that show an Ethernet frame inside an MPLS pseudowire.
+_PW_ETHERTYPES = frozenset({ETH_IPV4, ETH_IPV6, ETH_ARP} | ETH_TAGS | ETH_MPLS)
+
 #: PPP protocol numbers -> EtherType (RFC 1661 and the PPP DLL protocol numbers registry).
 _PPP_PROTOCOLS = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6, 0x0281: 0x8847, 0x0283: 0x8848}
 
@@ -126,9 +129,10 @@ def network_layer(data: bytes, linktype: int) -> tuple[int | None, int, int | No
     if linktype == LINKTYPE_NFLOG:
         return _nflog(data)
     if linktype == LINKTYPE_PKTAP:
-        # pth_length and pth_dlt (host byte order: little-endian on every Apple machine)
-        hlen, dlt = _u32le(data, 0)[0], _u32le(data, 4)[0]
-        if hlen < 8 or hlen > len(data) or dlt == LINKTYPE_PKTAP:
+        # pth_length, pth_type_next (1: a packet follows), pth_dlt, in the host's byte
+        # order (little-endian on every Apple machine)
+        hlen, next_type, dlt = struct.unpack_from("<III", data, 0)
+        if hlen < 12 or hlen > len(data) or next_type != 1 or dlt == LINKTYPE_PKTAP:
             return None, 0, None
         return _shifted(data, hlen, _dlt_linktype(dlt))
     if linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC, LINKTYPE_PPP_WITH_DIR, LINKTYPE_C_HDLC,
@@ -195,11 +199,18 @@ def _ethertype_chain(data: bytes, etype: int, off: int, vlan: int | None
             first = data[off] >> 4
             if first == 4 or first == 6:
                 return (ETH_IPV4 if first == 4 else ETH_IPV6), off, vlan
-            if first == 0:
-                # pseudowire control word (RFC 4385), then an Ethernet frame (RFC 4448)
-                off += 4
+            # An Ethernet pseudowire (RFC 4448), with or without the control word (RFC
+            # 4385: four bytes whose first nibble is 0, as a MAC's may be): Ethernet
+            # where a known EtherType stands 12 bytes in (as tshark decides), else
+            # behind a control word when one stands 16 bytes in.
+            if len(data) >= off + 14 and _u16be(data, off + 12)[0] in _PW_ETHERTYPES:
                 etype = _u16be(data, off + 12)[0]
                 off += 14
+                continue
+            if first == 0 and len(data) >= off + 18 and \
+                    _u16be(data, off + 16)[0] in _PW_ETHERTYPES:
+                etype = _u16be(data, off + 16)[0]
+                off += 18
                 continue
             return None, off, vlan
         elif etype == ETH_PPPOE_SESSION:
