@@ -87,7 +87,12 @@ class PcapSource:
             except FilterError as exc:
                 self.close()
                 raise CaptureError(str(exc)) from exc
-            first = peek_linktype(self._f) if self.is_file else None
+            if self.is_file:
+                first = peek_linktype(self._f)
+            else:   # a stream (stdin): read its header now, and put it back
+                head = _stream_head(self._f)
+                self._f = _Prefixed(head, self._f)  # type: ignore[assignment]
+                first = linktype_ahead(head)
             if first is not None:
                 try:
                     self._linktype(*first)
@@ -416,6 +421,11 @@ def peek_linktype(f: BinaryIO) -> tuple[int, bool] | None:
         head = os.pread(f.fileno(), 512, 0)
     except (OSError, AttributeError, io.UnsupportedOperation, ValueError):
         return None
+    return linktype_ahead(head)
+
+
+def linktype_ahead(head: bytes) -> tuple[int, bool] | None:
+    """(link type, big-endian) from the first bytes of a capture (see ``peek_linktype``)."""
     if len(head) >= 24 and (head[:4] in PCAP_MAGICS or head[:4] in PCAP_MODIFIED_MAGICS):
         endian = (PCAP_MODIFIED_MAGICS.get(head[:4]) or PCAP_MAGICS[head[:4]][0])
         return struct.unpack_from(endian + "I", head, 20)[0] & 0x03FFFFFF, endian == ">"
@@ -427,6 +437,17 @@ def peek_linktype(f: BinaryIO) -> tuple[int, bool] | None:
             if btype == 1:
                 return linktype, endian == ">"
     return None
+
+
+def _stream_head(f: BinaryIO) -> bytes:
+    """The first bytes of a stream (stdin), enough for ``linktype_ahead``."""
+    head = _read_exact(f, 24)
+    if len(head) == 24 and head[:4] == PCAPNG_MAGIC:
+        endian = ">" if head[8:12] == b"\x1a\x2b\x3c\x4d" else "<"
+        (shb_len,) = struct.unpack_from(endian + "I", head, 4)
+        if 24 <= shb_len <= 65536:
+            head += _read_exact(f, shb_len + 12 - 24)
+    return head
 
 
 class _Prefixed:
@@ -444,6 +465,9 @@ class _Prefixed:
             return out
         out, self._prefix = self._prefix[:n], self._prefix[n:]
         return out
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes:
