@@ -51,6 +51,8 @@ ETH_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 #: Largest 802.3 length field: a "type" at or below it is a length, an 802.2 LLC header follows.
 ETH_MAX_LENGTH = 1500
 
+#: EtherTypes with another header before the network layer.
+_CHAINED = ETH_TAGS | ETH_MPLS | {ETH_PPPOE_SESSION}
 #: EtherTypes that show an Ethernet frame inside an MPLS pseudowire.
 _PW_ETHERTYPES = frozenset({ETH_IPV4, ETH_IPV6, ETH_ARP} | ETH_TAGS | ETH_MPLS)
 
@@ -112,7 +114,10 @@ def network_layer(data: bytes, linktype: int) -> tuple[int | None, int, int | No
     Raises IndexError or struct.error for a frame cut inside its link-layer headers.
     """
     if linktype == LINKTYPE_ETHERNET:
-        return _ethertype_chain(data, _u16be(data, 12)[0], 14, None)
+        etype = data[12] << 8 | data[13]
+        if etype > ETH_MAX_LENGTH and etype not in _CHAINED:   # Ethernet II: IP, ARP...
+            return etype, 14, None
+        return _ethertype_chain(data, etype, 14, None)
     if linktype == LINKTYPE_LINUX_SLL:
         return _ethertype_chain(data, _u16be(data, 14)[0], 16, None)
     if linktype == LINKTYPE_LINUX_SLL2:

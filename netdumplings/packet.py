@@ -237,11 +237,6 @@ class Packet:
             af = _AF_INET6
         else:
             return False
-        ip_end = end
-        if end > self.wirelen:
-            # The frame is shorter than its IP header says (a sender's or a capture tool's
-            # fault): the payload is what the frame holds, as tshark counts it.
-            end = self.wirelen
         if proto == 6:
             if n < l4off + 14:
                 return False
@@ -268,8 +263,12 @@ class Packet:
         self.ip_frag = None
         self.ip_src = _ntop(af, src)
         self.ip_dst = _ntop(af, dst)
+        if end > n and off + length > self.wirelen:
+            # The frame is shorter than its IP header says (a sender's or a capture tool's
+            # fault): the payload is what the frame holds, as tshark counts it.
+            length = self.wirelen - off
         self.ip_proto = proto
-        self.ip_end = ip_end
+        self.ip_end = end
         self.sport, self.dport = sport, dport
         self.l4_offset = off
         self.l4_length = length if length > 0 else 0
