@@ -18,7 +18,10 @@ import ctypes.util
 import os
 import struct
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from .packet import Packet
 
 #: As large as any record the readers accept (sources.MAX_RECORD): every accepted packet
 #: returns a non-zero length, whatever the capture's own snaplen was.
@@ -126,6 +129,7 @@ class OfflineFilter:
         self._lib = _libpcap()
         self._hdr = _PktHdr()
         self._hdr_ref = ctypes.byref(self._hdr)
+        self._refs: dict[int, Any] = {}   # byref(program) by link type, made once
         self.passed = 0
         self.rejected = 0
 
@@ -134,7 +138,34 @@ class OfflineFilter:
         if prog is None:
             prog = self._programs[linktype] = compile_program(self.expression, linktype,
                                                               big_endian)
+            self._refs[linktype] = ctypes.byref(prog)
         return prog
+
+    def select(self, packets: Iterable["Packet"]) -> Iterator["Packet"]:
+        """The packets the expression passes (the readers' loop when ``-f`` is given:
+        one libpcap call per packet, nothing else)."""
+        run = self._lib.pcap_offline_filter
+        refs = self._refs
+        hdr = self._hdr
+        hdr_ref = self._hdr_ref
+        passed = rejected = 0
+        try:
+            for p in packets:
+                ref = refs.get(p.linktype)
+                if ref is None:
+                    self.check(p.linktype)
+                    ref = refs[p.linktype]
+                data = p.data
+                hdr.caplen = len(data)
+                hdr.len = p.wirelen
+                if run(ref, hdr_ref, data):
+                    passed += 1
+                    yield p
+                else:
+                    rejected += 1
+        finally:
+            self.passed += passed
+            self.rejected += rejected
 
     def matches(self, data: bytes, wirelen: int, linktype: int) -> bool:
         prog = self._programs.get(linktype)
@@ -153,6 +184,7 @@ class OfflineFilter:
         for prog in self._programs.values():
             self._lib.pcap_freecode(ctypes.byref(prog))
         self._programs.clear()
+        self._refs.clear()
 
     def __del__(self) -> None:
         try:

@@ -140,13 +140,7 @@ class PcapSource:
     def __iter__(self) -> Iterator[Packet]:
         if self.filter is None:
             return self._records()
-        return self._filtered(self._records())
-
-    def _filtered(self, packets: Iterator[Packet]) -> Iterator[Packet]:
-        matches = self.filter.matches  # type: ignore[union-attr]
-        for p in packets:
-            if matches(p.data, p.wirelen, p.linktype):
-                yield p
+        return self.filter.select(self._records())
 
     def _records(self) -> Iterator[Packet]:
         head = _read_exact(self._f, 4)
