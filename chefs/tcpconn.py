@@ -28,12 +28,12 @@ class TcpConnChef(StreamChef):
     The kitchen closes a flow at its second FIN (or a RST), but the peer still sends the
     last ACK after that (and a late segment may still draw a RST). The kitchen counts such
     trailing packets for the closed connection (see ``netdumplings.flows``), so a FIN/RST
-    summary lingers until ``linger`` seconds of capture time have passed since the
+    summary waits until ``linger`` seconds of capture time have passed since the
     connection's last packet (or the capture ends) and is made from the connection's
-    counts when it goes: they then match what tshark shows for the whole conversation,
-    late retransmissions of data sent before the FIN included (TCP retransmits after 1,
-    then 3 seconds). Connections seen only from the middle (a
-    keep-alive, a teardown) are connections too, with ``handshake_seen`` false.
+    counts then: they match what tshark shows for the whole conversation, late
+    retransmissions of data sent before the FIN included (TCP retransmits after 1, then
+    3 seconds). Connections seen only from the middle (a keep-alive, a teardown) are
+    connections too, with ``handshake_seen`` false.
     """
 
     #: The kitchen attaches this chef to every TCP flow, whatever its ports.
