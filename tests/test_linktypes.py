@@ -223,3 +223,23 @@ def test_no_chef_raises_on_the_captures(pcap: Path) -> None:
     chefs = [c for c in bundled_chefs().values()]
     _, kitchen = cook(pcap, chefs)
     assert kitchen.chef_errors == {}
+
+
+# -- damaged frames -----------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(DECODED)), st.binary(max_size=120),
+       st.sampled_from([f[2] for f in FRAMES]), st.integers(0, 120))
+def test_damaged_frames_never_raise_out_of_the_decode(linktype: int, junk: bytes,
+                                                      good: bytes, cut: int) -> None:
+    # random bytes, and real frames cut short or with bytes flipped: the decode keeps
+    # what it could read; nothing escapes to the chefs but absent fields
+    for data in (junk, good[:cut], bytes(b ^ 0xFF for b in good[:cut]) + good[cut:]):
+        p = Packet(data, 1.0, linktype=linktype)
+        p.decode()
+        assert p.l4 in (None, "tcp", "udp", "icmp", "icmpv6")
+        assert p.l4_length >= 0
+        p.layer_names()
