@@ -129,12 +129,28 @@ def eth(payload: bytes, etype: int = 0x0800) -> bytes:
     return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01" + struct.pack("!H", etype) + payload
 
 
+def outer(proto: int, payload: bytes) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                     socket.inet_aton("192.168.0.1"), socket.inet_aton("192.168.0.2"))
+    return eth(ip + payload)
+
+
 def vxlan(inner_frame: bytes) -> bytes:
     vx = b"\x08\x00\x00\x00\x00\x00\x01\x00" + inner_frame
-    udp = struct.pack("!HHHH", 50000, 4789, 8 + len(vx), 0) + vx
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                     socket.inet_aton("192.168.0.1"), socket.inet_aton("192.168.0.2"))
-    return eth(ip + udp)
+    return outer(17, struct.pack("!HHHH", 50000, 4789, 8 + len(vx), 0) + vx)
+
+
+def geneve(inner_frame: bytes) -> bytes:
+    gv = b"\x00\x00\x65\x58\x00\x00\x01\x00" + inner_frame
+    return outer(17, struct.pack("!HHHH", 50000, 6081, 8 + len(gv), 0) + gv)
+
+
+def gre(inner_ip: bytes) -> bytes:
+    return outer(47, b"\x00\x00\x08\x00" + inner_ip)
+
+
+WRAPS = {"ethernet": lambda ip: eth(ip), "vxlan": lambda ip: vxlan(eth(ip)),
+         "geneve": lambda ip: geneve(eth(ip)), "gre": gre}
 
 
 def write_pcap(path: Path, frames: list[tuple[float, bytes]], linktype: int = 1) -> Path:
@@ -154,7 +170,7 @@ def conversation(tail: list[tuple]) -> list[tuple]:
 
 
 @needs_tshark
-@pytest.mark.parametrize("wrap", ["ethernet", "vxlan"])
+@pytest.mark.parametrize("wrap", sorted(WRAPS))
 def test_packets_after_the_close_count_for_the_connection(tmp_path: Path, wrap: str) -> None:
     # the last ACK, then two RSTs 0.5 s later (a late segment answered), then a new
     # connection on the same ports (new SYN): two conversations for tshark and here
@@ -163,17 +179,21 @@ def test_packets_after_the_close_count_for_the_connection(tmp_path: Path, wrap: 
     frames, t = [], 1.0
     for spec in conversation(tail) + again:
         t += 0.5 if spec[2] == RST and spec[0] == S else 0.01
-        inner = eth(ip_tcp(*spec))
-        frames.append((t, vxlan(inner) if wrap == "vxlan" else inner))
+        frames.append((t, WRAPS[wrap](ip_tcp(*spec))))
     got = assert_same_as_tshark(write_pcap(tmp_path / "after-close.pcap", frames))
     assert sorted(k[1][0] + k[2][0] for k in got) == [3, 10]
 
 
 @needs_tshark
-def test_teardown_only_connection_is_reported(tmp_path: Path) -> None:
-    frames = [(1.0 + i / 100, eth(ip_tcp(*spec))) for i, spec in enumerate(
-        [(C, S, FIN | ACK, 119, 520), (S, C, FIN | ACK, 520, 120), (C, S, ACK, 120, 521)])]
-    got = assert_same_as_tshark(write_pcap(tmp_path / "teardown.pcap", frames))
+@pytest.mark.parametrize("packets", [
+    [(C, S, FIN | ACK, 119, 520), (S, C, FIN | ACK, 520, 120), (C, S, ACK, 120, 521)],
+    [(S, C, RST, 520, 0)],
+    [(C, S, ACK, 118, 520), (S, C, ACK, 520, 119)],       # a keep-alive and its answer
+], ids=["teardown", "rst", "keep-alive"])
+def test_connection_seen_only_from_the_middle_is_reported(tmp_path: Path,
+                                                          packets: list[tuple]) -> None:
+    frames = [(1.0 + i / 100, eth(ip_tcp(*spec))) for i, spec in enumerate(packets)]
+    got = assert_same_as_tshark(write_pcap(tmp_path / "middle.pcap", frames))
     assert sum(got.values()) == 1
 
 
