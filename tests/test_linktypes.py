@@ -243,3 +243,15 @@ def test_damaged_frames_never_raise_out_of_the_decode(linktype: int, junk: bytes
         assert p.l4 in (None, "tcp", "udp", "icmp", "icmpv6")
         assert p.l4_length >= 0
         p.layer_names()
+
+
+def test_nd_sniff_says_the_unknown_link_type_once_on_stderr(tmp_path: Path) -> None:
+    from conftest import nd_command
+    pcap = write_pcap(tmp_path / "user0.pcap", 147, [b"\x01\x02\x03\x04"] * 5)
+    r = subprocess.run(nd_command("nd-sniff") + ["-r", str(pcap), "--print", "-c",
+                                                 "PacketCountChef"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    said = [line for line in r.stderr.splitlines() if "link type" in line]
+    assert len(said) == 1 and "USER0 (147)" in said[0]
+    assert "5 packets" in r.stderr
