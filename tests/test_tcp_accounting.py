@@ -15,7 +15,7 @@ import shutil
 import socket
 import struct
 import subprocess
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
