@@ -21,7 +21,8 @@ from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
 from .defrag import MAX_DATAGRAM, Defragmenter, DefragStats
 from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
 from .flows import Flow, FlowTable
-from .packet import ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from .packet import (ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, NsPacket,
+                     Packet)
 from .reassembly import TcpDirection
 from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, decapsulate
 
@@ -321,7 +322,12 @@ class Kitchen:
             if found is not None:
                 self.stats.decapsulated += 1
                 data, linktype, kind = found
-                inner = Packet(data, packet.time, linktype=linktype, interface=packet.interface)
+                if isinstance(packet, NsPacket):   # keeps the exact nanoseconds
+                    inner: Packet = NsPacket(data, packet.time_ns, None, linktype,
+                                             packet.interface)
+                else:
+                    inner = Packet(data, packet.time, linktype=linktype,
+                                   interface=packet.interface)
                 outer = packet.tunnel
                 inner.tunnel = kind if outer is None else f"{outer}/{kind}"
                 if self.tunnel_packet_chefs:

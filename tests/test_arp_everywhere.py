@@ -170,6 +170,17 @@ def test_packet_chefs_see_the_inner_packet_after_the_outer(tmp_path: Path,
     assert chef.seen == ([outer, ("vxlan", None, 0x0806)] if decapsulate else [outer])
 
 
+def test_tunnelled_packet_keeps_the_nanosecond_time() -> None:
+    from netdumplings.packet import NsPacket
+    chef = TunnelSeer()
+    seen: list = []
+    chef.packet_handler = lambda p: seen.append(p)   # type: ignore[method-assign]
+    kitchen = Kitchen("t", [chef], poke_interval=None)
+    kitchen.process(NsPacket(in_vxlan(ether2(REQUEST)), 1_700_000_000_123_456_789))
+    assert [p.tunnel for p in seen] == [None, "vxlan"]
+    assert seen[1].time_ns == 1_700_000_000_123_456_789
+
+
 def test_packet_count_chef_counts_captured_frames_only(tmp_path: Path) -> None:
     pcap = write_pcap(tmp_path / "v.pcap", 1, [in_vxlan(ether2(REQUEST))])
     (last,) = [d["payload"] for d in read_dumplings(pcap, ["PacketCountChef"])][-1:]
