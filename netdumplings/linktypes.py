@@ -2,7 +2,7 @@
 
 Captures come from many kinds of links: Ethernet (with 802.1Q/802.1ad tags, 802.2
 LLC/SNAP, MPLS label stacks, PPPoE sessions), Linux cooked captures, BSD loopback, raw IP,
-netfilter's NFLOG, Apple's PKTAP, PPP (bare, in HDLC-like framing, with a direction byte),
+netfilter's NFLOG, OpenBSD pf's PFLOG, Apple's PKTAP, PPP (bare, in HDLC-like framing, with a direction byte),
 Cisco HDLC, and 802.11 Wi-Fi data frames (bare, with radiotap or PPI headers).
 ``network_layer`` walks those headers down to the EtherType of what follows and its offset,
 so the rest of the kitchen (IP, ARP, flows) never needs to know which link a capture came
@@ -29,6 +29,7 @@ LINKTYPE_C_HDLC = 104
 LINKTYPE_IEEE802_11 = 105
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
+LINKTYPE_PFLOG = 117
 LINKTYPE_IEEE802_11_RADIOTAP = 127
 LINKTYPE_PPI = 192
 LINKTYPE_PPP_WITH_DIR = 204
@@ -64,7 +65,7 @@ DECODED = frozenset({
     LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_PPP, LINKTYPE_PPP_HDLC, LINKTYPE_PPP_ETHER,
     LINKTYPE_C_HDLC, LINKTYPE_IEEE802_11, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
     LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_PPI, LINKTYPE_PPP_WITH_DIR, LINKTYPE_C_HDLC_WITH_DIR,
-    LINKTYPE_NFLOG, LINKTYPE_PKTAP, LINKTYPE_LINUX_SLL2} | _RAW_IP)
+    LINKTYPE_NFLOG, LINKTYPE_PKTAP, LINKTYPE_LINUX_SLL2, LINKTYPE_PFLOG} | _RAW_IP)
 
 #: Names (those of the tcpdump.org list, and tshark's words) for the link types a user is
 #: likely to meet; libpcap names the rest.
@@ -73,7 +74,7 @@ NAMES = {
     LINKTYPE_PPP: "PPP", 10: "FDDI", LINKTYPE_PPP_HDLC: "PPP_HDLC", LINKTYPE_PPP_ETHER: "PPP_ETHER (PPPoE)",
     100: "ATM_RFC1483", LINKTYPE_RAW: "RAW", LINKTYPE_C_HDLC: "C_HDLC (Cisco HDLC)",
     LINKTYPE_IEEE802_11: "IEEE802_11", 107: "FRELAY", LINKTYPE_LOOP: "LOOP (OpenBSD loopback)",
-    LINKTYPE_LINUX_SLL: "LINUX_SLL", 119: "IEEE802_11_PRISM", LINKTYPE_IEEE802_11_RADIOTAP:
+    LINKTYPE_LINUX_SLL: "LINUX_SLL", LINKTYPE_PFLOG: "PFLOG (OpenBSD pf)", 119: "IEEE802_11_PRISM", LINKTYPE_IEEE802_11_RADIOTAP:
     "IEEE802_11_RADIOTAP", 143: "DOCSIS", 147: "USER0", 163: "IEEE802_11_AVS",
     189: "USB_LINUX", 195: "IEEE802_15_4_WITHFCS", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
     LINKTYPE_PPI: "PPI", LINKTYPE_PPP_WITH_DIR: "PPP_WITH_DIR",
@@ -133,6 +134,11 @@ def network_layer(data: bytes, linktype: int) -> tuple[int | None, int, int | No
         return (ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in (10, 24, 28, 30) else None), 4, None
     if linktype == LINKTYPE_NFLOG:
         return _nflog(data)
+    if linktype == LINKTYPE_PFLOG:
+        # header length (the packet starts at it rounded up to 4 bytes), address family
+        fam = data[1]
+        return (ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in (10, 24, 28, 30) else None), \
+            (data[0] + 3) & ~3, None
     if linktype == LINKTYPE_PKTAP:
         # pth_length, pth_type_next (1: a packet follows), pth_dlt, in the host's byte
         # order (little-endian on every Apple machine)

@@ -74,6 +74,13 @@ def pktap(frame: bytes, dlt: int = 1) -> bytes:
     return head + frame
 
 
+def pflog(ip: bytes, family: int) -> bytes:
+    # length 61 (the packet starts 64 bytes in), af, action, reason, ifname, ruleset...
+    head = struct.pack("!BBBB16s16sIIiiiiB3x", 61, family, 0, 0, b"em0", b"", 1, 0, -1, -1,
+                       -1, -1, 1)
+    return head.ljust(64, b"\0") + ip
+
+
 #: (name, linktype, frame, (src ip, dst ip, sport, dport))
 V4 = ("10.1.1.1", "10.2.2.2", 40000, 53)
 V6 = ("2001:db8::1", "2001:db8::2", 40001, 80)
@@ -100,6 +107,8 @@ FRAMES = [
     ("nflog", 239, nflog(IP4), V4),
     ("nflog-ipv6", 239, nflog(IP6, family=10), V6),
     ("pktap", 258, pktap(ether(0x0800, IP4)), V4),
+    ("pflog", 117, pflog(IP4, 2), V4),
+    ("pflog-ipv6", 117, pflog(IP6, 24), V6),
 ]
 
 
