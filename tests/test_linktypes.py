@@ -107,6 +107,12 @@ FRAMES = [
     ("nflog", 239, nflog(IP4), V4),
     ("nflog-ipv6", 239, nflog(IP6, family=10), V6),
     ("pktap", 258, pktap(ether(0x0800, IP4)), V4),
+    ("ppp-ether", 51, b"\x11\x00\x00\x01" + struct.pack("!H", 2 + len(IP4)) + b"\x00\x21"
+     + IP4, V4),
+    ("c-hdlc-with-dir", 205, b"\x00\x0f\x00\x08\x00" + IP4, V4),
+    ("ppi-802.11", 192, struct.pack("<BBHI", 0, 0, 8, 105) + wifi(SNAP + b"\x08\x00" + IP4), V4),
+    ("sll-llc-snap", 113, struct.pack("!HHH8sH", 0, 1, 6, MACS[6:] + b"\0\0", 4) + SNAP
+     + b"\x08\x00" + IP4, V4),
     ("pflog", 117, pflog(IP4, 2), V4),
     ("pflog-ipv6", 117, pflog(IP6, 24), V6),
 ]
@@ -129,7 +135,9 @@ def test_frame_decodes_to_ip_and_ports(name: str, linktype: int, frame: bytes, w
 
 #: tshark tells an MPLS Ethernet pseudowire with a control word from one without by its
 #: manufacturer (OUI) database; here by the EtherType (see linktypes): not compared.
-TSHARK_FRAMES = [f for f in FRAMES if not f[0].startswith("mpls-pseudowire")]
+#: tshark 4.0 does not read C_HDLC_WITH_DIR (205) files at all.
+TSHARK_FRAMES = [f for f in FRAMES if not f[0].startswith("mpls-pseudowire")
+                 and f[1] != 205]
 
 
 @needs_tshark
