@@ -41,7 +41,8 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
     out: deque[dict[str, Any]] = deque()
     kitchen = Kitchen(kitchen_name, resolved, sink=lambda d, b: out.append(decode(b)),
                       poke_interval=poke_interval, chef_options=chef_options, **kitchen_kwargs)
-    pcap = PcapSource(source)
+    # ``bpf_filter`` selects the records as ``nd-sniff -r FILE -f`` does (see PcapSource)
+    pcap = PcapSource(source, bpf_filter=kitchen_kwargs.get("bpf_filter"))
     try:
         process = kitchen.process
         tick = kitchen.tick if poke_interval else None

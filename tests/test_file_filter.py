@@ -127,6 +127,17 @@ def test_link_type_libpcap_cannot_filter_is_an_error_as_in_tcpdump() -> None:
         PcapSource(FOREIGN / "zeek_nflog_http.pcap", bpf_filter="tcp")
 
 
+def test_read_dumplings_applies_bpf_filter() -> None:
+    from netdumplings.offline import read_dumplings
+    pcap = DATA / "dns-queries.pcap"
+    every = [d for d in read_dumplings(pcap, ["DNSLookupChef"]) if "event" in d["payload"]]
+    one = [d["payload"] for d in read_dumplings(pcap, ["DNSLookupChef"],
+                                                bpf_filter="udp port 35301")
+           if "event" in d["payload"]]
+    assert len(every) > 1
+    assert [(p["event"], p["flow"]["client"]) for p in one] == [("lookup", "127.0.0.1:35301")]
+
+
 def _run(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(nd_command("nd-sniff") + args, input=stdin, capture_output=True,
                           timeout=60)
