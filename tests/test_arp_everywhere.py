@@ -186,3 +186,10 @@ def test_packet_count_chef_counts_captured_frames_only(tmp_path: Path) -> None:
     (last,) = [d["payload"] for d in read_dumplings(pcap, ["PacketCountChef"])][-1:]
     assert last["packet_counts"].get("ARP", 0) == 0 and last["packet_counts"]["UDP"] == 1
     assert Packet(ether2(REQUEST), 1.0).tunnel is None
+
+
+def test_packet_forward_chef_ships_only_the_captured_frames() -> None:
+    pcap = FOREIGN / "sv_vxlan_arp.pcap"
+    got = [d["payload"] for d in read_dumplings(pcap, ["PacketForwardChef"])]
+    frames = [f for p in got for f in p["packets"]]
+    assert len(frames) == len(list(PcapSource(pcap))) == 2
