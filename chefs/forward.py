@@ -44,6 +44,8 @@ class PacketForwardChef(DumplingChef):
     #: Forwarding every frame is expensive and only useful with a consumer downstream, so
     #: it runs only when named (``-c PacketForwardChef``).
     opt_in: ClassVar[bool] = True
+    #: Ships the frames as captured; the receiving kitchen looks into tunnels itself.
+    tunnelled_packets: ClassVar[bool] = False
 
     class Options(ChefOptions):
         batch_packets: int = Field(100, ge=1, le=100_000)

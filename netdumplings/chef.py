@@ -183,6 +183,10 @@ class DumplingChef:
     assignable_to_kitchen: ClassVar[bool] = True
     #: The typed options this chef accepts (see ``ChefOptions``).
     Options: ClassVar[type[ChefOptions]] = ChefOptions
+    #: ``packet_handler`` is also given the packets the kitchen takes out of VXLAN, Geneve
+    #: and GRE tunnels (``packet.tunnel`` names the tunnel), after the packet that carried
+    #: them; False: only the packets as captured (e.g. a chef counting captured frames).
+    tunnelled_packets: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
