@@ -70,10 +70,11 @@ def bare_loop(path: Path, limit: int | None = None) -> int:
     return n
 
 
-def source_loop(path: Path, limit: int | None = None) -> int:
-    """Our reader alone: records to (undecoded) Packets."""
+def source_loop(path: Path, limit: int | None = None, bpf_filter: str | None = None) -> int:
+    """Our reader alone: records to (undecoded) Packets. With ``bpf_filter`` (-f) the
+    records read are counted, passed or not: the filter's cost per record."""
     n = 0
-    src = PcapSource(path)
+    src = PcapSource(path, bpf_filter=bpf_filter)
     try:
         for _ in src:
             n += 1
@@ -81,7 +82,7 @@ def source_loop(path: Path, limit: int | None = None) -> int:
                 break
     finally:
         src.close()
-    return n
+    return src.packets if bpf_filter else n
 
 
 class _Limited:
@@ -195,6 +196,8 @@ def run(packets: int = 1_000_000, sample: int = 20_000, tcp_packets: int = 200_0
 
     log(f"kitchen benchmark: {mixed} ({packets:,} packets, {size / 1e6:.1f} MB, {origin})")
     measure("PcapSource only (read + lazy Packet)", mixed, lambda: source_loop(mixed))
+    measure("PcapSource with -f 'tcp' (libpcap filter per record)", mixed,
+            lambda: source_loop(mixed, bpf_filter="tcp"))
     measure("kitchen: PacketCountChef", mixed,
             lambda: kitchen_loop(mixed, [bundled_chefs()["PacketCountChef"]]),
             chefs=["PacketCountChef"])

@@ -4,7 +4,10 @@ ARP is the classic way to redirect a LAN's traffic (announce your MAC for someon
 IP), so besides one dumpling per ARP packet the chef keeps an IP -> MAC table and flags
 an IP whose MAC changes. It is a packet chef and sees every packet, so it decides from
 the fast ``packet.eth_type`` field and parses the 28-byte ARP body with ``struct`` rather
-than asking scapy to dissect each frame.
+than asking scapy to dissect each frame. The kitchen's link-layer decode finds ARP in
+Ethernet II and 802.2 LLC/SNAP frames, Linux cooked captures and 802.11 data frames, and
+the kitchen hands over the ARP inside VXLAN, Geneve and GRE tunnels (``tunnel`` in the
+payload says which).
 """
 
 from __future__ import annotations
@@ -214,6 +217,10 @@ class ARPChef(DumplingChef):
             "timestamp": packet.time,
             "summary": f"{eth_src or msg.sender_mac} -> {eth_dst or '?'}  {line}",
         }
+        tunnel = packet.tunnel
+        if tunnel is not None:   # taken out of a VXLAN/Geneve/GRE tunnel by the kitchen
+            payload["tunnel"] = tunnel
+            payload["summary"] += f" (in {tunnel})"
         return payload
 
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:

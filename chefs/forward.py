@@ -47,6 +47,8 @@ class PacketForwardChef(DumplingChef):
     #: Several workers: runs in the reader, which sees every packet in capture order, so
     #: its batches and packet numbers are those of one kitchen.
     shard: ClassVar[str | None] = "reader"
+    #: Ships the frames as captured; the receiving kitchen looks into tunnels itself.
+    tunnelled_packets: ClassVar[bool] = False
 
     class Options(ChefOptions):
         batch_packets: int = Field(100, ge=1, le=100_000)

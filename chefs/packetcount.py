@@ -9,7 +9,7 @@ Padding), so 0.5 eaters see the same keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from netdumplings.chef import DumplingChef
 from netdumplings.packet import layer_shape, shape_names
@@ -19,6 +19,10 @@ class PacketCountChef(DumplingChef):
     """Counts packets per layer name since the kitchen started; reported every interval
     as ``{"packet_counts": {"Ethernet": n, "IP": n, "TCP": n, ...}}`` (cumulative, like
     0.5, so an eater that misses a dumpling loses nothing)."""
+
+    #: Counts the frames as captured: a tunnelled packet is counted once, by its outer
+    #: frame's layers, not again as the packet inside.
+    tunnelled_packets: ClassVar[bool] = False
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         super().__init__(kitchen, **options)

@@ -26,9 +26,14 @@ class TcpConnChef(StreamChef):
     (``fin``, ``rst``, ``timeout``, ``evicted`` or ``end`` of the capture).
 
     The kitchen closes a flow at its second FIN (or a RST), but the peer still sends the
-    last ACK after that. So a FIN/RST summary lingers for ``linger`` seconds of capture
-    time (or until the next interval poke) and absorbs such trailing packets, which makes
-    the counts match what tcpdump/tshark show for the whole conversation.
+    last ACK after that (and a late segment may still draw a RST). The kitchen counts such
+    trailing packets for the closed connection (see ``netdumplings.flows``), so a FIN/RST
+    summary waits until ``linger`` seconds of capture time have passed since the
+    connection's last packet (or the capture ends) and is made from the connection's
+    counts then: they match what tshark shows for the whole conversation, late
+    retransmissions of data sent before the FIN included (TCP retransmits after 1, then
+    3 seconds). Connections seen only from the middle (a keep-alive, a teardown) are
+    connections too, with ``handshake_seen`` false.
     """
 
     #: The kitchen attaches this chef to every TCP flow, whatever its ports.
@@ -44,8 +49,9 @@ class TcpConnChef(StreamChef):
     class Options(FlowChefOptions):
         #: One dumpling per TCP packet (False: only the per-connection summaries).
         packets: bool = True
-        #: Seconds a closed connection's summary waits for trailing ACKs/RSTs.
-        linger: float = 1.0
+        #: Seconds of quiet after a closed connection's last packet before its summary is
+        #: sent (trailing ACKs, RSTs and retransmissions are counted until then).
+        linger: float = 5.0
         #: Closed connections waiting at once (the oldest is sent when full).
         max_lingering: int = 10_000
 
@@ -53,11 +59,8 @@ class TcpConnChef(StreamChef):
         super().__init__(kitchen, **options)
         self.connections_closed = 0
         self.trailing_packets = 0
-        # conversation key -> (summary payload, close time); oldest close first
-        self._lingering: OrderedDict[tuple, tuple[dict[str, Any], float]] = OrderedDict()
-        # conversations whose trailing packets were absorbed: the kitchen made a new,
-        # bare flow of them, which must not be reported as a connection of its own
-        self._absorbed: OrderedDict[tuple, None] = OrderedDict()
+        # conversation key -> (closed flow, how it ended, when its summary is due); by close
+        self._lingering: OrderedDict[tuple, tuple[Any, CloseReason, float]] = OrderedDict()
 
     def detect(self, flow: Any, direction: Direction, data: bytes) -> bool:
         return True
@@ -70,18 +73,12 @@ class TcpConnChef(StreamChef):
         dst = format_endpoint(packet.ip_dst, packet.dport)
         flags = packet.tcp_flags
         if self._lingering:
-            key = (src, dst) if src <= dst else (dst, src)
-            held = self._lingering.get(key)
-            if held is not None and not flags & TCP_SYN:
-                self._absorb(held[0], src, packet)
-                self._absorbed[key] = None
-                self._absorbed.move_to_end(key)
-                while len(self._absorbed) > self.options.max_lingering:
-                    self._absorbed.popitem(last=False)
-            elif held is not None:  # the 4-tuple is reused by a new connection
-                del self._lingering[key]
-                yield held[0]
-            yield from self._flush(ts - self.options.linger)
+            if flags & TCP_SYN:
+                key = (src, dst) if src <= dst else (dst, src)
+                held = self._lingering.pop(key, None)
+                if held is not None:  # the 4-tuple is reused by a new connection
+                    yield self._summary(*held[:2])
+            yield from self._flush(ts)
         if not self.options.packets:
             return
         names = tcp_flag_names(flags)
@@ -102,51 +99,49 @@ class TcpConnChef(StreamChef):
         }
 
     def on_close(self, flow: Any, reason: CloseReason) -> Iterator[dict[str, Any]]:
-        key = _key(flow)
-        if key in self._absorbed and not flow.roles_known:
-            # Only the trailing packets of a connection already summarised.
-            del self._absorbed[key]
-            return
         self.connections_closed += 1
-        payload = self._summary(flow, reason)
         if reason in (CloseReason.FIN, CloseReason.RST):
+            key = _key(flow)
             old = self._lingering.pop(key, None)
             if old is not None:
-                yield old[0]
-            self._lingering[key] = (payload, flow.last_seen)
+                yield self._summary(*old[:2])
+            self._lingering[key] = (flow, reason, flow.last_seen + self.options.linger)
             while len(self._lingering) > self.options.max_lingering:
-                yield self._lingering.popitem(last=False)[1][0]
+                yield self._summary(*self._lingering.popitem(last=False)[1][:2])
         else:
-            yield payload
+            yield self._summary(flow, reason)
 
     def interval_handler(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
-        """Sends every lingering summary (a poke also ends a capture file)."""
-        yield from self._flush(None)
+        """Sends the lingering summaries that are due, and all of them at the end of the
+        capture."""
+        kitchen = self.kitchen
+        if kitchen is None or getattr(kitchen, "finished", True) or kitchen.now is None:
+            yield from self._flush(None)
+        else:
+            yield from self._flush(kitchen.now)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _flush(self, before: float | None) -> Iterator[dict[str, Any]]:
+    def _flush(self, now: float | None) -> Iterator[dict[str, Any]]:
+        """The summaries due at capture time ``now`` (None: all of them)."""
         lingering = self._lingering
+        linger = self.options.linger
         while lingering:
-            key, (payload, closed_at) = next(iter(lingering.items()))
-            if before is not None and closed_at >= before:
-                break
+            key, (flow, reason, due) = next(iter(lingering.items()))
+            if now is not None:
+                if due > now:
+                    break
+                later = flow.last_seen + linger
+                if later > now:   # a trailing packet came meanwhile: wait from that one
+                    del lingering[key]
+                    lingering[key] = (flow, reason, later)
+                    continue
             del lingering[key]
-            yield payload
-
-    def _absorb(self, payload: dict[str, Any], src: str, packet: Any) -> None:
-        self.trailing_packets += 1
-        d = "client_to_server" if src == payload["src"] else "server_to_client"
-        payload["packets"][d] += 1
-        payload["bytes"][d] += packet.wirelen
-        payload["payload_bytes"][d] += packet.l4_length
-        payload["trailing_packets"] += 1
-        if packet.time > payload["end_timestamp"]:
-            payload["end_timestamp"] = packet.time
-            payload["duration"] = packet.time - payload["timestamp"]
-        payload["summary"] = _summary_line(payload)
+            yield self._summary(flow, reason)
 
     def _summary(self, flow: Any, reason: CloseReason) -> dict[str, Any]:
+        trailing = getattr(flow, "trailing_packets", 0)
+        self.trailing_packets += trailing
         info = flow.summary()
         payload = {
             "event": "connection",
@@ -162,7 +157,7 @@ class TcpConnChef(StreamChef):
             "packets": info["packets"],
             "bytes": info["bytes"],
             "payload_bytes": info["payload_bytes"],
-            "trailing_packets": 0,
+            "trailing_packets": trailing,
         }
         payload["summary"] = _summary_line(payload)
         return payload

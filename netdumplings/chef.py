@@ -194,6 +194,10 @@ class DumplingChef:
     #: neither ``packet_handler`` nor ``interval_handler`` (its state lives on its flows),
     #: ``"reader"`` for any other chef.
     shard: ClassVar[str | None] = None
+    #: ``packet_handler`` is also given the packets the kitchen takes out of VXLAN, Geneve
+    #: and GRE tunnels (``packet.tunnel`` names the tunnel), after the packet that carried
+    #: them; False: only the packets as captured (e.g. a chef counting captured frames).
+    tunnelled_packets: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,6 +5,13 @@ starts mid-connection the server is guessed from the ports (a well-known or a ch
 is the server; otherwise the lower port). Flows are removed on close (FIN both ways or RST),
 when idle longer than ``idle_timeout`` (capture time), or evicted oldest-first when the
 table is full; each removal is reported to the chefs following the flow.
+
+A TCP connection does not end on the wire when it closes: the last ACK, a late
+retransmission or a RST answering it follow the FINs. A closed connection is therefore
+remembered for ``time_wait`` seconds (as a host's TIME-WAIT state): its trailing packets
+are found by ``lookup`` and counted for it (``Flow.closed`` says so), as tshark counts them
+for the conversation, rather than starting a connection of their own; a new SYN on the same
+addresses and ports starts a new connection.
 """
 
 from __future__ import annotations
@@ -19,6 +26,11 @@ _C2S = Direction.CLIENT_TO_SERVER
 
 #: Ports below this are taken as server ports when roles cannot be told from a SYN.
 WELL_KNOWN_LIMIT = 1024
+#: Seconds (capture time) a closed TCP connection keeps its trailing packets: RFC 9293's
+#: TIME-WAIT is 2 MSL, 60 s on Linux.
+TIME_WAIT = 60.0
+#: Closed connections remembered at once (the oldest forgotten first).
+MAX_CLOSED = 10_000
 
 
 def format_endpoint(ip: str, port: int) -> str:
@@ -37,7 +49,8 @@ class Flow:
     __slots__ = (
         "id", "transport", "client", "server", "first_seen", "last_seen",
         "packets", "bytes", "payload_bytes", "state", "chefs", "detect_tries",
-        "roles_known", "closing", "tcp", "client_str", "server_str", "__weakref__",
+        "roles_known", "closing", "tcp", "client_str", "server_str", "closed",
+        "trailing_packets", "__weakref__",
     )
 
     def __init__(self, flow_id: int, transport: str, client: tuple[str, int],
@@ -61,6 +74,9 @@ class Flow:
         self.roles_known = roles_known
         self.closing = 0             # TCP: FIN seen from c2s (1), s2c (2); bits
         self.tcp: Any = None         # TCP: per-direction reassemblers, set by the kitchen
+        #: closed (FIN both ways, or RST) and only remembered for its trailing packets
+        self.closed = False
+        self.trailing_packets = 0    # packets counted after the close
 
     # -- presentation ---------------------------------------------------------------------
 
@@ -112,10 +128,15 @@ class FlowTable:
     """
 
     def __init__(self, max_flows: int = 100_000, idle_timeout: float = 300.0,
-                 server_ports: frozenset[int] = frozenset()) -> None:
+                 server_ports: frozenset[int] = frozenset(), time_wait: float = TIME_WAIT,
+                 max_closed: int = MAX_CLOSED) -> None:
         if max_flows < 1:
             raise ValueError(f"max_flows must be at least 1, not {max_flows}")
         self.max_flows = max_flows
+        self.time_wait = time_wait
+        self.max_closed = max_closed
+        #: closed TCP connections, by key, oldest close first (see the module docstring)
+        self._closed: OrderedDict[tuple, Flow] = OrderedDict()
         self.idle_timeout = idle_timeout
         self.server_ports = server_ports
         self._flows: OrderedDict[tuple, Flow] = OrderedDict()
@@ -149,6 +170,14 @@ class FlowTable:
             direction = (Direction.CLIENT_TO_SERVER if src == flow.client
                          else Direction.SERVER_TO_CLIENT)
             return flow, direction, False, None
+        if self._closed:
+            old = self._closed.get(key)
+            if old is not None:
+                if not syn and timestamp - old.last_seen <= self.time_wait:
+                    direction = (Direction.CLIENT_TO_SERVER if src == old.client
+                                 else Direction.SERVER_TO_CLIENT)
+                    return old, direction, False, None
+                del self._closed[key]   # a new connection on the same ports, or too late
         if not create:
             return None, Direction.CLIENT_TO_SERVER, False, None
         evicted = None
@@ -184,6 +213,28 @@ class FlowTable:
     def remove(self, flow: Flow) -> None:
         self._flows.pop(flow_key(flow.transport, flow.client, flow.server), None)
 
+    def remember_closed(self, flow: Flow) -> None:
+        """Take a closed TCP connection out of the table, keeping it for its trailing
+        packets (``time_wait`` seconds after its last packet; ``max_closed`` at most)."""
+        key = flow_key(flow.transport, flow.client, flow.server)
+        self._flows.pop(key, None)
+        flow.closed = True
+        closed = self._closed
+        closed[key] = flow
+        closed.move_to_end(key)
+        while len(closed) > self.max_closed:
+            closed.popitem(last=False)
+
+    def forget_closed(self, now: float) -> None:
+        """Drop the closed connections whose time-wait has passed at ``now``."""
+        closed = self._closed
+        limit = now - self.time_wait
+        while closed:
+            key, flow = next(iter(closed.items()))
+            if flow.last_seen >= limit:
+                break
+            del closed[key]
+
     def expire(self, now: float) -> list[Flow]:
         """Remove and return flows idle for longer than ``idle_timeout`` at ``now``."""
         out = []
@@ -202,6 +253,7 @@ class FlowTable:
         """Remove and return every flow (end of capture)."""
         out = list(self._flows.values())
         self._flows.clear()
+        self._closed.clear()
         return out
 
 

@@ -21,9 +21,10 @@ from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
 from .defrag import MAX_DATAGRAM, Defragmenter, DefragStats
 from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
 from .flows import Flow, FlowTable
-from .packet import ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from .packet import (ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, NsPacket,
+                     Packet)
 from .reassembly import TcpDirection
-from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
+from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, decapsulate
 
 log = logging.getLogger("netdumplings.kitchen")
 
@@ -109,7 +110,9 @@ class Kitchen:
                  decapsulate: bool = True) -> None:
         self.name = name
         #: Flow chefs see the packets inside VXLAN, Geneve and GRE tunnels (see
-        #: ``netdumplings.tunnels``) rather than the tunnels' own UDP/GRE packets.
+        #: ``netdumplings.tunnels``) rather than the tunnels' own UDP/GRE packets, and
+        #: packet chefs see them too, after the packet that carried them (``packet.tunnel``
+        #: set), unless the chef's ``tunnelled_packets`` is False.
         self.decapsulate = decapsulate
         self._tunnel_ports = TUNNEL_UDP_PORTS if decapsulate else frozenset()
         #: Seconds spent in each chef's handlers (and in iterating the generators they
@@ -123,6 +126,8 @@ class Kitchen:
         self.host = host if host is not None else socket.gethostname()
         self.stats = KitchenStats()
         self.now: float | None = None
+        #: True once ``finish`` has run: the capture has ended (chefs flush what they hold).
+        self.finished = False
         self._next_capture_poke: float | None = None
         self.sequence = 0
         self.chefs: list[DumplingChef] = []
@@ -193,6 +198,8 @@ class Kitchen:
     def _rebuild(self) -> None:
         chefs = getattr(self, "chefs", [])
         self.packet_chefs = [c for c in chefs if type(c).handles_packets()]
+        self.tunnel_packet_chefs = [c for c in self.packet_chefs
+                                    if self.decapsulate and getattr(c, "tunnelled_packets", True)]
         self.interval_chefs = [c for c in chefs if type(c).handles_intervals()]
         self.flow_chefs: list[FlowChef] = [c for c in chefs if isinstance(c, FlowChef)]
         self.flow_transports = frozenset(t for c in self.flow_chefs for t in c.transports)
@@ -284,7 +291,8 @@ class Kitchen:
                 continue
             if result is not None:
                 self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
-        # The header decode happens here, and only when some flow chef could want it.
+        # The header decode happens here, and only when some flow chef could want it (or
+        # a packet chef the packets inside tunnels).
         ft = self.flow_transports
         if ft:
             l4 = packet.l4
@@ -293,26 +301,52 @@ class Kitchen:
                 self._flow_packet(packet)    # the common case, without a call more
             elif l4 is None or l4 == "udp" or packet.ip_frag is not None:
                 self._to_flows(packet, 0)    # fragments, tunnels (GRE has no l4)
+        elif self.tunnel_packet_chefs:
+            l4 = packet.l4
+            if (l4 == "udp" and packet.dport in TUNNEL_UDP_PORTS) or (
+                    l4 is None and packet.ip_proto == IPPROTO_GRE):
+                self._to_flows(packet, 0)
 
     def _to_flows(self, packet: Packet, depth: int) -> None:
         """The flow path: whole datagrams (fragments wait for the rest), and what is inside
-        a tunnel rather than the tunnel."""
+        a tunnel rather than the tunnel (packet chefs see that inner packet first)."""
         if packet.ip_frag is not None:
-            self._fragment(packet, depth)
+            if self.flow_chefs:
+                self._fragment(packet, depth)
             return
         l4 = packet.l4
         if self.decapsulate and depth < MAX_TUNNEL_DEPTH and (
                 (l4 == "udp" and packet.dport in TUNNEL_UDP_PORTS)
                 or (l4 is None and packet.ip_proto == IPPROTO_GRE)):
-            found = inner_frame(packet)
+            found = decapsulate(packet)
             if found is not None:
                 self.stats.decapsulated += 1
-                inner, linktype = found
-                self._to_flows(Packet(inner, packet.time, linktype=linktype,
-                                      interface=packet.interface), depth + 1)
+                data, linktype, kind = found
+                if isinstance(packet, NsPacket):   # keeps the exact nanoseconds
+                    inner: Packet = NsPacket(data, packet.time_ns, None, linktype,
+                                             packet.interface)
+                else:
+                    inner = Packet(data, packet.time, linktype=linktype,
+                                   interface=packet.interface)
+                outer = packet.tunnel
+                inner.tunnel = kind if outer is None else f"{outer}/{kind}"
+                if self.tunnel_packet_chefs:
+                    self._tunnelled_to_packet_chefs(inner)
+                self._to_flows(inner, depth + 1)
                 return
         if l4 in self.flow_transports and packet.sport is not None:
             self._flow_packet(packet)
+
+    def _tunnelled_to_packet_chefs(self, packet: Packet) -> None:
+        ts = packet.time
+        for chef in self.tunnel_packet_chefs:
+            try:
+                result = chef.packet_handler(packet)
+            except Exception as exc:
+                self._chef_error(chef, "packet_handler raised", exc)
+                continue
+            if result is not None:
+                self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
 
     def _fragment(self, pkt: Packet, depth: int) -> None:
         """An IP fragment: the flow path gets the datagram once it is whole (packet chefs
@@ -355,14 +389,21 @@ class Kitchen:
         tcp = pkt.l4 == "tcp"
         flags = pkt.tcp_flags if tcp else 0
         syn = bool(flags & TCP_SYN)
-        # A TCP packet with neither SYN nor payload does not open a flow: it is the last ACK
-        # (or FIN/RST) of a connection that already closed, or a keep-alive of one we joined
-        # late; the flow starts at its first SYN or data instead.
+        # Any TCP packet opens a flow, as any opens a tshark conversation (a keep-alive, a
+        # teardown of a connection joined late): the trailing packets of a connection that
+        # closed are found in the table's closed connections instead (``flows``).
         flow, direction, created, evicted = self.flows.lookup(
             pkt.l4, (pkt.ip_src, pkt.sport), (pkt.ip_dst, pkt.dport), ts,
-            syn=syn, syn_ack=syn and bool(flags & TCP_ACK),
-            create=not tcp or syn or pkt.l4_length > 0)
-        if flow is None:
+            syn=syn, syn_ack=syn and bool(flags & TCP_ACK))
+        if flow.closed:
+            # After the close (the last ACK, a RST answering a late segment): counted for
+            # the connection, as tshark counts its conversation; nothing more to decode.
+            d = 0 if direction is C2S else 1
+            flow.last_seen = ts
+            flow.packets[d] += 1
+            flow.bytes[d] += pkt.wirelen
+            flow.payload_bytes[d] += pkt.l4_length
+            flow.trailing_packets += 1
             return
         if evicted is not None:
             self.stats.flows_evicted += 1
@@ -503,7 +544,10 @@ class Kitchen:
             self._call(chef, chef.on_close, (flow, reason), DRIVER_PACKET, flow.last_seen)
         flow.chefs = []
         flow.state.clear()
-        self.flows.remove(flow)
+        if reason is CloseReason.FIN or reason is CloseReason.RST:
+            self.flows.remember_closed(flow)
+        else:
+            self.flows.remove(flow)
 
     def _shed_reassembly(self) -> None:
         """Global reassembly budget exceeded: close the least recently active flows that
@@ -528,9 +572,11 @@ class Kitchen:
         if self.flow_chefs and self.now is not None:
             for flow in self.flows.expire(self.now):
                 self._close(flow, CloseReason.TIMEOUT)
+            self.flows.forget_closed(self.now)
 
     def finish(self) -> None:
         """End of capture: close every open flow (reason END), then a last poke."""
+        self.finished = True
         if self.flow_chefs:
             if self.defrag.finish():
                 self._warn_defrag_drops()

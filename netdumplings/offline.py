@@ -33,7 +33,8 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
     ``chefs``, or one given as an instance (which already has its options), is an error.
     Interval handlers are poked once at the end of the file, and, when ``poke_interval`` is
     given, every ``poke_interval`` seconds of *capture* time in between (a file is read far
-    faster than it was captured, so capture time is what chefs' timeouts mean). A damaged
+    faster than it was captured, so capture time is what chefs' timeouts mean).
+    ``bpf_filter="udp port 53"`` cooks only the records a tcpdump filter passes. A damaged
     file yields everything before the damage, then raises ``sources.CaptureError``. A chef
     that cannot be made raises ``chef.ChefSetupError`` before anything is read.
     """
@@ -41,7 +42,8 @@ def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
     out: deque[dict[str, Any]] = deque()
     kitchen = Kitchen(kitchen_name, resolved, sink=lambda d, b: out.append(decode(b)),
                       poke_interval=poke_interval, chef_options=chef_options, **kitchen_kwargs)
-    pcap = PcapSource(source)
+    # ``bpf_filter`` selects the records as ``nd-sniff -r FILE -f`` does (see PcapSource)
+    pcap = PcapSource(source, bpf_filter=kitchen_kwargs.get("bpf_filter"))
     try:
         process = kitchen.process
         tick = kitchen.tick if poke_interval else None

@@ -13,20 +13,13 @@ import socket
 import struct
 from typing import Any
 
-# Link-layer types (LINKTYPE_* from the pcap spec).
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
+# Link-layer types (LINKTYPE_* from the pcap spec) and EtherTypes: see ``linktypes``.
+from .linktypes import (ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_TAGS,  # noqa: E402,F401
+                        LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
+                        LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
+                        network_layer)
 
-ETH_IPV4 = 0x0800
-ETH_ARP = 0x0806
-ETH_IPV6 = 0x86DD
-ETH_VLAN = (0x8100, 0x88A8)
+ETH_VLAN = tuple(ETH_TAGS)
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 TCP_FLAG_NAMES = (("FIN", TCP_FIN), ("SYN", TCP_SYN), ("RST", TCP_RST), ("PSH", TCP_PSH),
@@ -102,6 +95,8 @@ def layer_shape(data: bytes, linktype: int = LINKTYPE_ETHERNET) -> Any:
         return 1
     else:
         return _slow_shape(data, linktype)
+    if ip_end > n:   # cut short (snaplen, or shorter than its IP length): names what is there
+        return _slow_shape(data, linktype)
     if proto == 6:
         if n < l4off + 14:
             return _slow_shape(data, linktype)
@@ -163,13 +158,17 @@ class Packet:
 
     Attributes that are not defined here (``haslayer``, ``show``, ``payload``, ``name``,
     ``packet[IP]`` ...) are answered by the scapy packet, built on first use.
+
+    ``tunnel`` is None for a packet as captured; for one the kitchen took out of a tunnel
+    it names how it got there, outermost first (``"vxlan"``, ``"gre"``, ``"gre/vxlan"``).
+    The kitchen gives packet chefs such a packet right after the one that carried it.
     """
 
     __slots__ = (
         "time", "data", "wirelen", "linktype", "interface",
         "eth_type", "l3_offset", "ip_src", "ip_dst", "ip_proto", "l4", "sport", "dport",
         "tcp_flags", "tcp_seq", "tcp_ack", "l4_offset", "l4_length", "ip_end", "vlan",
-        "ip_frag", "_scapy",
+        "ip_frag", "_scapy", "tunnel",
     )
 
     def __init__(self, data: bytes, time: float, wirelen: int | None = None,
@@ -264,6 +263,10 @@ class Packet:
         self.ip_frag = None
         self.ip_src = _ntop(af, src)
         self.ip_dst = _ntop(af, dst)
+        if end > n and off + length > self.wirelen:
+            # The frame is shorter than its IP header says (a sender's or a capture tool's
+            # fault): the payload is what the frame holds, as tshark counts it.
+            length = self.wirelen - off
         self.ip_proto = proto
         self.ip_end = end
         self.sport, self.dport = sport, dport
@@ -273,30 +276,8 @@ class Packet:
 
     def _decode(self) -> None:
         data = self.data
-        lt = self.linktype
-        if lt == LINKTYPE_ETHERNET:
-            etype = _unpack_h(data, 12)[0]
-            off = 14
-            while etype in ETH_VLAN:
-                self.vlan = _unpack_h(data, off)[0] & 0x0FFF
-                etype = _unpack_h(data, off + 2)[0]
-                off += 4
-        elif lt == LINKTYPE_LINUX_SLL:
-            etype, off = _unpack_h(data, 14)[0], 16
-        elif lt == LINKTYPE_LINUX_SLL2:
-            etype, off = _unpack_h(data, 0)[0], 20
-        elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
-            fam = int.from_bytes(data[:4], "little" if lt == LINKTYPE_NULL else "big")
-            if fam > 0xFFFF:  # written in the other byte order
-                fam = int.from_bytes(data[:4], "big" if lt == LINKTYPE_NULL else "little")
-            etype = ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in (10, 24, 28, 30) else None
-            off = 4
-        elif lt in (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6):
-            version = data[0] >> 4
-            etype = ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else None
-            off = 0
-        else:
-            return
+        etype, off, vlan = network_layer(data, self.linktype)
+        self.vlan = vlan
         self.eth_type = etype
         self.l3_offset = off
         if etype == ETH_IPV4:
@@ -340,6 +321,8 @@ class Packet:
         else:
             return
         end = self.ip_end
+        if end > self.wirelen:   # a frame shorter than its IP length: see _decode_common
+            end = self.wirelen
         if proto == 6:
             sport, dport, seq, ack, doff, flags = _unpack_tcp(data, l4off)
             self.l4 = "tcp"
@@ -454,6 +437,8 @@ class Packet:
         if name in _DECODED_FIELDS:
             self.decode()
             return object.__getattribute__(self, name)
+        if name == "tunnel":   # left unset for captured packets: nothing to pay per packet
+            return None
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.scapy, name)

@@ -23,19 +23,13 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
+from .bpf import FilterError, OfflineFilter
+from .capformat import (COMPRESSED_MAGICS, GZIP_MAGIC, PCAP_MAGICS,  # noqa: F401
+                        PCAP_MODIFIED_MAGICS, PCAPNG_MAGIC, linktype_ahead, peek_linktype,
+                        stream_head, read_exact as _read_exact)
+from .linktypes import DECODED, describe
 from .packet import NsPacket, Packet
 
-PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-}
-#: Kuznetzov's "modified" pcap (old Linux tcpdump, editcap -F modpcap): microsecond pcap
-#: whose record headers carry 8 more bytes (ifindex, protocol, packet type, padding).
-PCAP_MODIFIED_MAGICS = {b"\x34\xcd\xb2\xa1": "<", b"\xa1\xb2\xcd\x34": ">"}
-PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-GZIP_MAGIC = b"\x1f\x8b"
-COMPRESSED_MAGICS = {b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4",
-                     b"BZh9": "bzip2", b"\xfd7zX": "xz"}
 #: No sane capture record is larger than this; a bigger length means the file is damaged.
 MAX_RECORD = 256 * 1024
 #: Largest pcapng block accepted (as Wireshark: a bigger length means the file is damaged).
@@ -49,13 +43,21 @@ class CaptureError(Exception):
 class PcapSource:
     """Reads a pcap or pcapng capture from a path, ``-`` (stdin) or a binary file object.
 
-    ``packets`` counts records delivered; ``offset`` is the byte offset of the next record.
+    ``packets`` counts records read; ``offset`` is the byte offset of the next record.
+    ``bpf_filter`` (``-f``) delivers only the records a tcpdump filter expression passes,
+    compiled by libpcap for each link type the capture holds (see ``bpf``); an expression
+    libpcap refuses raises ``CaptureError`` (here already when the file's link type can be
+    read ahead, else as the header is read). A link type the kitchen cannot decode is said
+    once (a warning) rather than giving zero decoded packets in silence.
     """
 
-    def __init__(self, source: str | os.PathLike | BinaryIO, interface: str | None = None) -> None:
+    def __init__(self, source: str | os.PathLike | BinaryIO, interface: str | None = None,
+                 bpf_filter: str | None = None) -> None:
         self.name = "-" if source == "-" else getattr(source, "name", str(source))
         self.interface = interface
         self.packets = 0
+        self._linktypes_seen: set[int] = set()
+        self.filter: OfflineFilter | None = None
         self.offset = 0
         self.linktype: int | None = None
         self._close = False
@@ -71,6 +73,24 @@ class PcapSource:
         else:
             self._f = source
         self.is_file = self._is_regular_file()
+        if bpf_filter:
+            try:
+                self.filter = OfflineFilter(bpf_filter)
+            except FilterError as exc:
+                self.close()
+                raise CaptureError(str(exc)) from exc
+            if self.is_file:
+                first = peek_linktype(self._f)
+            else:   # a stream (stdin): read its header now, and put it back
+                head = stream_head(self._f)
+                self._f = _Prefixed(head, self._f)  # type: ignore[assignment]
+                first = linktype_ahead(head)
+            if first is not None:
+                try:
+                    self._linktype(*first)
+                except CaptureError:
+                    self.close()
+                    raise
 
     def _is_regular_file(self) -> bool:
         try:
@@ -91,7 +111,30 @@ class PcapSource:
             if self._raw is not None:
                 self._raw.close()
 
+    def _linktype(self, linktype: int, big_endian: bool = False) -> None:
+        """A link type met in the capture (its header, or a pcapng interface): compile the
+        filter for it, and say once if the kitchen cannot decode its frames."""
+        if linktype in self._linktypes_seen:
+            return
+        self._linktypes_seen.add(linktype)
+        if self.filter is not None:
+            try:
+                self.filter.check(linktype, big_endian)
+            except FilterError as exc:
+                raise CaptureError(f"invalid filter {self.filter.expression!r} for "
+                                   f"{self.name} (link type {describe(linktype)}): "
+                                   f"{exc}") from exc
+        if linktype not in DECODED:
+            log.warning("%s: link type %s is not decoded here: its packets reach packet "
+                        "chefs as raw frames, and no flow chef sees them", self.name,
+                        describe(linktype))
+
     def __iter__(self) -> Iterator[Packet]:
+        if self.filter is None:
+            return self._records()
+        return self.filter.select(self._records())
+
+    def _records(self) -> Iterator[Packet]:
         head = _read_exact(self._f, 4)
         if head[:2] == GZIP_MAGIC:
             yield from self._gzip(head)
@@ -146,6 +189,7 @@ class PcapSource:
         # The top bits carry FCS information (as libpcap's LT_LINKTYPE: not the link type).
         linktype &= 0x03FFFFFF
         self.linktype = linktype
+        self._linktype(linktype, endian == ">")
         hdr = struct.Struct(endian + ("IIII8x" if modified else "IIII"))
         hsz = hdr.size
         iface = self.interface
@@ -307,6 +351,7 @@ class PcapSource:
                     elif code == 2:
                         ifname = val.split(b"\0", 1)[0].decode("utf-8", "replace")
                 ifaces.append((linktype, snaplen, units, tsoff, ifname))
+                self._linktype(linktype, endian == ">")
                 if self.linktype is None:
                     self.linktype = linktype
                 continue
@@ -370,23 +415,8 @@ class _Prefixed:
         out, self._prefix = self._prefix[:n], self._prefix[n:]
         return out
 
-
-def _read_exact(f: BinaryIO, n: int) -> bytes:
-    """Read n bytes, looping over short reads (pipes); fewer only at end of stream."""
-    buf = f.read(n)
-    if buf is None:
-        buf = b""
-    if len(buf) == n or not buf:
-        return buf
-    parts = [buf]
-    got = len(buf)
-    while got < n:
-        more = f.read(n - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+    def close(self) -> None:
+        self._f.close()
 
 
 # -- live capture ----------------------------------------------------------------------

@@ -4,8 +4,9 @@ A sniffer on a cloud or Kubernetes node sees the overlay network's traffic wrapp
 VXLAN (UDP 4789, or 8472 for Linux's default), Geneve (UDP 6081) or GRE (IP protocol 47):
 without looking inside, every pod-to-pod HTTP request or DNS lookup is just UDP to port
 4789. ``inner_frame`` finds the encapsulated frame from the outer packet's decoded
-headers; the kitchen makes it a ``Packet`` of its own and gives that to the flow table, so
-flow chefs decode the inner conversation (packet chefs see the packets as captured).
+headers; the kitchen makes it a ``Packet`` of its own (with ``packet.tunnel`` naming the
+tunnel) and gives it to the packet chefs after the packet as captured, and to the flow
+table instead of it, so flow chefs decode the inner conversation.
 
 Sans-I/O, bytes in and out. The header layouts are from RFC 7348 (VXLAN), RFC 8926
 (Geneve) and RFC 2784/2890 (GRE, with the key and sequence extensions).
@@ -68,6 +69,13 @@ def gre(payload: bytes) -> tuple[bytes, int] | None:
 
 def inner_frame(packet: "Packet") -> tuple[bytes, int] | None:
     """(inner frame, its link type) when ``packet`` carries a tunnelled packet, else None."""
+    found = decapsulate(packet)
+    return None if found is None else found[:2]
+
+
+def decapsulate(packet: "Packet") -> tuple[bytes, int, str] | None:
+    """(inner frame, its link type, the tunnel's name: ``vxlan``, ``geneve`` or ``gre``)
+    when ``packet`` carries a tunnelled packet, else None."""
     data = packet.data
     if packet.l4 == "udp":
         dport = packet.dport
@@ -75,7 +83,11 @@ def inner_frame(packet: "Packet") -> tuple[bytes, int] | None:
             return None
         off = packet.l4_offset
         payload = data[off:off + packet.l4_length]
-        return vxlan(payload) if dport in VXLAN_PORTS else geneve(payload)
+        if dport in VXLAN_PORTS:
+            found, kind = vxlan(payload), "vxlan"
+        else:
+            found, kind = geneve(payload), "geneve"
+        return None if found is None else (found[0], found[1], kind)
     if packet.ip_proto != IPPROTO_GRE or packet.l4 is not None:
         return None
     l3 = packet.l3_offset
@@ -86,4 +98,5 @@ def inner_frame(packet: "Packet") -> tuple[bytes, int] | None:
     else:
         return None
     end = packet.ip_end if packet.ip_end is not None else len(data)
-    return gre(data[start:end])
+    found = gre(data[start:end])
+    return None if found is None else (found[0], found[1], "gre")

@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     source: Any = None
     try:
         if args.read:
-            source = PcapSource(args.read)
+            source = PcapSource(args.read, bpf_filter=args.filter)
             progress = None
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
