@@ -62,6 +62,9 @@ class FanoutCapture:
         self._stats: dict[str, int] | None = None
         self._closed = False
         self.kitchen: Any = None
+        #: The reader's own capture (``-w``, chefs that must see every packet), if any.
+        self.own: LiveSource | None = None
+        self.fanout = True
 
     def open(self, n: int) -> list[LiveSource]:
         """N sources, joined to one fanout group per interface and drained."""
@@ -107,6 +110,8 @@ class FanoutCapture:
 
     def close(self) -> None:
         self._closed = True
+        if self.own is not None:
+            self.own.close()
 
     def stats(self) -> dict[str, Any]:
         """Summed over the workers' sources (known once they finished), and per worker."""
@@ -118,4 +123,6 @@ class FanoutCapture:
                 total[key] += st.get(key, 0)
         total["per_worker"] = [per.get(i, {}).get("kernel_drops", 0)
                                for i in range(len(self.sources))]
+        if self.own is not None:
+            total["reader_drops"] = self.own.stats()["kernel_drops"]
         return total

@@ -200,6 +200,21 @@ class ShardedKitchen:
                                            daemon=True)
         self._collector.start()
 
+    def start_live(self, capture: Any) -> None:
+        """Live: open the workers' fanout sockets (``fanout.FanoutCapture``), then fork."""
+        self._live = capture
+        capture.kitchen = self
+        self.start()
+
+    @property
+    def sender(self) -> Any:
+        return getattr(self.reader, "sender", None)
+
+    @sender.setter
+    def sender(self, value: Any) -> None:
+        self.reader.sender = value   # PacketForwardChef (a reader chef) reports its drops
+        self.merger.sender = value
+
     def describe_worker(self, i: int) -> str:
         proc = self._procs[i]
         return f"worker {i + 1} of {self.n} (pid {proc.pid})"
@@ -374,7 +389,12 @@ class ShardedKitchen:
             self.start()
         interval = self.poke_interval
         next_wall = time.monotonic() + interval if interval else float("inf")
-        for _ in ticks:
+        reader = self.reader
+        process = reader.process if reader.chefs else None
+        for packet in ticks:
+            if packet is not None and process is not None:
+                process(packet)
+                self.now = packet.time
             if self.failed.is_set() or (stop is not None and stop()):
                 break
             if self._live is not None and self._live.count_reached(self):

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N packets, as tcpdump -c (-c is --chef here, as in "
                         "netdumplings 0.5); the chefs then finish as at the end of a file")
     add_chef_args(p)
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="kitchen processes, flows shared between them (default: %(default)s; "
+                        "'auto': one per core left after the reader). A file or stdin is "
+                        "read and split by flow here; a live capture is split by the kernel "
+                        "(PACKET_FANOUT). Still one kitchen to the hub, with merged totals")
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
     p.add_argument("-D", "--list-interfaces", action="store_true",
@@ -114,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress on stderr while reading a file (default: when a terminal)")
     return p
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        from ..workers import auto_workers
+        return auto_workers()
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', "
+                                         f"not {value!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"workers must be 1 to 256, not {n}")
+    return n
 
 
 def parse_chef_options(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -237,12 +256,18 @@ def main(argv: list[str] | None = None) -> int:
             sink = lambda dumpling, data: sender.put(data)  # noqa: E731
 
     try:
-        kitchen = Kitchen(args.kitchen_name, [available[n] for n in names], sink=sink,
-                          poke_interval=args.poke_interval, interface=args.interface and
-                          ",".join(args.interface), bpf_filter=args.filter,
-                          chef_options=chef_options, max_flows=args.max_flows,
-                          flow_idle_timeout=args.flow_timeout, time_chefs=args.verbose > 0,
-                          decapsulate=not args.no_tunnels)
+        kitchen_args = dict(poke_interval=args.poke_interval, interface=args.interface and
+                            ",".join(args.interface), bpf_filter=args.filter,
+                            chef_options=chef_options, max_flows=args.max_flows,
+                            flow_idle_timeout=args.flow_timeout, time_chefs=args.verbose > 0,
+                            decapsulate=not args.no_tunnels)
+        classes = [available[n] for n in names]
+        if args.workers > 1:
+            from ..workers import ShardedKitchen
+            kitchen: Any = ShardedKitchen(args.workers, args.kitchen_name, classes, sink=sink,
+                                          wants_dict=printer is not None, **kitchen_args)
+        else:
+            kitchen = Kitchen(args.kitchen_name, classes, sink=sink, **kitchen_args)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
 
@@ -257,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                            "payload": {"notice": "outbox_overflow", "dropped": dropped,
                                        "dropped_total": sender.outbox.dropped_total}})
         sender.notice_hook = notice
+        if args.read and args.workers > 1:
+            kitchen.start()  # fork the workers before the sender's thread starts
         if args.read:
             sender.start()  # a file: connect while it is being read
 
@@ -276,6 +303,24 @@ def main(argv: list[str] | None = None) -> int:
                         progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
+        elif args.workers > 1:
+            from ..fanout import FanoutCapture
+            capture = FanoutCapture(interfaces, args.filter, args.snaplen or SNAPLEN,
+                                    count=args.count)
+            kitchen.start_live(capture)   # CaptureError: nothing captured
+            source = capture
+            log.info("sniffing %s filter=%r chefs=%s with %d workers",
+                     ",".join(interfaces or ["all"]), args.filter, ",".join(names),
+                     args.workers)
+            if tee is not None or kitchen.reader.chefs:
+                # -w and the chefs that must see every packet: one more capture, here
+                ticks = capture.own = LiveSource(interfaces, args.filter,
+                                                 snaplen=args.snaplen or SNAPLEN)
+            else:
+                ticks = capture
+            if sender is not None:
+                sender.start()
+            kitchen.run(_packets(ticks, tee, None), stop=stop.is_set, live=True)
         else:
             source = LiveSource(interfaces, args.filter, snaplen=args.snaplen or SNAPLEN)
             log.info("sniffing %s filter=%r chefs=%s", ",".join(interfaces or ["all"]),
@@ -298,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             sender.close(timeout=0.5)
         fail(PROG, error)
     kitchen.finish()
+    for died in getattr(kitchen, "died", ()):
+        print(f"{PROG}: error: {died}", file=sys.stderr)
+        error = error or "a worker died: its flows' dumplings may be missing"
     if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub):
         code = 1
     elapsed = time.monotonic() - started
@@ -305,10 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     live = ""
     lost = False   # anything dropped or left undecoded: said even with -q
     kernel_drops = 0
-    if isinstance(source, LiveSource):
-        kernel_drops = source.stats()["kernel_drops"]
+    if isinstance(source, LiveSource) or getattr(source, "fanout", False):
+        live_stats = source.stats()
+        kernel_drops = live_stats["kernel_drops"]
         live = f", {kernel_drops} dropped by the kernel"
-        lost = kernel_drops > 0
+        if "per_worker" in live_stats:
+            live += f" ({' + '.join(str(n) for n in live_stats['per_worker'])} by worker)"
+            if live_stats.get("reader_drops"):
+                live += f", {live_stats['reader_drops']} by the reader's own capture"
+        lost = kernel_drops > 0 or bool(live_stats.get("reader_drops"))
     dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
         sender.outbox.dropped_total else ""
     lost = lost or bool(dropped)
