@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from typing import Any, Iterator
 
@@ -31,7 +32,8 @@ PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 
 def join_fanout(sock: socket.socket, group: int) -> None:
     value = (group & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16)
-    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, value)
+    # as an unsigned int: the DEFRAG flag sets the top bit, beyond a C int
+    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", value))
 
 
 def _drain(sock: socket.socket) -> None:

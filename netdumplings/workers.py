@@ -43,6 +43,8 @@ log = logging.getLogger("netdumplings.workers")
 
 #: Packets per batch sent to a worker (and dumplings per batch sent back, at most).
 BATCH = 256
+#: Seconds a paused stream's partial batches wait before they are sent.
+IDLE_FLUSH = 0.05
 #: Seconds a worker is given to finish its flows and report, at the end.
 FINISH_TIMEOUT = 60.0
 #: Seconds to wait for a worker to exit after it reported (or was told to stop).
@@ -175,6 +177,11 @@ class ShardedKitchen:
         self._collector: threading.Thread | None = None
         self._live = live
         self._finished = False
+        self._reading = False
+        #: The source is a stream that may pause (stdin, a pipe): batches are sent after
+        #: ``IDLE_FLUSH`` seconds without a packet rather than when full.
+        self.streaming = False
+        self._lock = threading.Lock()
 
     # -- processes ------------------------------------------------------------------------
 
@@ -239,6 +246,11 @@ class ShardedKitchen:
             log.error("%s: %s", self.name, msg)
         self._reported.add(i)
         self.failed.set()
+        if self._reading and threading.current_thread() is not threading.main_thread():
+            # The reader may be blocked reading stdin: a signal ends the wait (PEP 475
+            # retries the read after a handler that returns; KeyboardInterrupt does not).
+            self._reading = False
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     # -- results --------------------------------------------------------------------------
 
@@ -320,6 +332,43 @@ class ShardedKitchen:
             return self._run_live(source, stop)
         if not self._procs:
             self.start()
+        flusher = None
+        if self.streaming:
+            source = self._guarded(source)
+            done = threading.Event()
+            flusher = threading.Thread(target=self._flush_idle, args=(done,), daemon=True)
+            flusher.start()
+        self._reading = threading.current_thread() is threading.main_thread()
+        try:
+            self._read(source, stop, progress)
+        except KeyboardInterrupt:
+            if not self.failed.is_set():
+                raise          # the user's Ctrl-C: nd-sniff finishes the kitchen
+        finally:
+            self._reading = False
+            if flusher is not None:
+                done.set()
+                flusher.join()
+
+    def _guarded(self, source: Iterable[Packet | None]) -> Iterable[Packet | None]:
+        """A stream (stdin, a pipe) can pause: the reader holds ``_lock`` except while it
+        waits for the next packet, so ``_flush_idle`` can send what is batched meanwhile."""
+        lock = self._lock
+        for packet in source:
+            with lock:
+                yield packet
+
+    def _flush_idle(self, done: threading.Event) -> None:
+        while not done.wait(IDLE_FLUSH):
+            if self._lock.acquire(blocking=False):
+                try:
+                    for w in range(self.n):
+                        self._flush_batch(w)
+                finally:
+                    self._lock.release()
+
+    def _read(self, source: Iterable[Packet | None], stop: Callable[[], bool] | None,
+              progress: Callable[[], None] | None) -> None:
         interval = self.poke_interval
         route = self.sharder.route
         released = self.sharder.released
@@ -587,8 +636,8 @@ class _Worker:
                     n += 1
                     if not n & 0x3FF:
                         expire()
-                if len(self.out) >= BATCH:
-                    self.flush()
+                if len(self.out) >= BATCH or not self.inbox.poll():
+                    self.flush()   # full, or nothing more to read for now
             else:
                 self.control(msg)
         self.outbox.close()

@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.read:
             source = PcapSource(args.read, bpf_filter=args.filter)
+            if args.workers > 1:
+                kitchen.streaming = source.size is None   # stdin, a pipe: may pause
             progress = None
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
