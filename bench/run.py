@@ -62,6 +62,10 @@ def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
 KITCHEN_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "packets/s"),
                 ("baseline_pps", "bare RawPcapReader/s"), ("ratio", "ratio"),
                 ("dumplings", "dumplings"), ("mb_per_s", "MB/s reassembled")]
+WORKERS_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "packets/s"),
+                ("baseline_pps", "bare RawPcapReader/s"), ("ratio", "ratio"),
+                ("us_per_packet", "us/packet"), ("dumplings", "dumplings"),
+                ("load_after", "load avg after")]
 LIVE_COLS = [("rate", "target/s"), ("send_rate", "sent/s"), ("sent", "sent"), ("seen", "seen"),
              ("loss_pct", "loss %"), ("kernel_drops", "kernel drops")]
 HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "paced/s"),
@@ -74,7 +78,14 @@ HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "pace
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["kitchen", "live", "hub", "all"])
+    p.add_argument("what", choices=["kitchen", "workers", "live", "hub", "all"])
+    p.add_argument("--workers", default="1,2",
+                   help="workers: the worker counts to compare (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=1,
+                   help="workers: runs of each configuration, best kept (default: "
+                        "%(default)s)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="workers: read only the first N packets of the capture")
     p.add_argument("--packets", type=int, default=1_000_000,
                    help="packets in the mixed capture (default: %(default)s)")
     p.add_argument("--sample", type=int, default=20_000,
@@ -105,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
                             RESULTS if args.profile else None)
             out_tables.append("kitchen (" + r["capture_origin"] + ")\n" +
                               table(r["rows"], KITCHEN_COLS))
+        elif what == "workers":
+            from . import workers
+            r = workers.run(args.packets, tuple(int(x) for x in args.workers.split(",")),
+                            args.reps, args.limit, _log)
+            out_tables.append("workers (" + r["capture_origin"] + ")\n" +
+                              table(r["rows"], WORKERS_COLS) + "\n" +
+                              ", ".join(f"{k} {v}" for k, v in r["summary"].items()))
         elif what == "live":
             from . import live
             r = live.run(tuple(int(x) for x in args.rates.split(",")), args.seconds, _log)
