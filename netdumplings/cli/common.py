@@ -127,12 +127,49 @@ def add_color_flags(p: argparse.ArgumentParser) -> None:
                    help="colour output (default: when stdout is a terminal)")
 
 
-def add_chef_args(p: argparse.ArgumentParser) -> None:
+class ChefOrCount(argparse.Action):
+    """``-c VALUE``: a number is tcpdump's packet count (``-c 100``), anything else a chef
+    name as in netdumplings 0.5 (``-c DNSLookupChef``). A chef is a Python class name,
+    which never is all digits, so the two cannot be mistaken for each other; ``--count``
+    and ``--chef`` say it without the guess."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, count: bool = True,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.count = count
+
+    def __call__(self, p: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        if value.isdigit():
+            if not self.count:
+                raise argparse.ArgumentError(self, f"{value!r} is a number, but this command "
+                                                   "has no packet count: -c names a chef")
+            try:
+                setattr(ns, "count", POSITIVE_INT(value))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentError(self, str(exc)) from None
+        else:
+            setattr(ns, "chef", [*(getattr(ns, "chef", None) or []), value])
+
+
+def add_chef_or_count(p: argparse.ArgumentParser, *, count: bool = True, what: str = "run"
+                      ) -> None:
+    """``-c``: N (as tcpdump -c) or CHEF (as netdumplings 0.5); see ``ChefOrCount``."""
+    p.add_argument("-c", action=ChefOrCount, count=count, dest="chef_or_count",
+                   metavar="N|CHEF" if count else "CHEF",
+                   help=(f"a number: stop after N (as --count, tcpdump's -c); a name: a chef to "
+                         f"{what} (as --chef, netdumplings 0.5's -c)") if count else
+                        f"a chef to {what} (as --chef)")
+
+
+def add_chef_args(p: argparse.ArgumentParser, *, count: bool = True) -> None:
     """--chef-module / --chef / --chef-option, as nd-sniff and nd-cook take them."""
     p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
                    help="dotted module name or path to a .py file with chefs (repeatable)")
-    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
+    p.add_argument("--chef", action="append", default=[], metavar="CHEF",
                    help="chef class to run (repeatable; default: all of the modules)")
+    add_chef_or_count(p, count=count)
     p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
                    help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
 

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish every source's dumplings as plain --kitchen-name")
     p.add_argument("-k", "--from-kitchen", action="append", metavar="NAME",
                    help="only packets from this kitchen (repeatable; default: all)")
-    add_chef_args(p)
+    add_chef_args(p, count=False)
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="poke interval handlers every SECONDS of capture time (0: only when a "
                         "source ends; default: %(default)s)")

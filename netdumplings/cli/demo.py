@@ -9,6 +9,7 @@ printing and ends at once, with status 0.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -23,7 +24,7 @@ from ..registry import bundled_chefs
 from ..sender import HubSender
 from ..sources import CaptureError, PcapSource
 from ..wire import STATUS_CHEF
-from .common import add_color_flags, fail, parser, setup_logging
+from .common import add_chef_or_count, add_color_flags, fail, parser, setup_logging
 
 PROG = "nd-demo"
 
@@ -32,18 +33,23 @@ def demo_capture() -> str:
     return str(resources.files("netdumplings") / "data" / "demo.pcap")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Run hub + kitchen (replaying a bundled capture through the bundled chefs)"
                      " + printer in one process, and print the dumplings.")
     p.add_argument("-r", "--read", default=None, metavar="FILE",
                    help="capture to replay (default: the bundled demo capture)")
-    p.add_argument("-c", "--chef", action="append", help="chef to run (default: all bundled, "
+    p.add_argument("--chef", action="append", help="chef to run (default: all bundled, "
                    "except opt-in ones)")
+    add_chef_or_count(p, count=False)
     p.add_argument("--json", action="store_true", help="print compact JSON lines")
     p.add_argument("--no-payload", dest="payload", action="store_false",
                    help="one line per dumpling, without payloads")
     add_color_flags(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args)
     from netdumplings.eaters.print import Printer
 

@@ -7,8 +7,8 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
-from .common import (POSITIVE_INT, add_color_flags, add_connection_args, fail, hub_address,
-                     parser, secret, setup_logging)
+from .common import (POSITIVE_INT, add_chef_or_count, add_color_flags, add_connection_args,
+                     fail, hub_address, parser, secret, setup_logging)
 
 PROG = "nd-print"
 EPILOG = """\
@@ -19,16 +19,22 @@ examples:
   nd-print --format '{timestamp:%H:%M:%S} {kitchen} {chef} {payload[summary]}'
 Format fields: metadata, payload, chef, kitchen, driver, sequence, creation_time,
 capture_time, timestamp (a datetime), src, dst, summary, json; missing ones print '-'.
+
+Short flags: -c N as tcpdump's -c; as netdumplings 0.5 -c CHEF, -k, -n. -h is help: 0.5's
+-h (the hub) is --hub. The table of every command's flags: docs/cli/index.md.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Print dumplings from nd-hub.", EPILOG)
     p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
-                   help="hub out-port address host:port, ws:// or wss:// (default: %(default)s)")
-    p.add_argument("-c", "--chef", action="append", help="only this chef (repeatable)")
+                   help="hub out-port address host:port, ws:// or wss:// (default: %(default)s; "
+                        "0.5's -h is --help here)")
+    p.add_argument("--chef", action="append", help="only this chef (repeatable)")
+    add_chef_or_count(p, what="show")
     p.add_argument("-k", "--kitchen", action="append", help="only this kitchen (repeatable)")
-    p.add_argument("-n", "--eater-name", default="nd-print", help="name shown by the hub")
+    p.add_argument("-n", "--eater-name", default="nd-print",
+                   help="name shown by the hub (default: %(default)s)")
     p.add_argument("--interval-dumplings", action=argparse.BooleanOptionalAction, default=True,
                    help="show interval dumplings (default: yes)")
     p.add_argument("--packet-dumplings", action=argparse.BooleanOptionalAction, default=True,

@@ -25,11 +25,11 @@ PROG = "nd-sniff"
 SNAPLEN = 262144
 EPILOG = """\
 examples:
-  nd-sniff -i lo -f "tcp port 24224" -c FluentdForwardChef          live, to the hub on 127.0.0.1:11347
+  nd-sniff -i lo tcp port 24224 -c FluentdForwardChef               live, to the hub on 127.0.0.1:11347
   nd-sniff -i eth0 -i eth1 -m mychefs.py --hub hub.example:11347    several interfaces, your chefs
   nd-sniff -r capture.pcap --print                                  a file, dumplings on stdout
-  nd-sniff -i eth0 -f "port 53" -w dns.pcapng                       cook, and keep the packets
-  nd-sniff -i eth0 -f "arp" --count 100 --print                     stop after 100 packets
+  nd-sniff -i eth0 -w dns.pcapng port 53                            cook, and keep the packets
+  nd-sniff -i eth0 -c 100 --print arp                               stop after 100 packets
   tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
   nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
   nd-sniff -l                                                       list the chefs available
@@ -37,29 +37,43 @@ examples:
 
 Chefs: with no --chef, every chef of the --chef-module modules runs; with neither, the
 bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
---chef-option FluentdForwardChef.ports=24224,24225 (repeatable).
-Live capture needs root or CAP_NET_RAW. Tokens: $ND_KITCHEN_TOKEN or --token-file.
-With -v the summary at exit also says how long each chef took (the time it spent in its
-handlers): which chef to leave out when a live capture cannot keep up.
+-o FluentdForwardChef.ports=24224,24225 (repeatable). A flow chef whose ports the filter
+never passes is named at start, with the -o that fits the filter.
+Live capture needs root or CAP_NET_RAW (docs: quickstart). Tokens: $ND_KITCHEN_TOKEN or
+--token-file. With -v the summary at exit also says how long each chef took (the time it
+spent in its handlers): which chef to leave out when a live capture cannot keep up.
+Exit status: 0; 1 if the capture failed, dumplings were not delivered or a chef raised on
+everything it was given; 2 for a usage error.
+
+Short flags: as tcpdump -i -r -w -s -D -F, -c N and the filter expression; as netdumplings
+0.5 -n (kitchen name), -f (filter), -p (poke interval), -m, -l, -c CHEF. -h is help: 0.5's
+-h (the hub) is --hub. The table of every command's flags: docs/cli/index.md.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "A netdumplings kitchen: sniff packets (live, from a file, or from stdin),"
                      " run chefs over them, and send their dumplings to nd-hub.", EPILOG)
-    p.add_argument("-n", "--kitchen-name", default="default", help="name of this kitchen "
-                   "(default: %(default)s)")
+    p.add_argument("-n", "--kitchen-name", default="default", help="name of this kitchen, "
+                   "shown by the hub and in its dumplings (default: %(default)s)")
     p.add_argument("--hub", default=f"127.0.0.1:{IN_PORT}",
-                   help="hub in-port address host:port, ws:// or wss:// (default: %(default)s)")
+                   help="hub in-port address host:port, ws:// or wss:// (default: %(default)s; "
+                        "0.5's -h is --help here)")
     p.add_argument("-i", "--interface", action="append", metavar="IFACE",
                    help="interface to sniff (repeatable; default: all; 'all' or 'any' = all)")
+    p.add_argument("expression", nargs="*", metavar="EXPRESSION",
+                   help="capture filter, as tcpdump's expression (e.g. tcp port 80); same as "
+                        "-f")
     p.add_argument("-f", "--filter", default=None, metavar="BPF",
-                   help="BPF capture filter, as tcpdump's (default: every packet)")
+                   help="capture filter in one argument (netdumplings 0.5's -f; default: "
+                        "every packet)")
+    p.add_argument("-F", "--filter-file", metavar="FILE",
+                   help="read the capture filter from FILE (as tcpdump -F; '#' comments)")
     p.add_argument("-r", "--read", metavar="FILE",
                    help="read a pcap/pcapng file instead of sniffing ('-' = stdin)")
     p.add_argument("--count", type=POSITIVE_INT, metavar="N",
-                   help="stop after N packets, as tcpdump -c (-c is --chef here, as in "
-                        "netdumplings 0.5); the chefs then finish as at the end of a file")
+                   help="stop after N packets (-c N, as tcpdump); the chefs then finish as at "
+                        "the end of a file")
     add_chef_args(p)
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
@@ -68,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and exit (as tcpdump -D)")
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="call chefs' interval handlers every SECONDS (0: only at the end; "
-                        "default: %(default)s)")
+                        "default: %(default)s). 0.5's -p: tcpdump's -p (no promiscuous "
+                        "mode) has nothing to turn off, nd-sniff never turns it on")
     p.add_argument("-w", "--write", metavar="FILE",
                    help="also write the packets read to FILE, as tcpdump -w (pcapng if FILE "
                         "ends in .pcapng, else pcap; '-' = stdout, not with --print); the "
@@ -161,10 +176,29 @@ def list_interfaces() -> list[str]:
     return lines
 
 
+def capture_filter(args: argparse.Namespace) -> str | None:
+    """One filter from -f, -F or the tcpdump-style expression words (only one of them)."""
+    given = [how for how, on in (("-f", args.filter), ("-F", args.filter_file),
+                                 ("an expression", args.expression)) if on]
+    if len(given) > 1:
+        fail(PROG, f"the filter is given twice ({' and '.join(given)}): give one", 2)
+    if args.filter_file:
+        try:
+            with open(args.filter_file, encoding="utf-8") as fh:
+                text = " ".join(line.partition("#")[0].strip() for line in fh)
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(PROG, f"-F {args.filter_file}: {getattr(exc, 'strerror', None) or exc}", 2)
+        return " ".join(text.split()) or None
+    if args.expression:
+        return " ".join(args.expression)
+    return args.filter
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     setup_logging(args)
     log = logging.getLogger("netdumplings.sniff")
+    args.filter = capture_filter(args)
     if args.list_interfaces:
         for line in list_interfaces():
             print(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 
 from ..wire import OUT_PORT, ws_uri
@@ -25,7 +27,7 @@ A link ending in #token=TOKEN gives it too; the page removes it from the address
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Serve the netdumplings web dashboard: live dumplings, per-protocol "
                      "panels and hub status, in a browser.", EPILOG)
     p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
@@ -33,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-url", help="WebSocket URL given to the browser (default: from --hub)")
     p.add_argument("-a", "--address", default="127.0.0.1",
                    help="address to serve the page on (default: %(default)s)")
-    p.add_argument("-p", "--port", type=PORT, default=DEFAULT_PORT,
+    p.add_argument("--port", type=PORT, default=DEFAULT_PORT,
                    help="port to serve the page on (default: %(default)s; 0 = any free)")
     p.add_argument("-n", "--eater-name", default="nd-web",
                    help="name the page gives the hub (default: %(default)s)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args)
     host, port, tls = hub_address(PROG, "--hub", args.hub, OUT_PORT)
     hub_url = args.hub_url or ws_uri(host, port, tls)
