@@ -272,5 +272,8 @@ class PrintEater(DumplingEater):
             what = f"cannot reach the hub at {self.hub_ws}"
         else:
             what = "connection to the hub lost"
+        from netdumplings.cli.hints import refused_hint
+        hint = refused_hint(self.hub_ws, exc) if self.websocket is None else ""
         print(f"nd-print: {what} ({exc or type(exc).__name__})"
-              + ("; reconnecting" if self.reconnect else ""), file=sys.stderr)
+              + ("; reconnecting" if self.reconnect else "")
+              + (f"\nnd-print: {hint}" if hint else ""), file=sys.stderr)

@@ -218,8 +218,11 @@ class HubSender:
         if self._wake is not None:
             self._wake.set()
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent."""
+    def close(self, timeout: float = 10.0, join: float = 3.0) -> bool:
+        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent.
+
+        ``join``: how long to wait for the sender thread to end (it may be in the middle
+        of a connection attempt; it is a daemon thread, so exiting without it is safe)."""
         deadline = time.monotonic() + timeout
         while len(self.outbox) and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
@@ -231,7 +234,8 @@ class HubSender:
                 loop.call_soon_threadsafe(self._set_wake)
             except RuntimeError:
                 pass
-        self._thread.join(timeout=3)
+        if self._thread.is_alive():
+            self._thread.join(timeout=join)
         return flushed
 
     # -- the sender thread --------------------------------------------------------------

@@ -62,18 +62,44 @@ def hub_address(prog: str, option: str, address: str, default_port: int
         fail(prog, f"{option}: {exc}", 2)
 
 
-def close_sender(prog: str, sender: Any, timeout: float, hub: str) -> bool:
-    """Give the hub up to ``timeout`` seconds for the last dumplings (Ctrl-C stops the
-    wait, and says so); False, with one error line, if some were not taken."""
+#: After Ctrl-C, the longest the kitchen waits for a connected hub to take the last
+#: dumplings (none at all for a hub that is not connected): Ctrl-C ends it within 2 s.
+INTERRUPT_FLUSH = 1.0
+
+
+def exit_on_second_interrupt(prog: str, undelivered: Callable[[], int]) -> None:
+    """From now on Ctrl-C ends the process at once (status 130), saying what it leaves."""
+
+    def now(signum: int, frame: Any) -> None:
+        n = undelivered()
+        os.write(2, (f"{prog}: interrupted again: exiting now"
+                     + (f"; {n} dumplings not delivered (held in memory only: lost)" if n
+                        else "") + "\n").encode())
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, now)
+
+
+def close_sender(prog: str, sender: Any, timeout: float, hub: str,
+                 interrupted: bool = False) -> bool:
+    """Give the hub up to ``timeout`` seconds for the last dumplings, False with one error
+    line if some were not taken. After an interrupt (``interrupted``, or Ctrl-C during the
+    wait) the wait is cut to ``INTERRUPT_FLUSH`` for a connected hub and to nothing for one
+    that is not, and a second Ctrl-C exits at once."""
+    late = f"within {timeout:g}s"
+    if interrupted:
+        exit_on_second_interrupt(prog, lambda: len(sender.outbox))
+        timeout = min(timeout, INTERRUPT_FLUSH if sender.connected.is_set() else 0.0)
+        late = "before the interrupt"
     try:
-        delivered = sender.close(timeout=timeout)
-        late = f"within {timeout:g}s"
+        delivered = sender.close(timeout=timeout, join=0.5 if interrupted else 3.0)
     except KeyboardInterrupt:
-        delivered = sender.close(timeout=0)
+        exit_on_second_interrupt(prog, lambda: len(sender.outbox))
+        delivered = sender.close(timeout=0, join=0.5)
         late = "before the interrupt"
     if not delivered:
         print(f"{prog}: error: the hub at {hub} did not take {len(sender.outbox)} dumplings "
-              f"{late}", file=sys.stderr)
+              f"{late} (they were held in memory only, and are lost)", file=sys.stderr)
     return delivered
 
 

@@ -7,6 +7,7 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
+from .hints import with_hint
 from .common import (add_color_flags, add_connection_args, fail, hub_address, parser, secret,
                      setup_logging)
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         color=args.color if args.color is not None else sys.stdout.isatty(),
                         token=secret(None, args.token_file, "ND_EATER_TOKEN")).run()
     except (HubUnavailable, ValueError) as exc:
-        fail(PROG, str(exc))
+        fail(PROG, with_hint(PROG, str(exc), args.hub, exc))
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 
 from ..eater import HubUnavailable
 from ..wire import OUT_PORT
+from .hints import with_hint
 from .common import (POSITIVE_INT, add_chef_or_count, add_color_flags, add_connection_args,
                      fail, hub_address, parser, secret, setup_logging)
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         eater.run()
     except HubUnavailable as exc:
-        fail(PROG, str(exc))
+        fail(PROG, with_hint(PROG, str(exc), args.hub, exc))
     finally:
         if printer.format_errors:
             print(f"{PROG}: {printer.format_errors} dumplings not printed (--format failed)",

@@ -17,9 +17,10 @@ from ..pcapwriter import Dumper
 from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
 from ..wire import IN_PORT
+from .portcheck import blind_chefs, idle_chefs
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
-                     check_writable, close_sender, fail, hub_address, number, parser,
-                     secret, setup_logging)
+                     check_writable, close_sender, exit_on_second_interrupt, fail,
+                     hub_address, number, parser, secret, setup_logging)
 
 PROG = "nd-sniff"
 SNAPLEN = 262144
@@ -279,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                           decapsulate=not args.no_tunnels)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
+    if not args.quiet:
+        for line in blind_chefs(args.filter, kitchen.chefs):
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
 
     if sender is not None:
         kitchen.sender = sender  # chefs may report the outbox's drop count (PacketForwardChef)
@@ -299,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     error: str | None = None
     source: Any = None
+    interrupted = False
     try:
         if args.read:
             source = PcapSource(args.read)
@@ -320,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
+        exit_on_second_interrupt(PROG, lambda: len(sender.outbox) if sender else 0)
     finally:
         if source is not None:
             source.close()
@@ -331,8 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         if sender is not None and args.read:
             sender.close(timeout=0.5)
         fail(PROG, error)
-    kitchen.finish()
-    if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub):
+    try:
+        kitchen.finish()
+    except KeyboardInterrupt:  # Ctrl-C while the chefs finish: what they made so far goes
+        interrupted = True
+        exit_on_second_interrupt(PROG, lambda: len(sender.outbox) if sender else 0)
+    if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub,
+                                               interrupted=interrupted or stop.is_set()):
         code = 1
     elapsed = time.monotonic() - started
     st = kitchen.stats
@@ -376,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: {st.fragments} IP fragments made {st.datagrams_reassembled} "
                       f"datagrams; {st.decapsulated} tunnelled packets looked into",
                       file=sys.stderr)
-        elif kernel_drops:
+        for line in idle_chefs(kitchen, chosen=bool(args.chef or args.chef_module)):
+            print(f"{PROG}: {line}", file=sys.stderr)
+        if kitchen.chef_seconds is None and kernel_drops:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
                   f"chef takes (leave slow ones out with -c), a filter (-f) passes fewer "
                   f"packets", file=sys.stderr)

