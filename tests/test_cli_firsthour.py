@@ -163,3 +163,42 @@ def test_second_ctrl_c_ends_at_once(procs, tmp_path):
     assert time.monotonic() - started < 2.0
     assert any("interrupted again: exiting now" in e for e in kitchen.err), kitchen.err
     _no_traceback(kitchen)
+
+
+# -- 6. a chef that always raises, and --chef-list ---------------------------------------
+
+
+def test_chef_raising_on_every_packet_fails_the_run(procs):
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "-m", CHEFS_FILE, "-c", "AlwaysRaisingChef",
+                 "-c", "PacketCountChef", "--print")
+    assert rc == 1, p.err
+    err = "\n".join(p.err)
+    assert "12 chef errors (AlwaysRaisingChef 12)" in err
+    assert "error: AlwaysRaisingChef raised on everything it was given (12 errors, no " \
+           "dumplings" in err, err
+    # the other chef's dumplings still came out
+    assert any('"PacketCountChef"' in line for line in p.out)
+    # a chef that raises on some packets only is not a failed run
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "-m", CHEFS_FILE, "-c", "RaisingChef", "--print")
+    assert rc == 0 and not any("raised on everything" in e for e in p.err), p.err
+
+
+def test_chef_list_whole_descriptions_aligned_user_chefs_by_their_names(procs, tmp_path):
+    readme_chefs(tmp_path)
+    rc, p = _run(procs, "nd-sniff", "-l", "-m", "mychefs.py", "-m", CHEFS_FILE,
+                 cwd=str(tmp_path), env={"COLUMNS": "100"})
+    assert rc == 0, p.err
+    head, *rows = p.out
+    assert head.split() == ["CHEF", "FROM", "DESCRIPTION"]
+    col = head.index("DESCRIPTION")
+    starts = [r for r in rows if not r.startswith(" ")]
+    # every row's description starts in the same column; continuation lines are indented to it
+    assert all(len(r) > col and r[col - 2:col] == "  " and r[col] != " " for r in starts), rows
+    assert all(r[:col].strip() == "" and r[col] != " " for r in rows if r.startswith(" "))
+    line = next(r for r in starts if r.startswith("LineChef"))
+    assert line.split()[1] == "mychefs.py", line
+    assert next(r for r in starts if r.startswith("UdpPayloadChef")).split()[1] == CHEFS_FILE
+    # the whole first paragraph of a long docstring, not its first line
+    text = " ".join(r[col:] for r in rows)
+    assert "lists IPs that changed MAC." in text
+    assert all(len(r) <= 100 for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import signal
 import sys
@@ -161,6 +162,33 @@ def select_chefs(args: argparse.Namespace) -> tuple[dict[str, type], list[str]]:
     return available, names
 
 
+def chef_list(available: dict[str, type], modules: list[str]) -> str:
+    """``-l``: chef, where it comes from (the module or file as the user named it), and its
+    whole description (the docstring's first paragraph), in aligned columns wrapped to the
+    terminal."""
+    import shutil
+    import textwrap
+
+    from ..chef import chefs_in_module
+    origin = {name: spec for spec in modules for name in chefs_in_module(spec)}
+    rows = []
+    for name, cls in available.items():
+        doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
+        text = " ".join(doc.split()) or "(no description: give the class a docstring)"
+        if getattr(cls, "opt_in", False):
+            text += " Opt-in: runs only when named with -c."
+        rows.append((name, origin.get(name, cls.__module__), text))
+    w1 = max(len(r[0]) for r in rows + [("CHEF", "", "")])
+    w2 = max(len(r[1]) for r in rows + [("", "FROM", "")])
+    width = max(shutil.get_terminal_size((100, 24)).columns, w1 + w2 + 30)
+    indent = " " * (w1 + w2 + 4)
+    out = [f"{'CHEF':{w1}}  {'FROM':{w2}}  DESCRIPTION"]
+    for name, where, text in rows:
+        out.append(textwrap.fill(text, width, initial_indent=f"{name:{w1}}  {where:{w2}}  ",
+                                 subsequent_indent=indent))
+    return "\n".join(out)
+
+
 def list_interfaces() -> list[str]:
     """``-D``: one line per interface, numbered by kernel index like tcpdump -D."""
     import scapy.arch  # noqa: F401  (fills conf.ifaces from the kernel)
@@ -209,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChefLoadError as exc:
         fail(PROG, str(exc), 2)
     if args.chef_list:
-        for name, cls in available.items():
-            doc = (cls.__doc__ or "").strip().splitlines()
-            print(f"{name:24s} {cls.__module__:32s} {doc[0] if doc else ''}")
+        print(chef_list(available, args.chef_module))
         return 0
     try:
         chef_options = parse_chef_options(args.chef_option)
@@ -393,6 +419,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
                   f"chef takes (leave slow ones out with -c), a filter (-f) passes fewer "
                   f"packets", file=sys.stderr)
+    # A chef that only ever raised made nothing: the run failed for it, whatever the rest did.
+    for chef, n in kitchen.chef_errors.items():
+        if n and not kitchen.dumplings_by_chef.get(chef):
+            print(f"{PROG}: error: {chef} raised on everything it was given ({n} errors, no "
+                  "dumplings; the first error is shown above with its traceback)",
+                  file=sys.stderr)
+            code = 1
     if error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1
