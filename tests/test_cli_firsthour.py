@@ -202,3 +202,36 @@ def test_chef_list_whole_descriptions_aligned_user_chefs_by_their_names(procs, t
     text = " ".join(r[col:] for r in rows)
     assert "lists IPs that changed MAC." in text
     assert all(len(r) <= 100 for r in rows)
+
+
+# -- 5. nd-print shows dumplings first ---------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["default", "full", "off"])
+def test_print_shows_the_hub_status_as_one_line(procs, hub_process, how):
+    in_port, out_port, _ = hub_process(status_freq=0.3)
+    extra = [] if how == "default" else ["--hub-status", how]
+    printer = procs(nd_command("nd-print") + ["--hub", f"127.0.0.1:{out_port}", "--no-color",
+                                              *extra])
+    printer.wait_line("connected to")
+    rc, kitchen = _run(procs, "nd-sniff", "-r", DNS, "-c", "DNSLookupChef", "-p", "0",
+                       "--hub", f"127.0.0.1:{in_port}")
+    assert rc == 0, kitchen.err
+    printer.wait_line("DNSLookupChef packet #1", stream="out")
+    time.sleep(1.5)   # several status periods
+    printer.terminate()
+    status = [line for line in printer.out if "/SystemStatusChef " in line]
+    dns = [line for line in printer.out if "/DNSLookupChef packet" in line]
+    assert len(dns) == 6, printer.out
+    if how == "off":
+        assert status == [] and not any("server_uptime" in line for line in printer.out)
+        return
+    assert len(status) >= 3, printer.out
+    if how == "default":
+        # one line each, figures included, and no block of the status's fields after it
+        assert all(re.search(r"hub up \d\d:\d\d:\d\d, \d+ kitchens, \d+ eaters, dumplings "
+                             r"in \d+ out \d+", line) for line in status), status
+        assert not any("server_uptime" in line for line in printer.out), printer.out
+    else:
+        assert any(line.startswith("    ") and "server_uptime" in line
+                   for line in printer.out), printer.out

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", action=argparse.BooleanOptionalAction, default=True,
                    help="show payloads, not just who/when (default: yes)")
     add_color_flags(p)
+    p.add_argument("--hub-status", choices=("line", "full", "off"), default=None,
+                   help="the hub's own status dumplings (one every few seconds): a one-line "
+                        "summary (default), in full as any dumpling (default with --json and "
+                        "--format), or not at all; nd-hubstatus shows them best")
     p.add_argument("--json", action="store_true", help="one compact JSON dumpling per line")
     p.add_argument("--format", metavar="FMT", help="Python format string over each dumpling")
     p.add_argument("--count", type=POSITIVE_INT, metavar="N",
@@ -71,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     printer = Printer(mode="json" if args.json else "pretty", fmt=args.format,
                       payload=args.payload, color=color,
                       packet_dumplings=args.packet_dumplings,
-                      interval_dumplings=args.interval_dumplings)
+                      interval_dumplings=args.interval_dumplings,
+                      hub_status=args.hub_status or ("full" if args.json or args.format
+                                                     else "line"))
     try:
         eater = PrintEater(printer, count=args.count, name=args.eater_name, hub=args.hub,
                            chef_filter=args.chef, kitchen_filter=args.kitchen,
