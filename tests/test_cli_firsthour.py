@@ -235,3 +235,29 @@ def test_print_shows_the_hub_status_as_one_line(procs, hub_process, how):
     else:
         assert any(line.startswith("    ") and "server_uptime" in line
                    for line in printer.out), printer.out
+
+
+# -- 7. nd-sniff -r decodes the bundled capture as nd-demo does ---------------------------
+
+
+def test_demo_says_the_nd_sniff_command_that_decodes_the_same(procs):
+    def payloads(lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if line.startswith("{"):
+                d = json.loads(line)
+                if d["metadata"]["chef"] != "SystemStatusChef":
+                    out.append(json.dumps([d["metadata"]["chef"], d["metadata"]["driver"],
+                                           d["payload"]], sort_keys=True))
+        return sorted(out)
+
+    rc, demo = _run(procs, "nd-demo", "--json", timeout=60)
+    assert rc == 0, demo.err
+    line = next(e for e in demo.err if "the same with nd-sniff: " in e)
+    words = line.split("the same with nd-sniff: ", 1)[1].split()
+    assert words[0] == "nd-sniff" and "-o" in words   # the port option, said not hidden
+    rc, sniff = _run(procs, *words, timeout=60)
+    assert rc == 0, sniff.err
+    want, got = payloads(demo.out), payloads(sniff.out)
+    assert len(want) > 200 and got == want
+    assert any('"FluentdForwardChef"' in p for p in got)

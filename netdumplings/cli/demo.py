@@ -33,6 +33,27 @@ def demo_capture() -> str:
     return str(resources.files("netdumplings") / "data" / "demo.pcap")
 
 
+#: Chef options the bundled capture needs: its Fluentd traffic was recorded on port 24230,
+#: not the default 24224. Said at the end of every run, with the nd-sniff command that
+#: decodes the same, so replaying the capture with nd-sniff hides nothing.
+DEMO_OPTIONS = {"FluentdForwardChef": {"ports": "24224,24230"}}
+
+
+def demo_options(names: list[str]) -> dict[str, dict[str, str]]:
+    return {chef: opts for chef, opts in DEMO_OPTIONS.items() if chef in names}
+
+
+def sniff_equivalent(capture: str, names: list[str], all_default: bool) -> str:
+    """The nd-sniff command that decodes ``capture`` as nd-demo just did."""
+    words = ["nd-sniff", "-r", capture, "-p", "0"]
+    if not all_default:
+        for name in names:
+            words += ["-c", name]
+    for chef, opts in demo_options(names).items():
+        words += ["-o", ",".join(f"{chef}.{k}={v}" for k, v in opts.items())]
+    return " ".join(words + ["--print"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Run hub + kitchen (replaying a bundled capture through the bundled chefs)"
                      " + printer in one process, and print the dumplings.")
@@ -98,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "kitchen_name": "demo", "interface": f"file:{capture}", "filter": None,
         "chefs": names, "poke_interval": None})
     sender.start()
-    # The bundled capture's Fluentd traffic was recorded on port 24230, not the default 24224.
-    options = {"FluentdForwardChef": {"ports": "24224,24230"}} if not args.read and \
-        "FluentdForwardChef" in names else {}
+    options = demo_options(names) if not args.read else {}
     kitchen = Kitchen("demo", [chefs[n] for n in names], sink=lambda d, b: sender.put(b),
                       poke_interval=None, chef_options=options)
     started = time.monotonic()
@@ -132,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{PROG}: kitchen read {st.packets} packets from {capture} and made "
           f"{st.dumplings} dumplings; {received} in {time.monotonic() - started:.2f}s "
           f"({st.chef_errors} chef errors)", file=sys.stderr)
+    if not args.read:
+        print(f"{PROG}: the same with nd-sniff: "
+              f"{sniff_equivalent(capture, names, not args.chef)}", file=sys.stderr)
     if error:
         fail(PROG, error)
     if stdout_closed.is_set():

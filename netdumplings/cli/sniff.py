@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: {st.fragments} IP fragments made {st.datagrams_reassembled} "
                       f"datagrams; {st.decapsulated} tunnelled packets looked into",
                       file=sys.stderr)
-        for line in idle_chefs(kitchen, chosen=bool(args.chef or args.chef_module)):
+        for line in idle_chefs(kitchen, chosen=bool(args.chef or args.chef_module)
+                               or args.verbose > 0):
             print(f"{PROG}: {line}", file=sys.stderr)
         if kitchen.chef_seconds is None and kernel_drops:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
