@@ -123,7 +123,8 @@ def _ports(ports: Iterable[int]) -> str:
 
 def idle_chefs(kitchen: Any, top: int = 5, chosen: bool = True) -> list[str]:
     """At exit: one line per flow chef that followed no flow, with the busiest ports of
-    its transports that it did not follow (flows opened per server port).
+    its transports that it did not follow and no other chef follows (flows opened per
+    server port).
 
     Not ``chosen`` (the bundled set, each chef for its own protocol): most of them idle is
     normal, so there is one line only when none of them followed anything."""
@@ -141,12 +142,15 @@ def idle_chefs(kitchen: Any, top: int = 5, chosen: bool = True) -> list[str]:
     for chef in kitchen.chefs:
         if not isinstance(chef, FlowChef) or followed.get(chef.name):
             continue
+        # ports another chef follows are accounted for: the hint is about the rest
+        claimed = {p for c in kitchen.chefs if c is not chef and isinstance(c, FlowChef)
+                   for p in c.ports}
         others = [(t, p, n) for (t, p), n in by_port.most_common()
-                  if t in chef.transports and p not in chef.ports][:top]
+                  if t in chef.transports and p not in chef.ports and p not in claimed][:top]
         seen = ("; busiest ports it did not follow: " + ", ".join(
             f"{t} {p} ({n} flow{'s' if n > 1 else ''})" for t, p, n in others)
             + f" (-o {chef.name}.ports={others[0][1]} to follow the first)") if others else \
-            f"; the capture had no {'/'.join(sorted(chef.transports))} flows at all"
+            f"; the capture had no {'/'.join(sorted(chef.transports))} flows on other ports"
         lines.append(f"{chef.name} followed no flow ({_ports(chef.ports) if chef.ports else 'no ports'})"
                      f"{seen}")
     return lines
