@@ -20,7 +20,7 @@ EPILOG = f"""\
 Kitchens (nd-sniff) connect to ws://ADDRESS:IN_PORT, eaters (nd-print, nd-hubstatus, the
 web dashboard, your own) to ws://ADDRESS:OUT_PORT (wss:// with --certfile/--keyfile). The
 wire protocol is JSON (or msgpack) over WebSockets, compatible with netdumplings 0.5 (see
-docs/wire-protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
+docs/protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
 dumpling to all eaters.
 
 Tokens: with a kitchen (eater) token set, kitchens (eaters) must send it in their hello
