@@ -261,3 +261,53 @@ def test_demo_says_the_nd_sniff_command_that_decodes_the_same(procs):
     want, got = payloads(demo.out), payloads(sniff.out)
     assert len(want) > 200 and got == want
     assert any('"FluentdForwardChef"' in p for p in got)
+
+
+# -- 2. nd-print on another host ----------------------------------------------------------
+
+
+def test_refused_eater_says_where_to_look(procs):
+    port = free_port()
+    rc, p = _run(procs, "nd-print", "--hub", f"127.0.0.1:{port}", "--no-reconnect")
+    assert rc == 1
+    assert any(f"nd-print: nothing accepts connections at 127.0.0.1:{port}: is nd-hub running "
+               "on this host, with its out-port on" in line for line in p.err), p.err
+    _no_traceback(p)
+    # reconnecting: said once, with the hint
+    printer = procs(nd_command("nd-print") + ["--hub", f"127.0.0.1:{port}"])
+    printer.wait_line("is nd-hub running on this host")
+    rc, p = _run(procs, "nd-hubstatus", "--hub", f"127.0.0.1:{port}", "--once")
+    assert rc == 1 and any("nd-hubstatus: nothing accepts connections" in e for e in p.err)
+
+
+def test_refused_hint_for_another_host_names_the_hub_address_option():
+    from netdumplings.cli.hints import refused_hint
+    hint = refused_hint("ws://hub.lan:11348", ConnectionRefusedError(111, "refused"))
+    assert "is nd-hub running on hub.lan" in hint and "-a 0.0.0.0" in hint
+    assert "tokens and TLS" in hint
+    assert refused_hint("ws://hub.lan:11348", TimeoutError()) == ""
+
+
+def test_readme_two_host_commands_parse():
+    """The README's two-host set-up: a hub open to the network with tokens and TLS, a
+    kitchen and an eater pointing at it, each accepted by its command's parser."""
+    import shlex
+
+    from netdumplings.cli import flags
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Eaters on another host", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    commands = {}
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "sudo":
+            words = words[1:]
+        if words:
+            commands[Path(words[0]).name] = words[1:]
+    hub = flags.build_parser("nd-hub").parse_args(commands["nd-hub"])
+    assert hub.address == "0.0.0.0" and hub.certfile and hub.keyfile
+    assert hub.kitchen_token_file and hub.eater_token_file
+    sniff = flags.build_parser("nd-sniff").parse_intermixed_args(commands["nd-sniff"])
+    assert sniff.hub.startswith("wss://") and sniff.token_file and sniff.cafile
+    printer = flags.build_parser("nd-print").parse_args(commands["nd-print"])
+    assert printer.hub.startswith("wss://") and printer.token_file and printer.cafile
