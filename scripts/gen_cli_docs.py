@@ -100,7 +100,9 @@ tcpdump's meaning has nothing to act on here (`-n`, `-f`, `-p`, `-m`, `-l`, `-k`
 `-c CHEF`): scripts written for 0.5 keep working. Two exceptions, both kept on purpose:
 
 - `-h` is help in every command. 0.5 used `-h` for `--hub`, which is long-only now: `-h`
-  as help is what every other tool (tcpdump included) does.
+  as help is what every other tool (tcpdump included) does. A 0.5 script's `-h HOST:PORT`
+  is not taken for help (which would print it and exit 0 without running anything): it
+  is refused, naming `--hub HOST:PORT`.
 - `nd-hub` reads no packets and keeps 0.5's `-i`/`-o` (its two ports) and `-f` (status
   frequency); `nd-hub -i eth0` says that `-i` is a port there and points to `-a`.
 

@@ -104,6 +104,15 @@ def test_docs_table_is_the_parsers_table():
         assert "docs/cli/index.md" in help_text and "Short flags" in help_text, command
 
 
+@pytest.mark.parametrize("command", ["nd-sniff", "nd-print", "nd-hubstatus", "nd-hubdetails"])
+def test_05_dash_h_hub_is_refused_not_taken_for_help(procs, command):
+    """0.5's -h HOST:PORT would print the help and exit 0, running nothing: refused."""
+    rc, p = _run(procs, command, "-h", "127.0.0.1:11348", timeout=15)
+    assert rc == 2 and not p.out, (rc, p.out)
+    assert any("-h is --help here; netdumplings 0.5's -h 127.0.0.1:11348 (the hub) is --hub "
+               "127.0.0.1:11348" in line for line in p.err), p.err
+
+
 def test_hub_dash_i_with_an_interface_says_what_it_is(procs):
     rc, p = _run(procs, "nd-hub", "-i", "eth0", timeout=15)
     assert rc == 2

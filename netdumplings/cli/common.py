@@ -16,9 +16,26 @@ from .. import __version__
 from ..wire import parse_hub_address
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with netdumplings 0.5's ``-h HOST:PORT`` caught: ``-h`` is help in every
+    command, and a 0.5 script that gives it the hub would otherwise print the help and
+    exit 0 without running anything."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        has_hub = any("--hub" in a.option_strings for a in self._actions)
+        for i, word in enumerate(argv[:-1]):
+            if word == "--":
+                break
+            if word == "-h" and has_hub and not argv[i + 1].startswith("-"):
+                self.error(f"-h is --help here; netdumplings 0.5's -h {argv[i + 1]} (the hub) "
+                           f"is --hub {argv[i + 1]}")
+        return super().parse_known_args(args, namespace)
+
+
 def parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog, description=description, epilog=epilog,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s (netdumplings) {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="more log output on stderr (-vv for debug)")

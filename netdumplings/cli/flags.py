@@ -23,7 +23,7 @@ COMMANDS = {
 #: Letter -> (what it means in every command that has it, where the meaning comes from).
 MEANINGS: dict[str, tuple[str, str]] = {
     "-h": ("help", "tcpdump, argparse; 0.5 had only --help and used -h for --hub, which "
-                   "is long-only now"),
+                   "is long-only now (-h HOST:PORT is refused, naming --hub)"),
     "-v": ("more log output (-vv: debug)", "tcpdump"),
     "-q": ("only errors on stderr", "tcpdump"),
     "-i": ("interface to capture on (nd-hub: its kitchens' port, as in 0.5)",
