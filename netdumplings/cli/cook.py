@@ -27,6 +27,9 @@ published as kitchen "<kitchen-name>/K" to --publish (default: the --hub host's 
 11347). A source's open flows are closed (reason "end") when the hub stops listing it.
 Chef selection and --chef-option work as in nd-sniff. Tokens: $ND_EATER_TOKEN for the
 hub's out-port, $ND_KITCHEN_TOKEN for publishing.
+
+Short flags: as nd-sniff and netdumplings 0.5 -n, -m, -c CHEF, -o, -p; -k as nd-print.
+The table of every command's flags: docs/cli/index.md.
 """
 
 

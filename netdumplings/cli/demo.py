@@ -56,7 +56,9 @@ def sniff_equivalent(capture: str, names: list[str], all_default: bool) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Run hub + kitchen (replaying a bundled capture through the bundled chefs)"
-                     " + printer in one process, and print the dumplings.")
+                     " + printer in one process, and print the dumplings.",
+               "Short flags: -r as tcpdump, -c CHEF as nd-sniff (netdumplings 0.5).\n"
+               "The table of every command's flags: docs/cli/index.md.")
     p.add_argument("-r", "--read", default=None, metavar="FILE",
                    help="capture to replay (default: the bundled demo capture)")
     p.add_argument("--chef", action="append", help="chef to run (default: all bundled, "

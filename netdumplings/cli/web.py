@@ -24,6 +24,9 @@ browser runs (127.0.0.1 means the browser's own machine). The page also accepts
 A hub that requires an eater token refuses the page until it has one: the page then asks
 for it and keeps it for that hub in the tab only (never in a URL, config.json or a log).
 A link ending in #token=TOKEN gives it too; the page removes it from the address bar.
+
+Short flags: -a as nd-hub, -n as the other eaters (netdumplings 0.5).
+The table of every command's flags: docs/cli/index.md.
 """
 
 
