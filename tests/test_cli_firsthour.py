@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, free_port, needs_capture, nd_command, wait_port
+from conftest import DATA, free_port, needs_capture, nd_command
 from conftest import assert_no_traceback as _no_traceback
 from conftest import run_nd as _run
 
