@@ -107,9 +107,16 @@ def test_chef_the_filter_never_passes_is_named_at_start_and_exit(procs, tmp_path
     assert rc == 0 and not any("never passes" in e for e in p.err), p.err
 
 
-def test_bundled_chefs_idle_is_one_line_only_when_none_followed_anything(procs):
+def test_bundled_chefs_are_named_only_with_v(procs):
+    """The bundled set, each chef for its own protocol: a DNS filter rightly leaves the
+    Fluentd chef nothing, so that is said only with -v."""
     rc, p = _run(procs, "nd-sniff", "-r", FLUENTD, "--print")
     assert rc == 0 and not any("followed no flow" in e for e in p.err), p.err
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "--print", "udp", "port", "53")
+    assert rc == 0 and not any("never passes" in e for e in p.err), p.err
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "--print", "-v", "udp", "port", "53")
+    assert rc == 0 and any("FluentdForwardChef follows tcp port 24224, which the filter "
+                           "'udp port 53' never passes" in e for e in p.err), p.err
 
 
 # -- 4. Ctrl-C with the hub down --------------------------------------------------------

@@ -306,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                           decapsulate=not args.no_tunnels)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
-    if not args.quiet:
+    # The chefs the user picked (-c, -m) are named when the filter leaves them blind; of
+    # the bundled set, each for its own protocol, only with -v (a filter for DNS rightly
+    # leaves the Fluentd chef nothing).
+    chosen = bool(args.chef or args.chef_module) or args.verbose > 0
+    if not args.quiet and chosen:
         for line in blind_chefs(args.filter, kitchen.chefs):
             print(f"{PROG}: warning: {line}", file=sys.stderr)
 
@@ -413,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: {st.fragments} IP fragments made {st.datagrams_reassembled} "
                       f"datagrams; {st.decapsulated} tunnelled packets looked into",
                       file=sys.stderr)
-        for line in idle_chefs(kitchen, chosen=bool(args.chef or args.chef_module)
-                               or args.verbose > 0):
+        for line in idle_chefs(kitchen, chosen=chosen):
             print(f"{PROG}: {line}", file=sys.stderr)
         if kitchen.chef_seconds is None and kernel_drops:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
