@@ -39,8 +39,9 @@ examples:
 
 Chefs: with no --chef, every chef of the --chef-module modules runs; with neither, the
 bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
--o FluentdForwardChef.ports=24224,24225 (repeatable). A flow chef whose ports the filter
-never passes is named at start, with the -o that fits the filter.
+-o FluentdForwardChef.ports=24224,24225 (repeatable). A chef you named whose ports the
+filter never passes is named at start, with the -o that fits, and at exit if it followed
+no flow (the bundled chefs with -v).
 Live capture needs root or CAP_NET_RAW (docs: quickstart). Tokens: $ND_KITCHEN_TOKEN or
 --token-file. With -v the summary at exit also says how long each chef took (the time it
 spent in its handlers): which chef to leave out when a live capture cannot keep up.
