@@ -267,8 +267,8 @@ class HubSender:
                     break
                 if not warned:
                     log.warning("hub at %s not reachable (%s); retrying with backoff, "
-                                "holding dumplings in the outbox (%d MB)", self.uri,
-                                _why(exc), self.outbox.max_bytes >> 20)
+                                "holding dumplings in the outbox (%d MB)%s", self.uri,
+                                _why(exc), self.outbox.max_bytes >> 20, _where(exc))
                     warned = True
                 await self._sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.backoff_max)
@@ -394,3 +394,12 @@ def _pack(data: bytes) -> bytes:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """For a refused connection, where to look (the usual first mistake is a port)."""
+    if isinstance(exc, ConnectionRefusedError) or "Errno 111" in str(exc):
+        return (". Nothing accepts connections there: is nd-hub running, and is this its "
+                "in-port (kitchens connect to the in-port, 11347 unless nd-hub -i says "
+                "otherwise; eaters to the out-port)?")
+    return ""

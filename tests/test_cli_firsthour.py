@@ -318,3 +318,11 @@ def test_readme_two_host_commands_parse():
     assert sniff.hub.startswith("wss://") and sniff.token_file and sniff.cafile
     printer = flags.build_parser("nd-print").parse_args(commands["nd-print"])
     assert printer.hub.startswith("wss://") and printer.token_file and printer.cafile
+
+
+def test_refused_kitchen_says_where_to_look(procs):
+    rc, p = _run(procs, "nd-sniff", "-r", DNS, "-c", "DNSLookupChef", "--hub",
+                 f"127.0.0.1:{free_port()}", "--flush-timeout", "0.5")
+    assert rc == 1
+    assert any("not reachable" in e and "is this its in-port (kitchens connect to the "
+               "in-port" in e for e in p.err), p.err
