@@ -263,7 +263,7 @@ def test_one_wire_protocol_page() -> None:
         assert "wire-protocol" not in page.read_text(encoding="utf-8"), page
 
 
-def test_docs_build_takes_the_nd_web_screenshot(tmp_path: Path) -> None:
+def test_docs_build_takes_the_nd_web_screenshot(tmp_path: Path, monkeypatch) -> None:
     """The docs build's hook (scripts/docs_hooks.py, as mkdocs calls it after writing the
     site) runs scripts/docs_screenshot.py: a real hub, nd-web and a replay, photographed by
     Chromium into the site; the picture shows the dashboard with dumplings."""
@@ -274,7 +274,7 @@ def test_docs_build_takes_the_nd_web_screenshot(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "scripts" / "docs_hooks.py")
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
-    os.environ.pop("ND_DOCS_SCREENSHOT", None)
+    monkeypatch.delenv("ND_DOCS_SCREENSHOT", raising=False)
     hooks.on_post_build({"site_dir": str(tmp_path)})
     out = tmp_path / "img" / "nd-web.png"
     data = out.read_bytes()
