@@ -4,6 +4,7 @@ read from the parsers themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -167,3 +168,26 @@ def test_05_command_lines_run_against_a_real_hub(procs):
     assert "old-kitchen/DNSLookupChef packet #1" in out, out
     _no_traceback(hub)
 
+
+
+def test_05_color_flag_of_the_status_tools_bolds_headings():
+    """0.5's --color/--no-color on nd-hubstatus and nd-hubdetails: headings bold or plain."""
+    import io
+
+    from netdumplings.eaters.hubdetails import HubDetailsEater
+    from netdumplings.eaters.hubstatus import HubStatusEater
+    status = {"server_uptime": 65, "total_dumplings_in": 3, "total_dumplings_out": 6,
+              "dumpling_kitchen_count": 1, "dumpling_eater_count": 1,
+              "dumpling_kitchens": [{"info_from_kitchen": {"kitchen_name": "k1"},
+                                     "info_from_hub": {"host": "127.0.0.1", "port": 1}}],
+              "dumpling_eaters": [{"info_from_eater": {"eater_name": "e1"},
+                                   "info_from_hub": {"host": "127.0.0.1", "port": 2}}]}
+    dumpling = {"metadata": {"chef": "SystemStatusChef", "kitchen": None,
+                             "driver": "interval", "creation_time": 1.0}, "payload": status}
+    for cls, kw in ((HubStatusEater, {"once": True}), (HubDetailsEater, {})):
+        for color in (True, False):
+            out = io.StringIO()
+            eater = cls(out=out, color=color, name="t", hub="127.0.0.1:1", **kw)
+            asyncio.run(eater.on_dumpling(dumpling))
+            text = out.getvalue()
+            assert ("k1" in text) and (("\x1b[1m" in text) == color), (cls, color, text)
