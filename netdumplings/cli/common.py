@@ -109,10 +109,10 @@ def close_sender(prog: str, sender: Any, timeout: float, hub: str,
         timeout = min(timeout, INTERRUPT_FLUSH if sender.connected.is_set() else 0.0)
         late = "before the interrupt"
     try:
-        delivered = sender.close(timeout=timeout, join=0.5 if interrupted else 3.0)
+        delivered = sender.close(timeout=timeout, join=0.2 if interrupted else 3.0)
     except KeyboardInterrupt:
         exit_on_second_interrupt(prog, lambda: len(sender.outbox))
-        delivered = sender.close(timeout=0, join=0.5)
+        delivered = sender.close(timeout=0, join=0.2)
         late = "before the interrupt"
     if not delivered:
         print(f"{prog}: error: the hub at {hub} did not take {len(sender.outbox)} dumplings "
