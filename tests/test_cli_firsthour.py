@@ -326,3 +326,33 @@ def test_refused_kitchen_says_where_to_look(procs):
     assert rc == 1
     assert any("not reachable" in e and "is this its in-port (kitchens connect to the "
                "in-port" in e for e in p.err), p.err
+
+
+@needs_capture
+def test_ctrl_c_with_a_frozen_hub_ends_within_2_seconds(procs, hub_process):
+    """The hub is connected but stopped (SIGSTOP): it takes nothing and never answers.
+    Ctrl-C still ends the kitchen within the bound, saying what was not delivered."""
+    in_port, _, hub = hub_process()
+    port = free_port(socket.SOCK_DGRAM)
+    kitchen = procs(nd_command("nd-sniff") + ["-i", "lo", f"udp port {port}", "-m", CHEFS_FILE,
+                                              "-c", "UdpPayloadChef", "--hub",
+                                              f"127.0.0.1:{in_port}", "-v"])
+    kitchen.wait_line("sniffing lo")
+    time.sleep(1.0)   # connected
+    hub.send_signal(signal.SIGSTOP)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(2000):
+                s.sendto(b"x" * 1000, ("127.0.0.1", port))
+        time.sleep(1.0)
+        started = time.monotonic()
+        kitchen.p.send_signal(signal.SIGINT)
+        rc = kitchen.wait(30)
+        took = time.monotonic() - started
+    finally:
+        hub.send_signal(signal.SIGCONT)
+    assert took < 2.0 + 2.0, f"Ctrl-C took {took:.1f}s"
+    assert rc == 1
+    assert any(re.search(r"did not take \d+ dumplings before the interrupt", e)
+               for e in kitchen.err), kitchen.err
+    _no_traceback(kitchen)
