@@ -114,6 +114,17 @@ def test_05_dash_h_hub_is_refused_not_taken_for_help(procs, command):
                "127.0.0.1:11348" in line for line in p.err), p.err
 
 
+@pytest.mark.parametrize("args, says", [
+    (("-n", "-i", "lo"), "-n takes the kitchen's name here (netdumplings 0.5's -n); tcpdump's "
+                         "-n (no name resolution) is not needed"),
+    (("-i", "lo", "-p"), "-p takes the poke interval in seconds here (netdumplings 0.5's -p); "
+                         "tcpdump's -p (no promiscuous mode) is not needed"),
+])
+def test_tcpdump_habits_that_mean_otherwise_here_are_explained(procs, args, says):
+    rc, p = _run(procs, "nd-sniff", *args, timeout=15)
+    assert rc == 2 and any(says in line for line in p.err), p.err
+
+
 def test_hub_dash_i_with_an_interface_says_what_it_is(procs):
     rc, p = _run(procs, "nd-hub", "-i", "eth0", timeout=15)
     assert rc == 2

@@ -21,16 +21,32 @@ class Parser(argparse.ArgumentParser):
     command, and a 0.5 script that gives it the hub would otherwise print the help and
     exit 0 without running anything."""
 
+    #: Flags that take a value here but none in tcpdump: given as tcpdump's (no value),
+    #: the error says what the letter means here and why tcpdump's is not needed.
+    tcpdump_habits: dict[str, str] = {}
+
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         has_hub = any("--hub" in a.option_strings for a in self._actions)
-        for i, word in enumerate(argv[:-1]):
+        for i, word in enumerate(argv):
             if word == "--":
                 break
-            if word == "-h" and has_hub and not argv[i + 1].startswith("-"):
-                self.error(f"-h is --help here; netdumplings 0.5's -h {argv[i + 1]} (the hub) "
-                           f"is --hub {argv[i + 1]}")
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if word == "-h" and has_hub and following and not following.startswith("-"):
+                self.error(f"-h is --help here; netdumplings 0.5's -h {following} (the hub) "
+                           f"is --hub {following}")
+            if word in self.tcpdump_habits and (following is None or (
+                    following.startswith("-") and not _is_number(following))):
+                self.error(self.tcpdump_habits[word])
         return super().parse_known_args(args, namespace)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:

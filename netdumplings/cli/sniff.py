@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "0.5's -h is --help here)")
     p.add_argument("-i", "--interface", action="append", metavar="IFACE",
                    help="interface to sniff (repeatable; default: all; 'all' or 'any' = all)")
+    p.tcpdump_habits = {  # type: ignore[attr-defined]
+        "-n": "-n takes the kitchen's name here (netdumplings 0.5's -n); tcpdump's -n (no "
+              "name resolution) is not needed: nd-sniff resolves no names",
+        "-p": "-p takes the poke interval in seconds here (netdumplings 0.5's -p); tcpdump's "
+              "-p (no promiscuous mode) is not needed: nd-sniff never turns it on",
+    }
     p.add_argument("expression", nargs="*", metavar="EXPRESSION",
                    help="capture filter, as tcpdump's expression (e.g. tcp port 80); same as "
                         "-f")
