@@ -106,6 +106,10 @@ tcpdump's meaning has nothing to act on here (`-n`, `-f`, `-p`, `-m`, `-l`, `-k`
 - `nd-hub` reads no packets and keeps 0.5's `-i`/`-o` (its two ports) and `-f` (status
   frequency); `nd-hub -i eth0` says that `-i` is a port there and points to `-a`.
 
+tcpdump's `-n` and `-p` take no value; given that way to `nd-sniff` (`nd-sniff -n -i eth0`)
+they are refused with a line that says what the letter means here and why tcpdump's
+meaning is not needed (nothing resolves names, nothing turns promiscuous mode on).
+
 `-c` takes both habits: a number is a count (`nd-sniff -c 100`, as `tcpdump -c 100`),
 a name is a chef (`nd-sniff -c DNSLookupChef`, as in 0.5). A chef is a Python class name,
 which is never all digits; `--count` and `--chef` say it without the guess.
