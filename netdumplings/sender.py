@@ -218,8 +218,11 @@ class HubSender:
         if self._wake is not None:
             self._wake.set()
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent."""
+    def close(self, timeout: float = 10.0, join: float = 3.0) -> bool:
+        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent.
+
+        ``join``: how long to wait for the sender thread to end (it may be in the middle
+        of a connection attempt; it is a daemon thread, so exiting without it is safe)."""
         deadline = time.monotonic() + timeout
         while len(self.outbox) and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
@@ -231,7 +234,8 @@ class HubSender:
                 loop.call_soon_threadsafe(self._set_wake)
             except RuntimeError:
                 pass
-        self._thread.join(timeout=3)
+        if self._thread.is_alive():
+            self._thread.join(timeout=join)
         return flushed
 
     # -- the sender thread --------------------------------------------------------------
@@ -263,8 +267,8 @@ class HubSender:
                     break
                 if not warned:
                     log.warning("hub at %s not reachable (%s); retrying with backoff, "
-                                "holding dumplings in the outbox (%d MB)", self.uri,
-                                _why(exc), self.outbox.max_bytes >> 20)
+                                "holding dumplings in the outbox (%d MB)%s", self.uri,
+                                _why(exc), self.outbox.max_bytes >> 20, _where(exc))
                     warned = True
                 await self._sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.backoff_max)
@@ -390,3 +394,12 @@ def _pack(data: bytes) -> bytes:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """For a refused connection, where to look (the usual first mistake is a port)."""
+    if isinstance(exc, ConnectionRefusedError) or "Errno 111" in str(exc):
+        return (". Nothing accepts connections there: is nd-hub running, and is this its "
+                "in-port (kitchens connect to the in-port, 11347 unless nd-hub -i says "
+                "otherwise; eaters to the out-port)?")
+    return ""

@@ -16,7 +16,7 @@ the upgrade request works too). Eater hello only: ``chefs``, ``kitchens``, ``dri
 (subscription filters; null = all), ``policy`` ("drop-oldest" | "disconnect") and
 ``queue_size``. A kitchen whose welcome says ``"ack": true`` receives ``{"ack": n}`` (n =
 data messages the hub has processed on this connection) and resends what is unacknowledged
-after a reconnect. docs/wire-protocol.md is the full description.
+after a reconnect. docs/protocol.md is the full description.
 """
 
 from __future__ import annotations

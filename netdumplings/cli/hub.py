@@ -20,7 +20,7 @@ EPILOG = f"""\
 Kitchens (nd-sniff) connect to ws://ADDRESS:IN_PORT, eaters (nd-print, nd-hubstatus, the
 web dashboard, your own) to ws://ADDRESS:OUT_PORT (wss:// with --certfile/--keyfile). The
 wire protocol is JSON (or msgpack) over WebSockets, compatible with netdumplings 0.5 (see
-docs/wire-protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
+docs/protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
 dumpling to all eaters.
 
 Tokens: with a kitchen (eater) token set, kitchens (eaters) must send it in their hello
@@ -30,17 +30,31 @@ to every user of the machine.
 
 Metrics: http://ADDRESS:{METRICS_PORT}/metrics (Prometheus) and /healthz by default;
 --metrics-port 0 turns them off.
+
+Short flags: as netdumplings 0.5 -a, -i, -o, -f (the hub reads no packets, so tcpdump's
+letters have nothing to mean here: 0.5's scripts keep working). -h is help. The table of
+every command's flags: docs/cli/index.md.
 """
+
+
+def _port(text: str) -> int:
+    """PORT, with a hint for an interface name given to -i as to nd-sniff."""
+    if text and not text.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: nd-hub's -i/-o are its ports (as in netdumplings 0.5); "
+            "to listen on one interface's address use -a ADDRESS")
+    return PORT(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "The netdumplings hub: takes dumplings from any number of kitchens and "
                      "sends them to any number of eaters.", EPILOG)
     p.add_argument("-a", "--address", default=DEFAULT_HOST,
-                   help="address to bind (default: %(default)s; 0.0.0.0 to expose)")
-    p.add_argument("-i", "--in-port", type=PORT, default=IN_PORT,
+                   help="address to bind (default: %(default)s: this host only; 0.0.0.0 or "
+                        "an address for other hosts, with tokens and TLS, see the epilog)")
+    p.add_argument("-i", "--in-port", type=_port, default=IN_PORT,
                    help="port for kitchens (default: %(default)s)")
-    p.add_argument("-o", "--out-port", type=PORT, default=OUT_PORT,
+    p.add_argument("-o", "--out-port", type=_port, default=OUT_PORT,
                    help="port for eaters (default: %(default)s)")
     p.add_argument("-f", "--status-freq", type=NON_NEGATIVE, default=5.0,
                    help="seconds between status dumplings; 0 = none, which leaves "
