@@ -9,6 +9,7 @@ that is not of the schema's type is refused rather than coerced, and NaN or infi
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 

@@ -29,6 +29,8 @@ from .hub_queues import ENTRY_OVERHEAD
 
 Key = tuple[str, "str | None", str]   # (chef, kitchen, driver) as in dumplings' metadata
 MAX_KEYS = 10_000   # distinct keys counted; beyond, one catch-all key that every eater matches
+KEY_OVERHEAD = 104  # bytes each held dumpling costs beyond its share of the entry's bytes:
+                    # its key tuple, its creation time and their list slots
 
 
 class StartupReplay:
@@ -67,10 +69,10 @@ class StartupReplay:
               cts: list[float | None]) -> None:
         entries = self.entries
         entries.append((keys, data, binary, cts))
-        self.bytes += len(data) + ENTRY_OVERHEAD
+        self.bytes += len(data) + ENTRY_OVERHEAD + KEY_OVERHEAD * len(keys)
         while self.bytes > self.max_bytes and entries:
             old_keys, old, _, _ = entries.popleft()
-            self.bytes -= len(old) + ENTRY_OVERHEAD
+            self.bytes -= len(old) + ENTRY_OVERHEAD + KEY_OVERHEAD * len(old_keys)
             for key in old_keys:
                 self.count(key)
 

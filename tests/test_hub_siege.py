@@ -422,3 +422,39 @@ def test_refused_kitchen_backs_off_and_stops_on_a_wrong_token(caplog):
         first.close(1)
         assert extra.connected.wait(15)   # and it does get in once there is room
         extra.close(1)
+
+
+def test_tokens_stay_out_of_client_and_header_debug_logs(caplog):
+    """With -vv, nd-print and nd-sniff logged their hellos (token included) through the
+    websockets client logger, and the hub logged Authorization headers."""
+    from netdumplings.eater import DumplingEater
+    from netdumplings.sender import HubSender
+    caplog.set_level(logging.DEBUG)
+    with HubThread(eater_token="e-s3cret", kitchen_token="k-s3cret") as h:
+        sender = HubSender("127.0.0.1", h.hub.in_port, {"kitchen_name": "k",
+                                                         "token": "k-s3cret"})
+        sender.start()
+        assert sender.connected.wait(5)
+        sender.put(orjson.dumps(dumpling(1)))
+        got = []
+
+        async def on_dumpling(d):
+            got.append(d)
+        eater = DumplingEater("e", f"127.0.0.1:{h.hub.out_port}", token="e-s3cret",
+                              on_dumpling=on_dumpling)
+        t = threading.Thread(target=eater.run, args=(1,), daemon=True)
+        t.start()
+        time.sleep(0.5)
+        sender.put(orjson.dumps(dumpling(2)))
+        t.join(10)
+        sender.close(2)
+        assert got
+        # (This test's own client logs through websockets.client too, now filtered.)
+        with connect(h.out_uri, additional_headers={"Authorization": "Bearer e-s3cret"}) as ws:
+            ws.send(orjson.dumps({"eater_name": "hdr", "protocol": PROTOCOL}).decode())
+            assert orjson.loads(ws.recv(timeout=5))["welcome"]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "< Authorization: Bearer ***" in text   # the hub's side of the header
+    assert "s3cret" not in text
+    assert "websockets.client" in {r.name for r in caplog.records}   # still logging
+    assert "***" in text
