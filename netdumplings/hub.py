@@ -68,7 +68,7 @@ class Hub(Admission, EaterSide, StatusReport):
                  flood_limit: int = 1000, metrics_port: int | None = None,
                  metrics_address: str | None = None, metrics_optional: bool = False,
                  metrics_token: str | None = None,
-                 startup_grace: float = 30.0, startup_buffer: int = 64 << 20,
+                 startup_grace: float = 30.0, startup_buffer: int = 32 << 20,
                  max_memory: int = 256 << 20, write_timeout: float | None = 30.0,
                  max_unauthenticated: int = 128, backplane: Any = None) -> None:
         self.address = address

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "that connects, so eaters coming back after a restart lose nothing; "
                         "what is still missed is counted and each returning eater told how "
                         "many; 0 = off (default: %(default)s)")
-    p.add_argument("--startup-buffer-mb", type=NON_NEGATIVE, default=64.0, metavar="MB",
+    p.add_argument("--startup-buffer-mb", type=NON_NEGATIVE, default=32.0, metavar="MB",
                    help="at most this much kept during --startup-grace; the oldest beyond it "
                         "is counted as missed (default: %(default)s)")
     p.add_argument("--max-memory-mb", type=POSITIVE, default=256.0, metavar="MB",
