@@ -109,7 +109,10 @@ class EaterSide:
             if not conn.push(data, ct):
                 self._full(conn)
                 return
-        lost = replay.lost_for(conn.matches)
+        # On a backplane an eater may resume on another hub that was running all along:
+        # "since this hub started" would then be no loss at all (the backplane's own
+        # replay, --replay, is the tool there), so no count is claimed.
+        lost = replay.lost_for(conn.matches) if self.backplane is None else 0
         if lost:
             conn.restart_missed = lost
             conn.drop(lost)
@@ -194,13 +197,23 @@ class EaterSide:
 
     async def _watchdog(self) -> None:
         """Once a second: an eater whose current send has waited ``write_timeout`` seconds
-        for room in its socket is not reading - close it (4107) and free its queue."""
+        for room in its socket, without the socket taking anything meanwhile, is not
+        reading - close it (4107) and free its queue. (A big message to a slow reader takes
+        long but drains: that is progress, and the clock starts again.)"""
         assert self.write_timeout
         while True:
             await asyncio.sleep(min(1.0, self.write_timeout / 2))
-            limit = time.monotonic() - self.write_timeout
+            now = time.monotonic()
+            limit = now - self.write_timeout
             for conn in list(self.eaters.values()):
-                if conn.send_started and conn.send_started < limit and not conn.closing:
+                if not conn.send_started or conn.closing:
+                    continue
+                transport = conn.ws.transport
+                buffered = transport.get_write_buffer_size() if transport else 0
+                if buffered < conn.buffered:
+                    conn.send_started = now   # the peer took some: still reading
+                conn.buffered = buffered
+                if conn.send_started < limit:
                     conn.closing = True
                     conn.release()
                     self._refuse("eater", "write_timeout")

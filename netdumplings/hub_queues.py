@@ -88,7 +88,7 @@ class EaterConn:
     __slots__ = ("ws", "hello", "queue", "max_queue", "event", "missed", "missed_total",
                  "sent", "info", "closing", "batch", "msgpack", "name", "stamps", "pushed",
                  "removed", "queued", "everything", "entries", "qbytes", "max_bytes",
-                 "budget", "matches", "send_started", "restart_missed")
+                 "budget", "matches", "send_started", "buffered", "restart_missed")
 
     def __init__(self, ws: Any, hello: EaterHello, max_queue: int, info: dict[str, Any],
                  max_bytes: int | None, budget: QueueBudget, name: str) -> None:
@@ -120,6 +120,7 @@ class EaterConn:
         self.removed = 0
         self.entries = 0
         self.send_started = 0.0  # monotonic time the send in progress began (0: none)
+        self.buffered = 0        # bytes waiting in its socket's buffer at the last look
 
     def push(self, data: bytes, ct: float | None = None, n: int = 1) -> bool:
         """Queue a frame of ``n`` dumplings; False if the eater must be disconnected. A frame
