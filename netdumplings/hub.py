@@ -8,7 +8,13 @@ disconnected, by its own choice, and never slows the others or grows the hub.
 A kitchen that says ``protocol`` in its hello gets ``{"ack": n}`` messages (n = data messages
 received on this connection so far), coalesced so that a fast kitchen costs at most one ack
 per event-loop turn. The sender keeps what is not acknowledged and resends it after a
-reconnect, which is what makes a hub restart lossless for kitchens.
+reconnect, which is what makes a hub restart lossless for kitchens; the startup replay
+(``hub_replay``) makes it lossless for the eaters that come back.
+
+The parts: ``hub_admission`` (hellos, tokens, limits), ``hub_intake`` (decoding and
+validating kitchens' messages), ``hub_queues`` (eater queues and their shared memory budget),
+``hub_eaters`` (feeding and closing eaters), ``hub_replay`` and ``hub_status`` (status
+dumplings, metrics, /healthz, /status). This module ties them together and fans dumplings out.
 """
 
 from __future__ import annotations

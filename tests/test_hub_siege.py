@@ -124,6 +124,8 @@ def test_status_dumplings_are_bounded():
                              chefs=[f"c{n}" + "x" * 50 for n in range(100)])[0]
                   for i in range(200)]
         size = len(orjson.dumps(h.call(h.hub.status_dumpling)))
+        full = h.call(lambda: h.hub.status(full=True))
+        assert len(full["dumpling_eaters"]) == 200   # GET /status: everyone
         assert size < 256 << 10, size
         st = h.status()
         assert st["dumpling_eater_count"] == 200
@@ -316,7 +318,58 @@ def test_hub_killed_ten_times_loses_nothing_for_a_connected_eater(procs):
           f"outbox dropped {sender.outbox.dropped_total}")
     assert sender.outbox.dropped_total == 0
     assert len(seqs) + eater.missed == made, (len(seqs), eater.missed, made)
+    assert eater.missed == 0   # the defaults hold all of it: nothing lost at all
     assert seqs <= set(range(1, made + 1))
+
+
+def test_startup_replay_and_restart_notice():
+    """The parts of the restart fix, on one hub: a resuming eater in the grace gets what
+    was kept (its subscription's part), a new eater only the live stream; after the grace a
+    resuming eater is told exactly how many it wanted and missed (reason "restart")."""
+    with HubThread(startup_grace=1.5) as h:
+        probe, welcome = open_eater(h.out_uri, "probe")
+        probe.close()
+        assert len(welcome["instance"]) == 16
+        k, _ = open_kitchen(h.in_uri, "k1", batch=True)
+        k.send(orjson.dumps([dumpling(i, chef="A" if i % 2 else "B") for i in range(1, 101)]))
+        k.send(orjson.dumps(dumpling(101, chef="A")))
+        assert h.wait(lambda: h.hub.dumplings_in == 101)
+        back, _ = open_eater(h.out_uri, "back", resume="old-hub", chefs=["A"],
+                             encoding="msgpack")
+        new, _ = open_eater(h.out_uri, "new")
+        got = recv_dumplings(back, 51, decode=msgpack.unpackb)
+        assert [d["metadata"]["sequence"] for d in got] == list(range(1, 102, 2))
+        assert recv_dumplings(new, 1, timeout=0.5) == []
+        time.sleep(1.6)   # the grace is over
+        k.send(orjson.dumps([dumpling(i, chef="A" if i % 2 else "B")
+                             for i in range(102, 122)]))
+        assert h.wait(lambda: h.hub.dumplings_in == 121)
+        late, _ = open_eater(h.out_uri, "late", resume="old-hub", chefs=["A"])
+        same, _ = open_eater(h.out_uri, "same", resume=welcome["instance"])
+        notice = recv_dumplings(late, 1, timeout=3)
+        assert [n["payload"] for n in notice] == [
+            {"notice": "missed", "missed": 61, "missed_total": 61, "queue_size": 100_000,
+             "reason": "restart"}]
+        assert recv_dumplings(same, 1, timeout=0.5) == []   # same hub: nothing to claim
+        st = h.status()
+        assert st["total_dumplings_unreplayable"] == 121 and st["startup_buffer_bytes"] == 0
+        for ws in (back, new, late, same, k):
+            ws.close()
+
+
+def test_unauthenticated_connections_are_capped():
+    """Connections that have not said hello are at most --max-unauthenticated per port
+    (each may read up to a 64 KB hello): beyond, the oldest is closed."""
+    with HubThread(max_unauthenticated=5, hello_timeout=30) as h:
+        idle = [raw_ws(h.hub.in_port) for _ in range(12)]
+        codes = [read_close(s, timeout=3) for s in idle[:7]]
+        assert codes == [4104] * 7
+        assert h.call(lambda: len(h.hub._pending["kitchen"])) == 5
+        k, welcome = open_kitchen(h.in_uri, "real")
+        assert welcome["role"] == "kitchen"
+        for s in idle:
+            s.close()
+        k.close()
 
 
 def _relay_seconds(out_uri: str, in_uri: str, n: int, chefs: list[str]) -> float:
