@@ -34,11 +34,12 @@ MERGE_BYTES = 1 << 20    # a merged eater frame stops growing here (well under m
 class QueueBudget:
     """Bytes queued to all eaters together: ``used`` of ``limit``."""
 
-    __slots__ = ("limit", "used", "members", "on_full")
+    __slots__ = ("limit", "used", "members", "on_full", "released")
 
     def __init__(self, limit: int, on_full: Callable[["EaterConn"], None]) -> None:
         self.limit = limit
         self.used = 0
+        self.released = 0   # bytes freed by eaters that left, since the hub last trimmed
         self.members: set[EaterConn] = set()
         self.on_full = on_full   # an eater with the disconnect policy must go
 
@@ -190,6 +191,7 @@ class EaterConn:
     def release(self) -> None:
         """The eater is going: its queue no longer counts (and is freed)."""
         self.budget.used -= self.qbytes
+        self.budget.released += self.qbytes
         self.qbytes = 0
         self.queued = 0
         self.queue.clear()

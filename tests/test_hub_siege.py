@@ -204,10 +204,12 @@ def test_non_reading_eaters_stay_within_the_budget_and_are_closed(procs):
           f"fast eater got {len(got)}")
     assert len(got) == 60_000
     assert codes.count(4107) >= 50, codes
-    # The budget counts queue entries; sockets' buffers and the fast eater's merged frames
-    # come on top (before: 477 MB here, and nothing was ever closed).
-    assert growth < budget + 60, f"hub RSS grew {growth:.0f} MB (budget {budget} MB)"
-    assert after - peak.start_mb < budget + 20, f"{after:.0f} MB after the eaters left"
+    # The budget counts queue entries; sockets' buffers, the kitchen's messages being
+    # decoded and the fast eater's merged frames come on top (typically ~30 MB here, once
+    # 130 MB on a busy machine; before: 477 MB, and nothing was ever closed).
+    assert growth < budget + 100, f"hub RSS grew {growth:.0f} MB (budget {budget} MB)"
+    # ... and it goes back to the system once they are gone (before: kept for good).
+    assert after - peak.start_mb < 30, f"{after:.0f} MB after the eaters left"
     k.close()
     fast.close()
 
