@@ -92,7 +92,6 @@ class StatusReport:
             "total_dumplings_dropped": self.dumplings_dropped + sum(
                 e.missed_total for e in self.eaters.values()),
             "total_dumplings_invalid": self.dumplings_invalid,
-            "total_dumplings_unreplayable": self.replay.lost_total,
             "queue_bytes": self.budget.used,
             "queue_bytes_limit": self.budget.limit,
             "startup_buffer_bytes": self.replay.bytes,
@@ -176,10 +175,6 @@ class StatusReport:
         yield GaugeMetricFamily(p + "startup_buffer_bytes", "Bytes held for eaters coming "
                                 "back after a restart (--startup-grace)",
                                 value=self.replay.bytes)
-        yield CounterMetricFamily(p + "dumplings_unreplayable", "Dumplings accepted that a "
-                                  "returning eater could no longer be given (startup buffer "
-                                  "full or grace over); such eaters are told how many",
-                                  value=self.replay.lost_total)
         g = GaugeMetricFamily(p + "connections", "Open connections (with a valid hello)",
                               labels=["role"])
         g.add_metric(["kitchen"], len(self.kitchens))
