@@ -103,9 +103,11 @@ class DumplingEater:
         pass
 
     async def on_missed(self, notice: dict[str, Any]) -> None:
-        """The hub dropped dumplings meant for this eater (its queue was full): ``notice``
-        has ``missed`` (since the last notice) and ``missed_total``. Called whatever the
-        filters, so that loss is never silent; ``self.missed`` keeps the sum."""
+        """The hub dropped dumplings meant for this eater (its queue was full, or - with
+        ``notice["reason"] == "restart"`` - they reached a restarted hub while this eater
+        was away and could no longer be replayed): ``notice`` has ``missed`` (since the
+        last notice) and ``missed_total``. Called whatever the filters, so that loss is
+        never silent; ``self.missed`` keeps the sum."""
         if notice.get("reason") == "restart":
             log.warning("hub restarted: %s dumplings for eater %r arrived while it was away "
                         "and could not be replayed (%s missed in all)", notice.get("missed"),
