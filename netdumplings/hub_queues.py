@@ -47,12 +47,9 @@ class QueueBudget:
         return self.limit // max(1, len(self.members))
 
     def join(self, conn: "EaterConn") -> None:
-        """A new eater: the others' share shrinks, so queues above it are trimmed now."""
+        """A new eater. The others' share shrinks, but nobody loses anything until the
+        budget is actually full (every push checks it)."""
         self.members.add(conn)
-        share = self.share()
-        for other in list(self.members):
-            if other is not conn and other.qbytes > share:
-                self._trim(other, share)
 
     def leave(self, conn: "EaterConn") -> None:
         conn.release()

@@ -268,3 +268,50 @@ def test_unauthenticated_connections_are_capped():
         for s in idle:
             s.close()
         k.close()
+
+
+def test_the_budget_takes_from_the_queues_furthest_behind():
+    """How the shared budget decides (queue accounting alone, no sockets): a stalled eater
+    fills it; a fast eater with a burst below its fair share takes the room from the biggest
+    queue, which loses its oldest (counted); a queue above its share sheds its own; an eater
+    with the disconnect policy that must give room is closed instead; joining takes nothing
+    from anyone while there is room."""
+    from netdumplings.hub_queues import ENTRY_OVERHEAD, EaterConn, QueueBudget
+    from netdumplings.wire import EaterHello
+    one = 1000 + ENTRY_OVERHEAD
+    closed: list[EaterConn] = []
+    budget = QueueBudget(100 * one, closed.append)
+
+    def eater(name: str, **hello) -> EaterConn:
+        conn = EaterConn(None, EaterHello(eater_name=name, **hello), 100_000, {}, None,
+                         budget, name)
+        budget.join(conn)
+        return conn
+    frame = b"x" * 1000
+    stalled = eater("stalled")
+    for _ in range(100):
+        assert stalled.push(frame)
+    assert budget.used == 100 * one and stalled.missed_total == 0
+    fast = eater("fast")                       # share now 50 frames each
+    assert stalled.missed_total == 0           # joining took nothing
+    for _ in range(10):
+        assert fast.push(frame)
+    assert fast.queued == 10 and fast.missed_total == 0
+    assert stalled.queued == 50 and stalled.missed_total == 50   # trimmed to its share
+    for _ in range(200):
+        assert stalled.push(frame)             # above its share: sheds its own oldest
+    assert fast.queued == 10 and budget.used <= budget.limit
+    assert stalled.queued + stalled.missed_total == 300
+    # The disconnect policy: a quitter whose queue must give room is closed, not trimmed.
+    budget.leave(stalled)
+    quitter = eater("quitter", policy="disconnect")
+    while quitter.push(frame):                 # until it is over its share of a full budget
+        pass
+    assert quitter.qbytes > budget.share() and budget.used <= budget.limit
+    small = eater("small")
+    assert small.push(frame) and small.push(frame)   # (a first frame always goes in)
+    assert closed == [quitter] and quitter.queued == 0   # below its share: the biggest paid
+    assert budget.used <= budget.limit
+    for conn in (fast, quitter, small):
+        budget.leave(conn)
+    assert budget.used == 0 and not budget.members
