@@ -113,13 +113,15 @@ class EaterSide:
             return
         replay = self.replay
         mp = conn.msgpack
-        for data, binary, ct in replay.matching(conn.matches):
-            if binary != mp:
+        # A batch eater of the kitchen's encoding takes kept batches as they came.
+        whole = min(self.batch_max, conn.max_queue) if conn.batch else 0
+        for data, n, binary, ct in replay.matching(conn.matches, whole, mp):
+            if binary != mp:   # (one dumpling: whole batches only in the eater's encoding)
                 data = encode(decode(data), mp) or b""
                 if not data:
                     conn.drop(1)
                     continue
-            if not conn.push(data, ct):
+            if not conn.push(data, ct, n):
                 self._full(conn)
                 return
         # On a backplane an eater may resume on another hub that was running all along:

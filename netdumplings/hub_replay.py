@@ -93,22 +93,27 @@ class StartupReplay:
         self.entries.clear()
         self.bytes = 0
 
-    def matching(self, matches: Callable[[str, str | None, str], bool]
-                 ) -> Iterator[tuple[bytes, bool, float | None]]:
-        """The held dumplings a subscription wants, oldest first, one at a time: (bytes in
-        the kitchen's encoding, msgpack?, creation_time)."""
+    def matching(self, matches: Callable[[str, str | None, str], bool], whole: int = 0,
+                 mp: bool = False) -> Iterator[tuple[bytes, int, bool, float | None]]:
+        """The held dumplings a subscription wants, oldest first: (bytes in the kitchen's
+        encoding, dumplings in them, msgpack?, creation_time of the first). One dumpling at
+        a time, except that a kitchen's batch in encoding ``mp``, wanted whole and of at
+        most ``whole`` dumplings, comes as it came (for a batch eater: no decoding)."""
         for keys, data, binary, cts in self.entries:
             if len(keys) == 1 and not _array(data, binary):
                 if matches(*keys[0]):
-                    yield data, binary, cts[0]
+                    yield data, 1, binary, cts[0]
                 continue
             wanted = [i for i, key in enumerate(keys) if matches(*key)]
             if not wanted:
                 continue
+            if len(wanted) == len(keys) <= whole and binary == mp:
+                yield (data if binary else data.strip()), len(keys), binary, cts[0]
+                continue
             objs = (msgpack.unpackb(data, raw=False, strict_map_key=False) if binary
                     else orjson.loads(data))
             for i in wanted:
-                yield (msgpack.packb(objs[i]) if binary else orjson.dumps(objs[i])), \
+                yield (msgpack.packb(objs[i]) if binary else orjson.dumps(objs[i])), 1, \
                     binary, cts[i]
 
     def lost_for(self, matches: Callable[[str, str | None, str], bool]) -> int:

@@ -98,8 +98,12 @@ def test_startup_replay_and_restart_notice():
         back, _ = open_eater(h.out_uri, "back", resume="old-hub", chefs=["A"],
                              encoding="msgpack")
         new, _ = open_eater(h.out_uri, "new")
+        whole, _ = open_eater(h.out_uri, "whole", resume="old-hub", batch=True)
         got = recv_dumplings(back, 51, decode=msgpack.unpackb)
         assert [d["metadata"]["sequence"] for d in got] == list(range(1, 102, 2))
+        got = recv_dumplings(whole, 101)   # the kitchen's batch as it came, then the single
+        assert [d["metadata"]["sequence"] for d in got] == list(range(1, 102))
+        whole.close()
         assert recv_dumplings(new, 1, timeout=0.5) == []
         time.sleep(1.6)   # the grace is over
         k.send(orjson.dumps([dumpling(i, chef="A" if i % 2 else "B")
