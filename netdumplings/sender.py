@@ -30,7 +30,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .wire import PROTOCOL, msgpack_array, ws_uri
+from . import logredact
+from .wire import CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, PROTOCOL, msgpack_array, ws_uri
 
 log = logging.getLogger("netdumplings.sender")
 
@@ -197,6 +198,9 @@ class HubSender:
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
         self._stopping = False
+        #: why the hub refused this kitchen for good (wrong token, invalid hello): the
+        #: sender has stopped, since retrying cannot help; None while all is well
+        self.refused: str | None = None
         self._thread = threading.Thread(target=self._run, name="hub-sender", daemon=True)
 
     def start(self) -> None:
@@ -246,6 +250,7 @@ class HubSender:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        logredact.install("websockets.client")
         delay = 0.2
         warned = False
         while not self._stopping:
@@ -253,17 +258,21 @@ class HubSender:
                 async with connect(self.uri, ssl=self.ssl, max_size=None, compression=None,
                                    open_timeout=5, ping_interval=20) as ws:
                     self.connects += 1
+                    batch, ack, binary = await self._handshake(ws)
+                    # Only a hello the hub took resets the backoff: one refused (1008,
+                    # 4105) right after connecting must not make us retry at once.
                     delay = 0.2
                     if warned:
                         log.warning("reconnected to the hub at %s", self.uri)
                     warned = False
-                    batch, ack, binary = await self._handshake(ws)
                     self.connected.set()
                     await self._pump(ws, batch, ack, binary)
             except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError,
                     InvalidURI) as exc:
                 self.connected.clear()
                 if self._stopping:
+                    break
+                if self._refused_for_good(exc):
                     break
                 if not warned:
                     log.warning("hub at %s not reachable (%s); retrying with backoff, "
@@ -272,6 +281,21 @@ class HubSender:
                     warned = True
                 await self._sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.backoff_max)
+
+    def _refused_for_good(self, exc: BaseException) -> bool:
+        """1008 (wrong or missing token) or 4103 (invalid hello): say so and stop."""
+        rcvd = getattr(exc, "rcvd", None)
+        code = rcvd.code if rcvd is not None else None
+        if code not in (CLOSE_POLICY, CLOSE_BAD_HELLO):
+            return False
+        if code == CLOSE_POLICY:
+            what = ("the kitchen token was refused (wrong or missing): check --token-file / "
+                    "$ND_KITCHEN_TOKEN against the hub's kitchen token")
+        else:
+            what = f"the hello was refused: {rcvd.reason or CLOSE_REASONS[code]}"
+        self.refused = f"hub at {self.uri} refused this kitchen (close code {code}): {what}"
+        log.error("%s; not retrying", self.refused)
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         try:
