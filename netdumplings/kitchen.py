@@ -261,6 +261,12 @@ class Kitchen:
                 log.error("%s: chef %s: further errors are counted, not logged",
                           self.name, chef.name)
 
+    def record_chef_error(self, chef: DumplingChef, what: str,
+                          exc: BaseException | None = None) -> None:
+        """An error ``chef`` caught itself (``DumplingChef.report_error``): counted and
+        logged like one its handler raised."""
+        self._chef_error(chef, what, exc)
+
     @property
     def chef_errors(self) -> dict[str, int]:
         return dict(self._errors_by_chef)
