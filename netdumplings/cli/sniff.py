@@ -294,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tee = _Tee(dumper, args.write) if dumper is not None else None
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
+
+    def stopping() -> bool:
+        # A hub that refused this kitchen for good (wrong token, invalid hello) will refuse
+        # it again: cooking on for nobody would only fill the outbox.
+        return stop.is_set() or (sender is not None and sender.refused is not None)
     started = time.monotonic()
     error: str | None = None
     source: Any = None
@@ -305,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
                 progress = _progress(source, kitchen, started)
-            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set,
+            kitchen.run(_packets(source, tee, args.count), stop=stopping,
                         progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
@@ -315,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.filter, ",".join(names))
             if sender is not None:
                 sender.start()  # only now: the hub sees the kitchen once it is capturing
-            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set, live=True)
+            kitchen.run(_packets(source, tee, args.count), stop=stopping, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -336,9 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the chefs finish: what they made so far goes
         interrupted = True
         exit_on_second_interrupt(PROG, lambda: len(sender.outbox) if sender else 0)
-    if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub,
-                                               interrupted=interrupted or stop.is_set()):
+    refused = sender is not None and sender.refused is not None
+    if refused:
+        print(f"{PROG}: error: {sender.refused}; capture stopped", file=sys.stderr)
         code = 1
+    elif sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub,
+                                                 interrupted=interrupted or stop.is_set()):
+        code = 1
+    if refused:
+        sender.close(timeout=0, join=0.2)
     elapsed = time.monotonic() - started
     st = kitchen.stats
     live = ""
