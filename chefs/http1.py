@@ -1052,6 +1052,9 @@ class Http1Chef(StreamChef):
                 if ev.kind == "not_http1":
                     self.logger.debug("%s: %s", flow.label(), ev.message)
                     continue
+                if ev.kind == "internal_error":   # a decoder bug, not bad input: count it
+                    self.report_error(f"{flow.label(ev.direction)}: decoder failed: "
+                                      f"{ev.message}")
                 self.logger.info("%s: %s: %s", flow.label(ev.direction), ev.kind, ev.message)
                 yield self._problem_payload(flow, ev)
             else:

@@ -25,7 +25,6 @@ headers, trailers, DATA sizes, reset, latency), optional per-frame dumplings
 from __future__ import annotations
 
 import base64
-import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Protocol
@@ -39,8 +38,6 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, 
 from pydantic import Field
 
 from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
-
-log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 C2S = Direction.CLIENT_TO_SERVER
@@ -282,6 +279,8 @@ class Http2Decoder:
         self.streams_completed = 0
         self.streams_incomplete = 0
         self.errors = 0
+        #: exceptions the decoder's own safety net caught (bugs, not bad input)
+        self.internal_errors: list[Exception] = []
         self._highest_stream = 0
         # Streams recently ended by RST_STREAM. The peer may have sent frames before it
         # saw the reset (RFC 9113 5.4.2, 6.4): grpcio's server sends its trailers after
@@ -312,7 +311,7 @@ class Http2Decoder:
         try:
             self._run(direction, side, timestamp)
         except Exception as exc:  # a decoder bug must not take the kitchen down
-            log.exception("HTTP/2 decoder failed")
+            self.internal_errors.append(exc)   # the chef shell reports it as a chef error
             self._stop(direction, timestamp, f"internal decoder error: {type(exc).__name__}: {exc}")
         return self._take()
 
@@ -959,9 +958,11 @@ class Http2Chef(StreamChef):
         try:
             events = step(decoder)
         except Exception as exc:  # never let bad input escape the chef
-            self.logger.exception("decoder failed on %r", flow)
+            self.report_error(f"decoder failed on {flow!r}", exc)
             decoder.stopped = decoder.stopped or f"internal error: {exc}"
             events = [DecodeError(None, self.now, f"internal error: {type(exc).__name__}", True)]
+        while decoder.internal_errors:
+            self.report_error(f"decoder failed on {flow!r}", decoder.internal_errors.pop(0))
         for event in events:
             try:
                 payload = self.event_payload(flow, decoder, event)

@@ -777,7 +777,7 @@ class ZmtpChef(StreamChef):
     # -- events to payloads ----------------------------------------------------------------
 
     def _crashed(self, decoder: ZmtpDecoder, exc: Exception) -> DecodeError:
-        self.logger.exception("ZMTP decoder failed; direction stopped")
+        self.report_error("ZMTP decoder failed; direction stopped", exc)
         decoder._state = _S_STOPPED
         decoder.errors += 1
         return DecodeError(f"decoder error {type(exc).__name__}: {exc}", True)

@@ -41,10 +41,12 @@ def render_details(status: dict[str, Any]) -> str:
 
 class HubDetailsEater(DumplingEater):
     def __init__(self, *, follow: bool = False, out: TextIO | None = None,
-                 **kwargs: Any) -> None:
+                 color: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("chef_filter", [STATUS_CHEF])
         super().__init__(**kwargs)
         self.follow = follow
+        #: Bold each kitchen's and eater's first line (0.5's --color).
+        self.color = color
         self.out = out or sys.stdout
 
     async def on_dumpling(self, dumpling: dict[str, Any]) -> None:
@@ -52,7 +54,11 @@ class HubDetailsEater(DumplingEater):
             return
         text = render_details(dumpling.get("payload") or {})
         # what kitchens and eaters said in their hellos: no escape sequences
-        self.out.write(terminal_safe_lines(text) + "\n")
+        text = terminal_safe_lines(text)
+        if self.color:
+            text = "\n".join(f"\x1b[1m{line}\x1b[0m" if line.startswith("- ") else line
+                             for line in text.split("\n"))
+        self.out.write(text + "\n")
         self.out.flush()
         if not self.follow:
             self.stop()

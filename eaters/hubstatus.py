@@ -78,10 +78,14 @@ class HubStatusEater(DumplingEater):
 
     STALE = 30.0   # seconds without a status before a hub is shown as stale, 3x as long: gone
 
-    def __init__(self, *, once: bool = False, out: TextIO | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, once: bool = False, out: TextIO | None = None, color: bool = False,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("chef_filter", [STATUS_CHEF])
         super().__init__(**kwargs)
         self.once = once
+        #: Bold headings (each hub's first line, the kitchens/eaters counts), as 0.5's
+        #: --color bolded its figures.
+        self.color = color
         self.out = out or sys.stdout
         self._last: tuple[float, int, int] | None = None
         # hub id -> (status, rates, seen at, (t, in, out) for the next rate)
@@ -126,7 +130,11 @@ class HubStatusEater(DumplingEater):
         if self.out.isatty() and not self.once:
             self.out.write("\x1b[H\x1b[2J")
         # names, interfaces and filters come from peers' hellos: no escape sequences
-        self.out.write(terminal_safe_lines(text) + "\n")
+        text = terminal_safe_lines(text)
+        if self.color:
+            text = "\n".join(f"\x1b[1m{line}\x1b[0m" if line and not line.startswith(" ")
+                             else line for line in text.split("\n"))
+        self.out.write(text + "\n")
         self.out.flush()
         if self.once:
             self.stop()

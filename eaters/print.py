@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from netdumplings.wire import STATUS_CHEF
+
 from netdumplings.eater import DumplingEater
 
 _COLORS = {"time": "\x1b[2m", "chef": "\x1b[36m", "kitchen": "\x1b[33m",
@@ -185,14 +187,32 @@ def pretty(dumpling: dict[str, Any], *, payload: bool = True, color: bool = Fals
     return head + "\n" + "\n".join("    " + line for line in text.splitlines())
 
 
+def status_line(dumpling: dict[str, Any], *, color: bool = False) -> str:
+    """A hub status dumpling as one line: the figures nd-hubstatus leads with."""
+    from netdumplings.eaters.hubstatus import _duration
+    st = dumpling.get("payload") or {}
+    if not isinstance(st, dict):
+        st = {}
+    head = pretty(dumpling, payload=False, color=color)
+    dropped = st.get("total_dumplings_dropped") or 0
+    return (f"{head}  hub up {_duration(st.get('server_uptime') or 0)}, "
+            f"{st.get('dumpling_kitchen_count', 0)} kitchens, "
+            f"{st.get('dumpling_eater_count', 0)} eaters, dumplings in "
+            f"{st.get('total_dumplings_in', 0)} out {st.get('total_dumplings_out', 0)}"
+            + (f" dropped {dropped}" if dropped else "") + " (nd-hubstatus for more)")
+
+
 class Printer:
     """Turns dumplings into output lines (shared by nd-print and nd-sniff --print)."""
 
     def __init__(self, *, mode: str = "pretty", fmt: str | None = None, payload: bool = True,
                  color: bool = False, packet_dumplings: bool = True,
                  interval_dumplings: bool = True, out: TextIO | None = None,
-                 prog: str = "nd-print") -> None:
+                 prog: str = "nd-print", hub_status: str = "full") -> None:
         self.mode = "format" if fmt else mode
+        #: The hub's own status dumplings (every few seconds, 40 lines each when pretty):
+        #: "full" as any dumpling, "line" one summary line, "off" not shown.
+        self.hub_status = hub_status
         self.fmt = fmt
         self.payload = payload
         self.color = color
@@ -204,7 +224,10 @@ class Printer:
         self.prog = prog
 
     def wants(self, dumpling: dict[str, Any]) -> bool:
-        driver = (dumpling.get("metadata") or {}).get("driver")
+        md = dumpling.get("metadata") or {}
+        if self.hub_status == "off" and md.get("chef") == STATUS_CHEF:
+            return False
+        driver = md.get("driver")
         if driver == "packet" and not self.packet_dumplings:
             return False
         if driver == "interval" and not self.interval_dumplings:
@@ -216,6 +239,9 @@ class Printer:
             return (raw or orjson.dumps(dumpling, option=orjson.OPT_NON_STR_KEYS)).decode()
         if self.mode == "format":
             return format_dumpling(dumpling, self.fmt or "")
+        if self.hub_status == "line" and (dumpling.get("metadata") or {}).get("chef") == \
+                STATUS_CHEF:
+            return status_line(dumpling, color=self.color)
         return pretty(dumpling, payload=self.payload, color=self.color)
 
     def print(self, dumpling: dict[str, Any], raw: bytes | None = None) -> bool:
@@ -272,5 +298,8 @@ class PrintEater(DumplingEater):
             what = f"cannot reach the hub at {self.hub_ws}"
         else:
             what = "connection to the hub lost"
+        from netdumplings.cli.hints import refused_hint
+        hint = refused_hint(self.hub_ws, exc) if self.websocket is None else ""
         print(f"nd-print: {what} ({exc or type(exc).__name__})"
-              + ("; reconnecting" if self.reconnect else ""), file=sys.stderr)
+              + ("; reconnecting" if self.reconnect else "")
+              + (f"\nnd-print: {hint}" if hint else ""), file=sys.stderr)

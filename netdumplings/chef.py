@@ -269,6 +269,17 @@ class DumplingChef:
         raise NotImplementedError(f"{self.name} has shard = 'merge' but no "
                                   f"merge_worker_states()")
 
+    def report_error(self, what: str, exc: BaseException | None = None) -> None:
+        """Count an error the chef caught itself (a decoder's safety net) as the kitchen
+        counts an exception a handler raised: in ``chef_errors``, ``-v`` and the exit
+        summary. A chef that keeps going after a bug must not end with "0 chef errors"."""
+        record = getattr(self.kitchen, "record_chef_error", None)
+        if record is not None:
+            record(self, what, exc)
+        else:
+            self.logger.error("%s%s", what, f": {type(exc).__name__}: {exc}" if exc else "",
+                              exc_info=exc)
+
     # -- what the kitchen asks of a chef -------------------------------------------------
 
     @classmethod

@@ -25,6 +25,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from . import logredact
 from .compat.dumpling import DumplingDict
 from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
                    PROTOCOL, parse_hub_address, ws_uri)
@@ -82,6 +83,9 @@ class DumplingEater:
         self.received = 0
         self.missed = 0
         self.websocket: Any = None
+        #: the hub instance of our last welcome: sent back as "resume" when reconnecting,
+        #: so a restarted hub replays what it got meanwhile or says how many were missed
+        self.hub_instance: str | None = None
         self._stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -101,9 +105,16 @@ class DumplingEater:
         pass
 
     async def on_missed(self, notice: dict[str, Any]) -> None:
-        """The hub dropped dumplings meant for this eater (its queue was full): ``notice``
-        has ``missed`` (since the last notice) and ``missed_total``. Called whatever the
-        filters, so that loss is never silent; ``self.missed`` keeps the sum."""
+        """The hub dropped dumplings meant for this eater (its queue was full, or - with
+        ``notice["reason"] == "restart"`` - they reached a restarted hub while this eater
+        was away and could no longer be replayed): ``notice`` has ``missed`` (since the
+        last notice) and ``missed_total``. Called whatever the filters, so that loss is
+        never silent; ``self.missed`` keeps the sum."""
+        if notice.get("reason") == "restart":
+            log.warning("hub restarted: %s dumplings for eater %r arrived while it was away "
+                        "and could not be replayed (%s missed in all)", notice.get("missed"),
+                        self.name, notice.get("missed_total"))
+            return
         log.warning("hub dropped %s dumplings for eater %r (its queue was full; %s in all)",
                     notice.get("missed"), self.name, notice.get("missed_total"))
 
@@ -124,6 +135,8 @@ class DumplingEater:
             hello["queue_size"] = self.queue_size
         if self.encoding != "json":
             hello["encoding"] = self.encoding
+        if self.hub_instance is not None:
+            hello["resume"] = self.hub_instance
         return hello
 
     def stop(self) -> None:
@@ -146,6 +159,7 @@ class DumplingEater:
     async def eat(self, dumpling_count: int | None = None) -> None:
         """Receive dumplings until ``dumpling_count`` have been handled (None: forever)."""
         self._loop = asyncio.get_running_loop()
+        logredact.install("websockets.client")
         delay = 0.2
         while not self._stop:
             try:
@@ -193,6 +207,8 @@ class DumplingEater:
                     continue
                 md = item.get("metadata")
                 if not isinstance(md, dict):
+                    if item.get("welcome") and isinstance(item.get("instance"), str):
+                        self.hub_instance = item["instance"][:64]
                     continue  # the hub's welcome, or not a dumpling
                 chef = md.get("chef")
                 if chef == NOTICE_CHEF:

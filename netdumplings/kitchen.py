@@ -9,6 +9,7 @@ hub sender's outbox, or the offline API's list.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import logging
@@ -139,6 +140,10 @@ class Kitchen:
         self._errors_by_chef: dict[str, int] = {}
         self._defrag_warned = False
         self.dumplings_by_chef: dict[str, int] = {}
+        #: Flows opened per (transport, server port), and flows each flow chef followed:
+        #: nd-sniff names the busiest ports a chef that followed nothing did not follow.
+        self.flows_by_port: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.flows_followed: collections.Counter[str] = collections.Counter()
         chef_options = chef_options or {}
         for chef in chefs:
             if isinstance(chef, type):
@@ -255,6 +260,12 @@ class Kitchen:
             if n == ERRORS_LOGGED:
                 log.error("%s: chef %s: further errors are counted, not logged",
                           self.name, chef.name)
+
+    def record_chef_error(self, chef: DumplingChef, what: str,
+                          exc: BaseException | None = None) -> None:
+        """An error ``chef`` caught itself (``DumplingChef.report_error``): counted and
+        logged like one its handler raised."""
+        self._chef_error(chef, what, exc)
 
     @property
     def chef_errors(self) -> dict[str, int]:
@@ -472,9 +483,11 @@ class Kitchen:
     def _open(self, flow: Flow) -> None:
         port = flow.server[1]
         t = flow.transport
+        self.flows_by_port[(t, port)] += 1
         for chef in self.flow_chefs:
             if t in chef.transports and (port in chef.ports or chef.all_flows):
                 flow.chefs.append(chef)
+                self.flows_followed[chef.name] += 1
                 self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, flow.first_seen)
         if not self._detectors[t]:
             flow.detect_tries = DETECT_TRIES
@@ -507,6 +520,7 @@ class Kitchen:
                     wanted = False
                 if wanted:
                     flow.chefs.append(chef)
+                    self.flows_followed[chef.name] += 1
                     self._call(chef, chef.on_open, (flow,), DRIVER_PACKET, ts)
             if flow.detect_tries >= DETECT_TRIES and flow.tcp is not None and \
                     not any(c.wants_data for c in flow.chefs):

@@ -30,7 +30,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .wire import PROTOCOL, msgpack_array, ws_uri
+from . import logredact
+from .wire import CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, PROTOCOL, msgpack_array, ws_uri
 
 log = logging.getLogger("netdumplings.sender")
 
@@ -197,6 +198,9 @@ class HubSender:
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
         self._stopping = False
+        #: why the hub refused this kitchen for good (wrong token, invalid hello): the
+        #: sender has stopped, since retrying cannot help; None while all is well
+        self.refused: str | None = None
         self._thread = threading.Thread(target=self._run, name="hub-sender", daemon=True)
 
     def start(self) -> None:
@@ -218,8 +222,11 @@ class HubSender:
         if self._wake is not None:
             self._wake.set()
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent."""
+    def close(self, timeout: float = 10.0, join: float = 3.0) -> bool:
+        """Flush what is in the outbox (up to ``timeout`` s) and stop. True if all sent.
+
+        ``join``: how long to wait for the sender thread to end (it may be in the middle
+        of a connection attempt; it is a daemon thread, so exiting without it is safe)."""
         deadline = time.monotonic() + timeout
         while len(self.outbox) and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
@@ -231,7 +238,8 @@ class HubSender:
                 loop.call_soon_threadsafe(self._set_wake)
             except RuntimeError:
                 pass
-        self._thread.join(timeout=3)
+        if self._thread.is_alive():
+            self._thread.join(timeout=join)
         return flushed
 
     # -- the sender thread --------------------------------------------------------------
@@ -242,6 +250,7 @@ class HubSender:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        logredact.install("websockets.client")
         delay = 0.2
         warned = False
         while not self._stopping:
@@ -249,11 +258,13 @@ class HubSender:
                 async with connect(self.uri, ssl=self.ssl, max_size=None, compression=None,
                                    open_timeout=5, ping_interval=20) as ws:
                     self.connects += 1
+                    batch, ack, binary = await self._handshake(ws)
+                    # Only a hello the hub took resets the backoff: one refused (1008,
+                    # 4105) right after connecting must not make us retry at once.
                     delay = 0.2
                     if warned:
                         log.warning("reconnected to the hub at %s", self.uri)
                     warned = False
-                    batch, ack, binary = await self._handshake(ws)
                     self.connected.set()
                     await self._pump(ws, batch, ack, binary)
             except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError,
@@ -261,13 +272,30 @@ class HubSender:
                 self.connected.clear()
                 if self._stopping:
                     break
+                if self._refused_for_good(exc):
+                    break
                 if not warned:
                     log.warning("hub at %s not reachable (%s); retrying with backoff, "
-                                "holding dumplings in the outbox (%d MB)", self.uri,
-                                _why(exc), self.outbox.max_bytes >> 20)
+                                "holding dumplings in the outbox (%d MB)%s", self.uri,
+                                _why(exc), self.outbox.max_bytes >> 20, _where(exc))
                     warned = True
                 await self._sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.backoff_max)
+
+    def _refused_for_good(self, exc: BaseException) -> bool:
+        """1008 (wrong or missing token) or 4103 (invalid hello): say so and stop."""
+        rcvd = getattr(exc, "rcvd", None)
+        code = rcvd.code if rcvd is not None else None
+        if code not in (CLOSE_POLICY, CLOSE_BAD_HELLO):
+            return False
+        if code == CLOSE_POLICY:
+            what = ("the kitchen token was refused (wrong or missing): check --token-file / "
+                    "$ND_KITCHEN_TOKEN against the hub's kitchen token")
+        else:
+            what = f"the hello was refused: {rcvd.reason or CLOSE_REASONS[code]}"
+        self.refused = f"hub at {self.uri} refused this kitchen (close code {code}): {what}"
+        log.error("%s; not retrying", self.refused)
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -390,3 +418,12 @@ def _pack(data: bytes) -> bytes:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """For a refused connection, where to look (the usual first mistake is a port)."""
+    if isinstance(exc, ConnectionRefusedError) or "Errno 111" in str(exc):
+        return (". Nothing accepts connections there: is nd-hub running, and is this its "
+                "in-port (kitchens connect to the in-port, 11347 unless nd-hub -i says "
+                "otherwise; eaters to the out-port)?")
+    return ""

@@ -145,12 +145,14 @@ class ShardedKitchen:
         self.reader = Kitchen(name, reader_classes, sink=emit, chef_options={
             k: v for k, v in chef_options.items() if any(c.__name__ == k for c in reader_classes)},
             **common)
-        # One more instance of each "merge" chef: it gets no packets, only merged totals.
-        merge_classes = [c for c, m in modes.items() if m == MERGE]
-        self.merger = Kitchen(name, merge_classes, sink=emit, chef_options={
-            k: v for k, v in chef_options.items() if any(c.__name__ == k for c in merge_classes)},
-            poke_interval=poke_interval, decapsulate=decapsulate)
+        # One more instance of each worker chef, here: the "merge" ones get no packets, only
+        # merged totals; the others are only asked what they are (``chefs``).
         self.worker_classes = [c for c, m in modes.items() if m != READER]
+        self.merger = Kitchen(name, self.worker_classes, sink=emit, chef_options={
+            k: v for k, v in chef_options.items()
+            if any(c.__name__ == k for c in self.worker_classes)},
+            poke_interval=poke_interval, decapsulate=decapsulate)
+        self._merge_chefs = [c for c in self.merger.chefs if modes[type(c)] == MERGE]
         self._worker_args = dict(name=name, classes=self.worker_classes,
                                  chef_options={k: v for k, v in chef_options.items()
                                                if any(c.__name__ == k
@@ -289,7 +291,7 @@ class ShardedKitchen:
         now = self._poke_times.pop(poke, None)
         merger = self.merger
         merger.now = now
-        for chef in merger.interval_chefs:
+        for chef in self._merge_chefs:
             try:
                 chef.merge_worker_states([got[w][chef.name] for w in range(self.n)])
             except Exception as exc:

@@ -85,8 +85,46 @@ def render(commands: dict[str, str]) -> dict[str, str]:
         "Every command has `--help` and `--version`; these pages are that help, generated "
         "from the commands themselves (`python scripts/gen_cli_docs.py`), and the docs test "
         "fails when they differ from the current code.\n\n"
-        "| command | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n")
+        "| command | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n\n"
+        + FLAGS_INTRO + flags_table() + "\n")
     return pages
+
+
+FLAGS_INTRO = """\
+## Short flags
+
+A short flag means the same thing in every command: tcpdump's meaning where tcpdump has
+the same thing (`-i`, `-r`, `-w`, `-s`, `-D`, `-F`, `-c N`, and the filter as a trailing
+expression: `nd-sniff -i eth0 port 53`), netdumplings 0.5's where 0.5 had the letter and
+tcpdump's meaning has nothing to act on here (`-n`, `-f`, `-p`, `-m`, `-l`, `-k`, `-a`,
+`-c CHEF`): scripts written for 0.5 keep working. Two exceptions, both kept on purpose:
+
+- `-h` is help in every command. 0.5 used `-h` for `--hub`, which is long-only now: `-h`
+  as help is what every other tool (tcpdump included) does. A 0.5 script's `-h HOST:PORT`
+  is not taken for help (which would print it and exit 0 without running anything): it
+  is refused, naming `--hub HOST:PORT`.
+- `nd-hub` reads no packets and keeps 0.5's `-i`/`-o` (its two ports) and `-f` (status
+  frequency); `nd-hub -i eth0` says that `-i` is a port there and points to `-a`.
+
+tcpdump's `-n` and `-p` take no value; given that way to `nd-sniff` (`nd-sniff -n -i eth0`)
+they are refused with a line that says what the letter means here and why tcpdump's
+meaning is not needed (nothing resolves names, nothing turns promiscuous mode on).
+
+`-c` takes both habits: a number is a count (`nd-sniff -c 100`, as `tcpdump -c 100`),
+a name is a chef (`nd-sniff -c DNSLookupChef`, as in 0.5). A chef is a Python class name,
+which is never all digits; `--count` and `--chef` say it without the guess.
+
+Every flag of 0.5's `nd-sniff`, `nd-print`, `nd-hub`, `nd-hubstatus` and `nd-hubdetails`
+is accepted with 0.5's meaning, except `-h` (above). This table is read from the parsers
+(a cell names the long option the letter stands for; the docs test fails when it is stale):
+
+"""
+
+
+def flags_table() -> str:
+    sys.path.insert(0, str(ROOT))
+    from netdumplings.cli.flags import render
+    return render()
 
 
 def generate() -> tuple[dict[str, str], list[str]]:

@@ -20,6 +20,75 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.registry import resolve_chefs
 from netdumplings.sources import LiveSource
 
+# -- no process outlives the suite ---------------------------------------------------------
+# Every process the tests start inherits this mark in its environment (tests pass
+# {**os.environ, ...}), orphans included: at the end of the session any process that still
+# carries it was left behind by a test. The session then fails, naming them, and they are
+# ended so they do not linger on the machine either. (caproto's clients used to leave a
+# caproto-repeater running after every run.)
+SESSION_ENV = "ND_TEST_SESSION"
+os.environ[SESSION_ENV] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def processes_marked(mark: str) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes whose environment holds ND_TEST_SESSION=mark,
+    except this process and its ancestors (a pytest started by a test sets its own)."""
+    skip = {os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in skip:
+        skip.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    needle = f"{SESSION_ENV}={mark}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    continue  # exited, not yet reaped
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        found.append((int(entry), cmd))
+    return found
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if not os.path.isdir("/proc"):
+        return
+    mark = os.environ[SESSION_ENV]
+    deadline = time.monotonic() + 5.0   # fixtures' terminate() may still be taking effect
+    strays = processes_marked(mark)
+    while strays and time.monotonic() < deadline:
+        time.sleep(0.1)
+        strays = processes_marked(mark)
+    if not strays:
+        return
+    import signal
+    for pid, _ in strays:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    lines = [f"  pid {pid}: {cmd[:200]}" for pid, cmd in strays]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    text = (f"{len(strays)} process(es) started by the tests outlived them (now killed):\n"
+            + "\n".join(lines))
+    if reporter is not None:
+        reporter.write_sep("=", "processes left behind", red=True)
+        reporter.write_line(text)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
 VENV_BIN = Path(sys.executable).parent

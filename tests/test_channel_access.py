@@ -634,9 +634,24 @@ def caproto_ioc(tmp_path, monkeypatch):
     blocker.bind(("127.0.0.1", server_port))
     script = tmp_path / "ioc.py"
     script.write_text(IOC)
+    # caproto's clients spawn a caproto-repeater that runs forever unless one is already
+    # there: start it here, so it ends with the test instead of outliving the suite.
+    repeater = subprocess.Popen([sys.executable, "-m", "caproto.commandline.repeater",
+                                 "--quiet"], env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ioc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
     try:
+        from caproto.sync.repeater import RepeaterAlreadyRunning, check_for_running_repeater
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and repeater.poll() is None:
+            try:
+                check_for_running_repeater(("0.0.0.0", repeater_port)).close()
+            except RepeaterAlreadyRunning:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("caproto-repeater did not start")
         tcp_port = None
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(ioc.stdout.readline, "")),
@@ -653,11 +668,12 @@ def caproto_ioc(tmp_path, monkeypatch):
         assert tcp_port != server_port
         yield server_port, repeater_port, tcp_port
     finally:
-        ioc.terminate()
-        try:
-            ioc.wait(5)
-        except subprocess.TimeoutExpired:
-            ioc.kill()
+        for proc in (ioc, repeater):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         blocker.close()
 
 

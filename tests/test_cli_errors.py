@@ -180,3 +180,27 @@ def test_backplane_without_nats_py_fails_at_start(procs):
     assert rc == 2
     assert any("--backplane needs nats-py" in line for line in p.err), p.err
     _no_traceback(p)
+
+
+@needs_capture
+def test_kitchen_refused_by_the_hub_stops_capturing(procs, tmp_path):
+    """A wrong kitchen token is refused for good (1008): the sender stopped retrying, but
+    nd-sniff went on capturing live for nobody until Ctrl-C (issue 23, left over)."""
+    token = tmp_path / "kitchen.token"
+    token.write_text("right\n")
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("nope\n")
+    in_port, out_port = free_port(), free_port()
+    procs(nd_command("nd-hub") + ["--in-port", str(in_port), "--out-port", str(out_port),
+                                  "--metrics-port", "0", "--kitchen-token-file", str(token)])
+    wait_port(in_port)
+    started = time.monotonic()
+    rc, p = _run(procs, "nd-sniff", "-i", "lo", "-f", f"udp port {free_port()}",
+                 "-c", "PacketCountChef", "--hub", f"127.0.0.1:{in_port}",
+                 "--token-file", str(wrong), timeout=30)
+    assert rc == 1, p.err
+    assert time.monotonic() - started < 25
+    err = "\n".join(p.err)
+    assert "refused this kitchen (close code 1008)" in err and "capture stopped" in err, err
+    assert "token" in err
+    _no_traceback(p)

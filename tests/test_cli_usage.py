@@ -49,7 +49,7 @@ def test_bad_option_values(procs, args, message):
     ("nd-dump", "-w", "-", "--hub", "127.0.0.1:99999", "--no-reconnect"),
     ("nd-hubstatus", "--hub", "127.0.0.1:99999", "--once"),
     ("nd-cook", "--publish", "127.0.0.1:0"),
-    ("nd-web", "--hub", "127.0.0.1:99999", "-p", "0"),
+    ("nd-web", "--hub", "127.0.0.1:99999", "--port", "0"),
 ])
 def test_hub_port_out_of_range(procs, args):
     rc, p = _run(procs, *args, timeout=15)

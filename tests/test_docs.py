@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -255,6 +256,34 @@ def test_close_codes_documented() -> None:
             assert f"| {reason} |" in page, f"protocol.md: reason for {code} is not {reason!r}"
 
 
+def test_one_wire_protocol_page() -> None:
+    """docs/protocol.md is the wire protocol; nothing links to the page it replaced."""
+    assert not (DOCS / "wire-protocol.md").exists()
+    for page in [*DOCS.rglob("*.md"), ROOT / "README.md", ROOT / "mkdocs.yml"]:
+        assert "wire-protocol" not in page.read_text(encoding="utf-8"), page
+
+
+def test_docs_build_takes_the_nd_web_screenshot(tmp_path: Path, monkeypatch) -> None:
+    """The docs build's hook (scripts/docs_hooks.py, as mkdocs calls it after writing the
+    site) runs scripts/docs_screenshot.py: a real hub, nd-web and a replay, photographed by
+    Chromium into the site; the picture shows the dashboard with dumplings."""
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("Debian's chromium is not installed")
+    pytest.importorskip("playwright.sync_api")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "scripts" / "docs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    monkeypatch.delenv("ND_DOCS_SCREENSHOT", raising=False)
+    hooks.on_post_build({"site_dir": str(tmp_path)})
+    out = tmp_path / "img" / "nd-web.png"
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1280, 860)
+    assert len(data) > 40_000   # a drawn dashboard, not a blank page (those are ~5 KB)
+
+
 def test_diagram_is_plain_svg() -> None:
     svg = (DOCS / "img" / "pipeline.svg").read_text()
     root = ET.fromstring(svg)
@@ -270,18 +299,23 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     work = tmp_path / "src"
     shutil.copytree(DOCS, work / "docs")
     shutil.copy(ROOT / "mkdocs.yml", work / "mkdocs.yml")
+    (work / "scripts").mkdir()
+    for script in ("docs_hooks.py", "docs_screenshot.py"):
+        shutil.copy(ROOT / "scripts" / script, work / "scripts" / script)
     for script, sub in (("gen_cli_docs.py", "cli"), ("gen_chef_docs.py", "chefs")):
         done = run_script(f"scripts/{script}", "--out", str(work / "docs" / sub))
         assert done.returncode == 0, done.stderr
     site = tmp_path / "site"
+    # the screenshot has its own test (below): here the committed one is used
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
                            "-f", str(work / "mkdocs.yml"), "-d", str(site)],
-                          capture_output=True, text=True, timeout=300, env=env())
+                          capture_output=True, text=True, timeout=300,
+                          env={**env(), "ND_DOCS_SCREENSHOT": "0", "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
     for page in ("index.html", "quickstart.html", "concepts.html", "protocol.html",
                  "guide/packet-chef.html", "guide/stream-chef.html", "guide/python-eater.html",
                  "guide/other-languages.html", "cli/nd-sniff.html", "chefs/ZmtpChef.html",
-                 "deployment.html", "deployment-nats.html", "wire-protocol.html",
+                 "deployment.html", "deployment-nats.html",
                  "performance.html", "dumpling.schema.json", "img/pipeline.svg"):
         assert (site / page).is_file(), f"{page} missing from the built site"
     # Nothing is loaded from elsewhere: the site works offline.
@@ -291,3 +325,15 @@ def test_site_builds_strict(tmp_path: Path) -> None:
                               text)
         assert external == [], f"{html.relative_to(site)} loads {external}"
     assert "DNSLookupChef" in (site / "chefs" / "DNSLookupChef.html").read_text()
+    # Page titles read as names: a command is its name, never "Nd web" made from the file.
+    titles = {html.relative_to(site).as_posix():
+              re.search(r"<title>(.*?)</title>", html.read_text(encoding="utf-8")).group(1)
+              for html in site.rglob("*.html")}
+    for command in ("nd-sniff", "nd-web", "nd-hub", "nd-print", "nd-hubstatus"):
+        assert titles[f"cli/{command}.html"].startswith(f"{command} "), titles
+    assert titles["protocol.html"].startswith("Wire protocol")
+    assert not [p for p, title in titles.items() if re.match(r"(Nd|Cli|Chefs) ", title)]
+    # Material: highlighted code with a copy button; the screenshot is in the quick start.
+    quick = (site / "quickstart.html").read_text(encoding="utf-8")
+    assert "content.code.copy" in quick and 'class="highlight"' in quick
+    assert 'src="img/nd-web.png"' in quick and (site / "img" / "nd-web.png").is_file()

@@ -118,7 +118,9 @@ def test_hellos_and_names_are_bounded():
     kitchens' dumplings with 1 MB chef names took 300 MB (and /metrics as much)."""
     with HubThread() as h:
         big = "x" * MAX_HELLO_BYTES
-        assert refused(h.in_uri, kitchen_hello("fat", junk=big)) == 4103
+        # Both ports read nothing bigger than a hello before one is accepted (issue 23):
+        # refused at the frame header, unread.
+        assert refused(h.in_uri, kitchen_hello("fat", junk=big)) == 1009
         assert refused(h.out_uri, {"eater_name": "fat", "junk": big}) == 1009
         assert refused(h.in_uri, kitchen_hello("ok", junk="x" * 1000, protocol=PROTOCOL)) \
             is None

@@ -16,9 +16,42 @@ from .. import __version__
 from ..wire import parse_hub_address
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with netdumplings 0.5's ``-h HOST:PORT`` caught: ``-h`` is help in every
+    command, and a 0.5 script that gives it the hub would otherwise print the help and
+    exit 0 without running anything."""
+
+    #: Flags that take a value here but none in tcpdump: given as tcpdump's (no value),
+    #: the error says what the letter means here and why tcpdump's is not needed.
+    tcpdump_habits: dict[str, str] = {}
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        has_hub = any("--hub" in a.option_strings for a in self._actions)
+        for i, word in enumerate(argv):
+            if word == "--":
+                break
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if word == "-h" and has_hub and following and not following.startswith("-"):
+                self.error(f"-h is --help here; netdumplings 0.5's -h {following} (the hub) "
+                           f"is --hub {following}")
+            if word in self.tcpdump_habits and (following is None or (
+                    following.startswith("-") and not _is_number(following))):
+                self.error(self.tcpdump_habits[word])
+        return super().parse_known_args(args, namespace)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog, description=description, epilog=epilog,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s (netdumplings) {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="more log output on stderr (-vv for debug)")
@@ -62,18 +95,44 @@ def hub_address(prog: str, option: str, address: str, default_port: int
         fail(prog, f"{option}: {exc}", 2)
 
 
-def close_sender(prog: str, sender: Any, timeout: float, hub: str) -> bool:
-    """Give the hub up to ``timeout`` seconds for the last dumplings (Ctrl-C stops the
-    wait, and says so); False, with one error line, if some were not taken."""
+#: After Ctrl-C, the longest the kitchen waits for a connected hub to take the last
+#: dumplings (none at all for a hub that is not connected): Ctrl-C ends it within 2 s.
+INTERRUPT_FLUSH = 1.0
+
+
+def exit_on_second_interrupt(prog: str, undelivered: Callable[[], int]) -> None:
+    """From now on Ctrl-C ends the process at once (status 130), saying what it leaves."""
+
+    def now(signum: int, frame: Any) -> None:
+        n = undelivered()
+        os.write(2, (f"{prog}: interrupted again: exiting now"
+                     + (f"; {n} dumplings not delivered (held in memory only: lost)" if n
+                        else "") + "\n").encode())
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, now)
+
+
+def close_sender(prog: str, sender: Any, timeout: float, hub: str,
+                 interrupted: bool = False) -> bool:
+    """Give the hub up to ``timeout`` seconds for the last dumplings, False with one error
+    line if some were not taken. After an interrupt (``interrupted``, or Ctrl-C during the
+    wait) the wait is cut to ``INTERRUPT_FLUSH`` for a connected hub and to nothing for one
+    that is not, and a second Ctrl-C exits at once."""
+    late = f"within {timeout:g}s"
+    if interrupted:
+        exit_on_second_interrupt(prog, lambda: len(sender.outbox))
+        timeout = min(timeout, INTERRUPT_FLUSH if sender.connected.is_set() else 0.0)
+        late = "before the interrupt"
     try:
-        delivered = sender.close(timeout=timeout)
-        late = f"within {timeout:g}s"
+        delivered = sender.close(timeout=timeout, join=0.2 if interrupted else 3.0)
     except KeyboardInterrupt:
-        delivered = sender.close(timeout=0)
+        exit_on_second_interrupt(prog, lambda: len(sender.outbox))
+        delivered = sender.close(timeout=0, join=0.2)
         late = "before the interrupt"
     if not delivered:
         print(f"{prog}: error: the hub at {hub} did not take {len(sender.outbox)} dumplings "
-              f"{late}", file=sys.stderr)
+              f"{late} (they were held in memory only, and are lost)", file=sys.stderr)
     return delivered
 
 
@@ -127,12 +186,49 @@ def add_color_flags(p: argparse.ArgumentParser) -> None:
                    help="colour output (default: when stdout is a terminal)")
 
 
-def add_chef_args(p: argparse.ArgumentParser) -> None:
+class ChefOrCount(argparse.Action):
+    """``-c VALUE``: a number is tcpdump's packet count (``-c 100``), anything else a chef
+    name as in netdumplings 0.5 (``-c DNSLookupChef``). A chef is a Python class name,
+    which never is all digits, so the two cannot be mistaken for each other; ``--count``
+    and ``--chef`` say it without the guess."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, count: bool = True,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.count = count
+
+    def __call__(self, p: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        if value.isdigit():
+            if not self.count:
+                raise argparse.ArgumentError(self, f"{value!r} is a number, but this command "
+                                                   "has no packet count: -c names a chef")
+            try:
+                setattr(ns, "count", POSITIVE_INT(value))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentError(self, str(exc)) from None
+        else:
+            setattr(ns, "chef", [*(getattr(ns, "chef", None) or []), value])
+
+
+def add_chef_or_count(p: argparse.ArgumentParser, *, count: bool = True, what: str = "run"
+                      ) -> None:
+    """``-c``: N (as tcpdump -c) or CHEF (as netdumplings 0.5); see ``ChefOrCount``."""
+    p.add_argument("-c", action=ChefOrCount, count=count, dest="chef_or_count",
+                   metavar="N|CHEF" if count else "CHEF",
+                   help=(f"a number: stop after N (as --count, tcpdump's -c); a name: a chef to "
+                         f"{what} (as --chef, netdumplings 0.5's -c)") if count else
+                        f"a chef to {what} (as --chef)")
+
+
+def add_chef_args(p: argparse.ArgumentParser, *, count: bool = True) -> None:
     """--chef-module / --chef / --chef-option, as nd-sniff and nd-cook take them."""
     p.add_argument("-m", "--chef-module", action="append", default=[], metavar="MODULE",
                    help="dotted module name or path to a .py file with chefs (repeatable)")
-    p.add_argument("-c", "--chef", action="append", default=[], metavar="CHEF",
+    p.add_argument("--chef", action="append", default=[], metavar="CHEF",
                    help="chef class to run (repeatable; default: all of the modules)")
+    add_chef_or_count(p, count=count)
     p.add_argument("-o", "--chef-option", action="append", default=[], metavar="CHEF.KEY=VALUE",
                    help="set a chef option, e.g. FluentdForwardChef.ports=24224,24225")
 

@@ -27,6 +27,9 @@ published as kitchen "<kitchen-name>/K" to --publish (default: the --hub host's 
 11347). A source's open flows are closed (reason "end") when the hub stops listing it.
 Chef selection and --chef-option work as in nd-sniff. Tokens: $ND_EATER_TOKEN for the
 hub's out-port, $ND_KITCHEN_TOKEN for publishing.
+
+Short flags: as nd-sniff and netdumplings 0.5 -n, -m, -c CHEF, -o, -p; -k as nd-print.
+The table of every command's flags: docs/cli/index.md.
 """
 
 
@@ -45,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish every source's dumplings as plain --kitchen-name")
     p.add_argument("-k", "--from-kitchen", action="append", metavar="NAME",
                    help="only packets from this kitchen (repeatable; default: all)")
-    add_chef_args(p)
+    add_chef_args(p, count=False)
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="poke interval handlers every SECONDS of capture time (0: only when a "
                         "source ends; default: %(default)s)")

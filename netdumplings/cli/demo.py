@@ -9,6 +9,7 @@ printing and ends at once, with status 0.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -23,7 +24,7 @@ from ..registry import bundled_chefs
 from ..sender import HubSender
 from ..sources import CaptureError, PcapSource
 from ..wire import STATUS_CHEF
-from .common import add_color_flags, fail, parser, setup_logging
+from .common import add_chef_or_count, add_color_flags, fail, parser, setup_logging
 
 PROG = "nd-demo"
 
@@ -32,18 +33,46 @@ def demo_capture() -> str:
     return str(resources.files("netdumplings") / "data" / "demo.pcap")
 
 
-def main(argv: list[str] | None = None) -> int:
+#: Chef options the bundled capture needs: its Fluentd traffic was recorded on port 24230,
+#: not the default 24224. Said at the end of every run, with the nd-sniff command that
+#: decodes the same, so replaying the capture with nd-sniff hides nothing.
+DEMO_OPTIONS = {"FluentdForwardChef": {"ports": "24224,24230"}}
+
+
+def demo_options(names: list[str]) -> dict[str, dict[str, str]]:
+    return {chef: opts for chef, opts in DEMO_OPTIONS.items() if chef in names}
+
+
+def sniff_equivalent(capture: str, names: list[str], all_default: bool) -> str:
+    """The nd-sniff command that decodes ``capture`` as nd-demo just did."""
+    words = ["nd-sniff", "-r", capture, "-p", "0"]
+    if not all_default:
+        for name in names:
+            words += ["-c", name]
+    for chef, opts in demo_options(names).items():
+        words += ["-o", ",".join(f"{chef}.{k}={v}" for k, v in opts.items())]
+    return " ".join(words + ["--print"])
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Run hub + kitchen (replaying a bundled capture through the bundled chefs)"
-                     " + printer in one process, and print the dumplings.")
+                     " + printer in one process, and print the dumplings.",
+               "Short flags: -r as tcpdump, -c CHEF as nd-sniff (netdumplings 0.5).\n"
+               "The table of every command's flags: docs/cli/index.md.")
     p.add_argument("-r", "--read", default=None, metavar="FILE",
                    help="capture to replay (default: the bundled demo capture)")
-    p.add_argument("-c", "--chef", action="append", help="chef to run (default: all bundled, "
+    p.add_argument("--chef", action="append", help="chef to run (default: all bundled, "
                    "except opt-in ones)")
+    add_chef_or_count(p, count=False)
     p.add_argument("--json", action="store_true", help="print compact JSON lines")
     p.add_argument("--no-payload", dest="payload", action="store_false",
                    help="one line per dumpling, without payloads")
     add_color_flags(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args)
     from netdumplings.eaters.print import Printer
 
@@ -92,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "kitchen_name": "demo", "interface": f"file:{capture}", "filter": None,
         "chefs": names, "poke_interval": None})
     sender.start()
-    # The bundled capture's Fluentd traffic was recorded on port 24230, not the default 24224.
-    options = {"FluentdForwardChef": {"ports": "24224,24230"}} if not args.read and \
-        "FluentdForwardChef" in names else {}
+    options = demo_options(names) if not args.read else {}
     kitchen = Kitchen("demo", [chefs[n] for n in names], sink=lambda d, b: sender.put(b),
                       poke_interval=None, chef_options=options)
     started = time.monotonic()
@@ -126,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{PROG}: kitchen read {st.packets} packets from {capture} and made "
           f"{st.dumplings} dumplings; {received} in {time.monotonic() - started:.2f}s "
           f"({st.chef_errors} chef errors)", file=sys.stderr)
+    if not args.read:
+        print(f"{PROG}: the same with nd-sniff: "
+              f"{sniff_equivalent(capture, names, not args.chef)}", file=sys.stderr)
     if error:
         fail(PROG, error)
     if stdout_closed.is_set():

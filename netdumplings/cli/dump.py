@@ -24,6 +24,9 @@ once the current one holds MB million bytes (NAME, NAME1, NAME2 ...); -G SECONDS
 file spans SECONDS of capture time, with strftime patterns in NAME expanded from its first
 packet. A merged pcap file holds one link type: frames of another are skipped (counted);
 pcapng has no such limit.
+
+Short flags: as tcpdump -w, -c N, -C, -G; -k as nd-print (netdumplings 0.5).
+The table of every command's flags: docs/cli/index.md.
 """
 
 

@@ -20,7 +20,7 @@ EPILOG = f"""\
 Kitchens (nd-sniff) connect to ws://ADDRESS:IN_PORT, eaters (nd-print, nd-hubstatus, the
 web dashboard, your own) to ws://ADDRESS:OUT_PORT (wss:// with --certfile/--keyfile). The
 wire protocol is JSON (or msgpack) over WebSockets, compatible with netdumplings 0.5 (see
-docs/wire-protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
+docs/protocol.md). Every --status-freq seconds the hub sends a SystemStatusChef
 dumpling to all eaters.
 
 Tokens: with a kitchen (eater) token set, kitchens (eaters) must send it in their hello
@@ -30,17 +30,31 @@ to every user of the machine.
 
 Metrics: http://ADDRESS:{METRICS_PORT}/metrics (Prometheus) and /healthz by default;
 --metrics-port 0 turns them off.
+
+Short flags: as netdumplings 0.5 -a, -i, -o, -f (the hub reads no packets, so tcpdump's
+letters have nothing to mean here: 0.5's scripts keep working). -h is help. The table of
+every command's flags: docs/cli/index.md.
 """
+
+
+def _port(text: str) -> int:
+    """PORT, with a hint for an interface name given to -i as to nd-sniff."""
+    if text and not text.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: nd-hub's -i/-o are its ports (as in netdumplings 0.5); "
+            "to listen on one interface's address use -a ADDRESS")
+    return PORT(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "The netdumplings hub: takes dumplings from any number of kitchens and "
                      "sends them to any number of eaters.", EPILOG)
     p.add_argument("-a", "--address", default=DEFAULT_HOST,
-                   help="address to bind (default: %(default)s; 0.0.0.0 to expose)")
-    p.add_argument("-i", "--in-port", type=PORT, default=IN_PORT,
+                   help="address to bind (default: %(default)s: this host only; 0.0.0.0 or "
+                        "an address for other hosts, with tokens and TLS, see the epilog)")
+    p.add_argument("-i", "--in-port", type=_port, default=IN_PORT,
                    help="port for kitchens (default: %(default)s)")
-    p.add_argument("-o", "--out-port", type=PORT, default=OUT_PORT,
+    p.add_argument("-o", "--out-port", type=_port, default=OUT_PORT,
                    help="port for eaters (default: %(default)s)")
     p.add_argument("-f", "--status-freq", type=NON_NEGATIVE, default=5.0,
                    help="seconds between status dumplings; 0 = none, which leaves "
@@ -72,15 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="open kitchen connections allowed (default: %(default)s)")
     sec.add_argument("--max-eaters", type=POSITIVE_INT, default=1024,
                      help="open eater connections allowed (default: %(default)s)")
+    sec.add_argument("--max-unauthenticated", type=POSITIVE_INT, default=128, metavar="N",
+                     help="connections per port that have not said hello yet; a new one "
+                          "beyond N closes the oldest of them (4104). Nothing bigger than a "
+                          "64 KB hello is read before a hello is accepted "
+                          "(default: %(default)s)")
     sec.add_argument("--hello-timeout", type=POSITIVE, default=10.0,
                      help="seconds a new connection has to say hello (default: %(default)s)")
     sec.add_argument("--ping-interval", type=NON_NEGATIVE, default=20.0,
                      help="seconds between keepalive pings; a peer that does not answer "
                           "within as long again is closed; 0 = off (default: %(default)s)")
-    p.add_argument("--startup-grace", type=NON_NEGATIVE, default=0.0, metavar="SECONDS",
-                   help="after starting, hold kitchens' dumplings until an eater connects or "
-                        "SECONDS pass, so dumplings kitchens resend after a hub restart reach "
-                        "the returning eaters (default: %(default)s = off)")
+    p.add_argument("--startup-grace", type=NON_NEGATIVE, default=30.0, metavar="SECONDS",
+                   help="for SECONDS after starting, keep what kitchens send (they resend "
+                        "what a killed hub never acknowledged) and give it to every eater "
+                        "that connects, so eaters coming back after a restart lose nothing; "
+                        "what is still missed is counted and each returning eater told how "
+                        "many; 0 = off (default: %(default)s)")
+    p.add_argument("--startup-buffer-mb", type=NON_NEGATIVE, default=32.0, metavar="MB",
+                   help="at most this much kept during --startup-grace; the oldest beyond it "
+                        "is counted as missed (default: %(default)s)")
+    p.add_argument("--max-memory-mb", type=POSITIVE, default=256.0, metavar="MB",
+                   help="all eater queues together, in MB: when full, the eaters furthest "
+                        "behind lose their oldest dumplings first (or are disconnected, by "
+                        "their policy), so stalled eaters cannot grow the hub "
+                        "(default: %(default)s)")
+    p.add_argument("--write-timeout", type=NON_NEGATIVE, default=30.0, metavar="SECONDS",
+                   help="an eater that takes nothing for SECONDS while the hub has data for "
+                        "it is closed with code 4107 and its queue freed; 0 = never "
+                        "(default: %(default)s)")
     bp = p.add_argument_group("several hubs (NATS backplane, docs/deployment-nats.md)")
     bp.add_argument("--backplane", metavar="NATS_URL",
                     help="share dumplings with the other hubs on this NATS server "
@@ -146,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                   metrics_port=METRICS_PORT if args.metrics_port is None else
                   args.metrics_port or None, metrics_address=args.metrics_address,
                   metrics_optional=args.metrics_port is None, metrics_token=metrics_token,
-                  startup_grace=args.startup_grace, backplane=backplane)
+                  startup_grace=args.startup_grace,
+                  startup_buffer=int(args.startup_buffer_mb * (1 << 20)),
+                  max_memory=int(args.max_memory_mb * (1 << 20)),
+                  write_timeout=args.write_timeout or None,
+                  max_unauthenticated=args.max_unauthenticated, backplane=backplane)
     except (OSError, ValueError) as exc:  # unreadable/mismatched certificate or key
         fail(PROG, f"cannot load TLS certificate: {exc}", 2)
     _raise_open_files_limit(2 * (args.max_kitchens + args.max_eaters) + 64)

@@ -17,19 +17,21 @@ from ..pcapwriter import Dumper
 from ..registry import load_chefs
 from ..sources import CaptureError, LiveSource, PcapSource
 from ..wire import IN_PORT
+from .listings import chef_list, list_interfaces
+from .portcheck import blind_chefs, idle_chefs
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
-                     check_writable, close_sender, fail, hub_address, number, parser,
-                     secret, setup_logging)
+                     check_writable, close_sender, exit_on_second_interrupt, fail,
+                     hub_address, number, parser, secret, setup_logging)
 
 PROG = "nd-sniff"
 SNAPLEN = 262144
 EPILOG = """\
 examples:
-  nd-sniff -i lo -f "tcp port 24224" -c FluentdForwardChef          live, to the hub on 127.0.0.1:11347
+  nd-sniff -i lo tcp port 24224 -c FluentdForwardChef               live, to the hub on 127.0.0.1:11347
   nd-sniff -i eth0 -i eth1 -m mychefs.py --hub hub.example:11347    several interfaces, your chefs
   nd-sniff -r capture.pcap --print                                  a file, dumplings on stdout
-  nd-sniff -i eth0 -f "port 53" -w dns.pcapng                       cook, and keep the packets
-  nd-sniff -i eth0 -f "arp" --count 100 --print                     stop after 100 packets
+  nd-sniff -i eth0 -w dns.pcapng port 53                            cook, and keep the packets
+  nd-sniff -i eth0 -c 100 --print arp                               stop after 100 packets
   tcpdump -U -w - -i eth0 | nd-sniff -r - -m mychefs               a pcap stream on stdin
   nd-sniff -r ca.pcap -c ChannelAccessChef --print --format '{timestamp} {src}->{dst} {payload[command]}'
   nd-sniff -l                                                       list the chefs available
@@ -37,29 +39,50 @@ examples:
 
 Chefs: with no --chef, every chef of the --chef-module modules runs; with neither, the
 bundled chefs run (except opt-in ones such as TcpConnChef). Options for a chef:
---chef-option FluentdForwardChef.ports=24224,24225 (repeatable).
-Live capture needs root or CAP_NET_RAW. Tokens: $ND_KITCHEN_TOKEN or --token-file.
-With -v the summary at exit also says how long each chef took (the time it spent in its
-handlers): which chef to leave out when a live capture cannot keep up.
+-o FluentdForwardChef.ports=24224,24225 (repeatable). A chef you named whose ports the
+filter never passes is named at start, with the -o that fits, and at exit if it followed
+no flow (the bundled chefs with -v).
+Live capture needs root or CAP_NET_RAW (docs: quickstart). Tokens: $ND_KITCHEN_TOKEN or
+--token-file. With -v the summary at exit also says how long each chef took (the time it
+spent in its handlers): which chef to leave out when a live capture cannot keep up.
+Exit status: 0; 1 if the capture failed, dumplings were not delivered or a chef raised on
+everything it was given; 2 for a usage error.
+
+Short flags: as tcpdump -i -r -w -s -D -F, -c N and the filter expression; as netdumplings
+0.5 -n (kitchen name), -f (filter), -p (poke interval), -m, -l, -c CHEF. -h is help: 0.5's
+-h (the hub) is --hub. The table of every command's flags: docs/cli/index.md.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "A netdumplings kitchen: sniff packets (live, from a file, or from stdin),"
                      " run chefs over them, and send their dumplings to nd-hub.", EPILOG)
-    p.add_argument("-n", "--kitchen-name", default="default", help="name of this kitchen "
-                   "(default: %(default)s)")
+    p.add_argument("-n", "--kitchen-name", default="default", help="name of this kitchen, "
+                   "shown by the hub and in its dumplings (default: %(default)s)")
     p.add_argument("--hub", default=f"127.0.0.1:{IN_PORT}",
-                   help="hub in-port address host:port, ws:// or wss:// (default: %(default)s)")
+                   help="hub in-port address host:port, ws:// or wss:// (default: %(default)s; "
+                        "0.5's -h is --help here)")
     p.add_argument("-i", "--interface", action="append", metavar="IFACE",
                    help="interface to sniff (repeatable; default: all; 'all' or 'any' = all)")
+    p.tcpdump_habits = {  # type: ignore[attr-defined]
+        "-n": "-n takes the kitchen's name here (netdumplings 0.5's -n); tcpdump's -n (no "
+              "name resolution) is not needed: nd-sniff resolves no names",
+        "-p": "-p takes the poke interval in seconds here (netdumplings 0.5's -p); tcpdump's "
+              "-p (no promiscuous mode) is not needed: nd-sniff never turns it on",
+    }
+    p.add_argument("expression", nargs="*", metavar="EXPRESSION",
+                   help="capture filter, as tcpdump's expression (e.g. tcp port 80); same as "
+                        "-f")
     p.add_argument("-f", "--filter", default=None, metavar="BPF",
-                   help="BPF capture filter, as tcpdump's (default: every packet)")
+                   help="capture filter in one argument (netdumplings 0.5's -f; default: "
+                        "every packet)")
+    p.add_argument("-F", "--filter-file", metavar="FILE",
+                   help="read the capture filter from FILE (as tcpdump -F; '#' comments)")
     p.add_argument("-r", "--read", metavar="FILE",
                    help="read a pcap/pcapng file instead of sniffing ('-' = stdin)")
     p.add_argument("--count", type=POSITIVE_INT, metavar="N",
-                   help="stop after N packets, as tcpdump -c (-c is --chef here, as in "
-                        "netdumplings 0.5); the chefs then finish as at the end of a file")
+                   help="stop after N packets (-c N, as tcpdump); the chefs then finish as at "
+                        "the end of a file")
     add_chef_args(p)
     p.add_argument("--workers", type=_workers, default=1, metavar="N",
                    help="kitchen processes, flows shared between them (default: %(default)s; "
@@ -73,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and exit (as tcpdump -D)")
     p.add_argument("-p", "--poke-interval", type=NON_NEGATIVE, default=5.0, metavar="SECONDS",
                    help="call chefs' interval handlers every SECONDS (0: only at the end; "
-                        "default: %(default)s)")
+                        "default: %(default)s). 0.5's -p: tcpdump's -p (no promiscuous "
+                        "mode) has nothing to turn off, nd-sniff never turns it on")
     p.add_argument("-w", "--write", metavar="FILE",
                    help="also write the packets read to FILE, as tcpdump -w (pcapng if FILE "
                         "ends in .pcapng, else pcap; '-' = stdout, not with --print); the "
@@ -164,26 +188,29 @@ def select_chefs(args: argparse.Namespace) -> tuple[dict[str, type], list[str]]:
     return available, names
 
 
-def list_interfaces() -> list[str]:
-    """``-D``: one line per interface, numbered by kernel index like tcpdump -D."""
-    import scapy.arch  # noqa: F401  (fills conf.ifaces from the kernel)
-    from scapy.config import conf
-    conf.ifaces.reload()
-    lines = []
-    for iface in sorted(conf.ifaces.values(), key=lambda i: i.index):
-        flags = str(iface.flags or "").split("+")
-        state = ", ".join(word for word, flag in (("Up", "UP"), ("Running", "RUNNING"),
-                                                  ("Loopback", "LOOPBACK")) if flag in flags)
-        addresses = [a for family in (4, 6) for a in iface.ips.get(family, [])]
-        lines.append(f"{iface.index}.{iface.name} [{state or 'Down'}]"
-                     + (f" {' '.join(addresses)}" if addresses else ""))
-    return lines
+def capture_filter(args: argparse.Namespace) -> str | None:
+    """One filter from -f, -F or the tcpdump-style expression words (only one of them)."""
+    given = [how for how, on in (("-f", args.filter), ("-F", args.filter_file),
+                                 ("an expression", args.expression)) if on]
+    if len(given) > 1:
+        fail(PROG, f"the filter is given twice ({' and '.join(given)}): give one", 2)
+    if args.filter_file:
+        try:
+            with open(args.filter_file, encoding="utf-8") as fh:
+                text = " ".join(line.partition("#")[0].strip() for line in fh)
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(PROG, f"-F {args.filter_file}: {getattr(exc, 'strerror', None) or exc}", 2)
+        return " ".join(text.split()) or None
+    if args.expression:
+        return " ".join(args.expression)
+    return args.filter
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     setup_logging(args)
     log = logging.getLogger("netdumplings.sniff")
+    args.filter = capture_filter(args)
     if args.list_interfaces:
         for line in list_interfaces():
             print(line)
@@ -193,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChefLoadError as exc:
         fail(PROG, str(exc), 2)
     if args.chef_list:
-        for name, cls in available.items():
-            doc = (cls.__doc__ or "").strip().splitlines()
-            print(f"{name:24s} {cls.__module__:32s} {doc[0] if doc else ''}")
+        print(chef_list(available, args.chef_module))
         return 0
     try:
         chef_options = parse_chef_options(args.chef_option)
@@ -270,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
             kitchen = Kitchen(args.kitchen_name, classes, sink=sink, **kitchen_args)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)
+    # The chefs the user picked (-c, -m) are named when the filter leaves them blind; of
+    # the bundled set, each for its own protocol, only with -v (a filter for DNS rightly
+    # leaves the Fluentd chef nothing).
+    chosen = bool(args.chef or args.chef_module) or args.verbose > 0
+    if not args.quiet and chosen:
+        for line in blind_chefs(args.filter, kitchen.chefs):
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
 
     if sender is not None:
         kitchen.sender = sender  # chefs may report the outbox's drop count (PacketForwardChef)
@@ -289,9 +321,15 @@ def main(argv: list[str] | None = None) -> int:
 
     tee = _Tee(dumper, args.write) if dumper is not None else None
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
+
+    def stopping() -> bool:
+        # A hub that refused this kitchen for good (wrong token, invalid hello) will refuse
+        # it again: cooking on for nobody would only fill the outbox.
+        return stop.is_set() or (sender is not None and sender.refused is not None)
     started = time.monotonic()
     error: str | None = None
     source: Any = None
+    interrupted = False
     try:
         if args.read:
             source = PcapSource(args.read, bpf_filter=args.filter)
@@ -301,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
                 progress = _progress(source, kitchen, started)
-            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set,
+            kitchen.run(_packets(source, tee, args.count), stop=stopping,
                         progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
@@ -329,11 +367,12 @@ def main(argv: list[str] | None = None) -> int:
                      args.filter, ",".join(names))
             if sender is not None:
                 sender.start()  # only now: the hub sees the kitchen once it is capturing
-            kitchen.run(_packets(source, tee, args.count), stop=stop.is_set, live=True)
+            kitchen.run(_packets(source, tee, args.count), stop=stopping, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
+        exit_on_second_interrupt(PROG, lambda: len(sender.outbox) if sender else 0)
     finally:
         if source is not None:
             source.close()
@@ -344,12 +383,23 @@ def main(argv: list[str] | None = None) -> int:
         if sender is not None and args.read:
             sender.close(timeout=0.5)
         fail(PROG, error)
-    kitchen.finish()
+    try:
+        kitchen.finish()
+    except KeyboardInterrupt:  # Ctrl-C while the chefs finish: what they made so far goes
+        interrupted = True
+        exit_on_second_interrupt(PROG, lambda: len(sender.outbox) if sender else 0)
     for died in getattr(kitchen, "died", ()):
         print(f"{PROG}: error: {died}", file=sys.stderr)
         error = error or "a worker died: its flows' dumplings may be missing"
-    if sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub):
+    refused = sender is not None and sender.refused is not None
+    if refused:
+        print(f"{PROG}: error: {sender.refused}; capture stopped", file=sys.stderr)
         code = 1
+    elif sender is not None and not close_sender(PROG, sender, args.flush_timeout, args.hub,
+                                                 interrupted=interrupted or stop.is_set()):
+        code = 1
+    if refused:
+        sender.close(timeout=0, join=0.2)
     elapsed = time.monotonic() - started
     st = kitchen.stats
     live = ""
@@ -397,10 +447,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: {st.fragments} IP fragments made {st.datagrams_reassembled} "
                       f"datagrams; {st.decapsulated} tunnelled packets looked into",
                       file=sys.stderr)
-        elif kernel_drops:
+        for line in idle_chefs(kitchen, chosen=chosen):
+            print(f"{PROG}: {line}", file=sys.stderr)
+        if kitchen.chef_seconds is None and kernel_drops:
             print(f"{PROG}: the chefs did not keep up with the capture: -v shows the time each "
                   f"chef takes (leave slow ones out with -c), a filter (-f) passes fewer "
                   f"packets", file=sys.stderr)
+    # A chef that only ever raised made nothing: the run failed for it, whatever the rest did.
+    for chef, n in kitchen.chef_errors.items():
+        if n and not kitchen.dumplings_by_chef.get(chef):
+            print(f"{PROG}: error: {chef} raised on everything it was given ({n} errors, no "
+                  "dumplings; the first error is shown above with its traceback)",
+                  file=sys.stderr)
+            code = 1
     if error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1

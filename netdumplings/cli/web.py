@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 
 from ..wire import OUT_PORT, ws_uri
@@ -22,10 +24,13 @@ browser runs (127.0.0.1 means the browser's own machine). The page also accepts
 A hub that requires an eater token refuses the page until it has one: the page then asks
 for it and keeps it for that hub in the tab only (never in a URL, config.json or a log).
 A link ending in #token=TOKEN gives it too; the page removes it from the address bar.
+
+Short flags: -a as nd-hub, -n as the other eaters (netdumplings 0.5).
+The table of every command's flags: docs/cli/index.md.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = parser(PROG, "Serve the netdumplings web dashboard: live dumplings, per-protocol "
                      "panels and hub status, in a browser.", EPILOG)
     p.add_argument("--hub", default=f"127.0.0.1:{OUT_PORT}",
@@ -33,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-url", help="WebSocket URL given to the browser (default: from --hub)")
     p.add_argument("-a", "--address", default="127.0.0.1",
                    help="address to serve the page on (default: %(default)s)")
-    p.add_argument("-p", "--port", type=PORT, default=DEFAULT_PORT,
+    p.add_argument("--port", type=PORT, default=DEFAULT_PORT,
                    help="port to serve the page on (default: %(default)s; 0 = any free)")
     p.add_argument("-n", "--eater-name", default="nd-web",
                    help="name the page gives the hub (default: %(default)s)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args)
     host, port, tls = hub_address(PROG, "--hub", args.hub, OUT_PORT)
     hub_url = args.hub_url or ws_uri(host, port, tls)

@@ -64,3 +64,10 @@ class InterfaceChef(DumplingChef):
     def packet_handler(self, packet):
         if packet.l4 == "udp":
             return {"interface": packet.interface, "text": packet.l4_payload.decode("utf-8", "replace")}
+
+
+class AlwaysRaisingChef(DumplingChef):
+    """Raises on every packet: a kitchen running only it made nothing."""
+
+    def packet_handler(self, packet):
+        raise KeyError("no such field")
