@@ -228,7 +228,7 @@ def test_ctrl_c_finishes_every_worker() -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the
     kitchen waits on stdin: the workers finish their flows, the merged totals come out,
     exit 0, no process left."""
-    p, workers = start_stdin_kitchen("-c", "PacketCountChef")
+    p, workers = start_stdin_kitchen("--chef", "PacketCountChef")
     try:
         time.sleep(1.0)   # the 200 packets reach the workers
         os.killpg(p.p.pid, signal.SIGINT)
@@ -246,7 +246,7 @@ def test_a_worker_that_dies_ends_the_kitchen_with_an_error() -> None:
     """A worker killed mid-capture: the kitchen says which, the other finishes, exit 1,
     nothing hangs although stdin stays open."""
     p, workers = start_stdin_kitchen("-m", str(CHEFMODS / "worker_chefs.py"),
-                                     "-c", "WorkerKillerChef", "-c", "PacketCountChef")
+                                     "--chef", "WorkerKillerChef", "--chef", "PacketCountChef")
     try:
         p.p.stdin.write(udp_record(1000, dport=9, payload=b"die"))
         p.p.stdin.flush()
@@ -259,7 +259,7 @@ def test_a_worker_that_dies_ends_the_kitchen_with_an_error() -> None:
 
 
 def test_a_killed_worker_is_named() -> None:
-    p, workers = start_stdin_kitchen("-c", "PacketCountChef")
+    p, workers = start_stdin_kitchen("--chef", "PacketCountChef")
     try:
         os.kill(workers[1], signal.SIGKILL)
         assert p.wait(30) == 1, p.err
@@ -305,7 +305,7 @@ def test_live_fanout_keeps_each_flow_in_one_worker() -> None:
         p = Proc(["ip", "netns", "exec", ns["B"]] + nd_command("nd-sniff") + [
             "-i", ns["if_b"], "-f", "udp port 9999", "--workers", "2", "--print", "-p", "0",
             "-v",
-            "-m", str(CHEFMODS / "worker_chefs.py"), "-c", "WorkerPidChef"])
+            "-m", str(CHEFMODS / "worker_chefs.py"), "--chef", "WorkerPidChef"])
         try:
             assert "ready" in srv.stdout.readline()
             p.wait_line("sniffing", timeout=20)
