@@ -12,6 +12,7 @@ from typing import Any
 
 from ..chef import ChefLoadError
 from ..dumpling import encode
+from ..ifdrops import InterfaceDrops
 from ..kitchen import Kitchen
 from ..pcapwriter import Dumper
 from ..registry import load_chefs
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers > 1:
             from ..workers import ShardedKitchen
             kitchen: Any = ShardedKitchen(args.workers, args.kitchen_name, classes, sink=sink,
-                                          wants_dict=printer is not None, **kitchen_args)
+                                          wants_dict=printer is not None and printer.mode != "json",
+                                          **kitchen_args)
         else:
             kitchen = Kitchen(args.kitchen_name, classes, sink=sink, **kitchen_args)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
@@ -330,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     error: str | None = None
     source: Any = None
     interrupted = False
+    # live: what the kernel dropped before any socket saw it (tcpdump's "by interface")
+    ifdrops = None if args.read else InterfaceDrops(interfaces)
     try:
         if args.read:
             source = PcapSource(args.read, bpf_filter=args.filter)
@@ -414,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
             if live_stats.get("reader_drops"):
                 live += f", {live_stats['reader_drops']} by the reader's own capture"
         lost = kernel_drops > 0 or bool(live_stats.get("reader_drops"))
+        if ifdrops is not None:
+            before = ifdrops.since()
+            live += f", {before['interface_drops']} dropped by interface"
+            if before["backlog_drops"]:
+                live += (f" ({before['backlog_drops']} in this host's receive backlog, all "
+                         f"interfaces)")
+            lost = lost or before["interface_drops"] > 0
     dropped = f", {sender.outbox.dropped_total} dropped (outbox full)" if sender and \
         sender.outbox.dropped_total else ""
     lost = lost or bool(dropped)
