@@ -66,6 +66,11 @@ WORKERS_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "pack
                 ("baseline_pps", "bare RawPcapReader/s"), ("ratio", "ratio"),
                 ("us_per_packet", "us/packet"), ("dumplings", "dumplings"),
                 ("load_after", "load avg after")]
+VETH_COLS = [("workers", "workers"), ("rate", "target/s"), ("send_rate", "sent/s"),
+             ("sent", "sent"), ("seen", "seen"), ("loss_pct", "loss %"),
+             ("kernel_drops", "kernel drops"), ("per_worker", "by worker"),
+             ("interface_drops", "by interface"), ("sender_tx_dropped", "sender drops"),
+             ("unaccounted", "unaccounted")]
 LIVE_COLS = [("rate", "target/s"), ("send_rate", "sent/s"), ("sent", "sent"), ("seen", "seen"),
              ("loss_pct", "loss %"), ("kernel_drops", "kernel drops")]
 HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "paced/s"),
@@ -78,7 +83,11 @@ HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "pace
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["kitchen", "workers", "live", "hub", "all"])
+    p.add_argument("what", choices=["kitchen", "workers", "live", "live-veth", "hub", "all"])
+    p.add_argument("--veth-rates", default="20000,40000,80000",
+                   help="live-veth: packets/s tcpreplay sends (default: %(default)s)")
+    p.add_argument("--veth-packets", type=int, default=150_000,
+                   help="live-veth: packets per run (default: %(default)s)")
     p.add_argument("--workers", default="1,2",
                    help="workers: the worker counts to compare (default: %(default)s)")
     p.add_argument("--reps", type=int, default=1,
@@ -123,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             out_tables.append("workers (" + r["capture_origin"] + ")\n" +
                               table(r["rows"], WORKERS_COLS) + "\n" +
                               ", ".join(f"{k} {v}" for k, v in r["summary"].items()))
+        elif what == "live-veth":
+            from . import live_veth
+            r = live_veth.run(tuple(int(x) for x in args.veth_rates.split(",")),
+                              args.veth_packets,
+                              tuple(int(x) for x in args.workers.split(",")), _log)
+            out_tables.append("live on a veth (tcpreplay), all default chefs\n" +
+                              table(r["rows"], VETH_COLS))
         elif what == "live":
             from . import live
             r = live.run(tuple(int(x) for x in args.rates.split(",")), args.seconds, _log)
