@@ -213,6 +213,8 @@ class ShardedKitchen:
         """Live: open the workers' fanout sockets (``fanout.FanoutCapture``), then fork."""
         self._live = capture
         capture.kitchen = self
+        if capture.count is not None:   # --count: the reader needs the counts sooner
+            self._worker_args["report_mask"] = 0x3F
         self.start()
 
     @property
@@ -559,6 +561,7 @@ def _worker_main(index: int, args: dict[str, Any], inbox: Connection, outbox: Co
     # Only "flows" chefs' interval handlers run in a worker; "merge" chefs report totals.
     kitchen.interval_chefs = [c for c in kitchen.interval_chefs if c not in merge]
     worker = _Worker(kitchen, merge, inbox, outbox, out)
+    worker.report_mask = args.get("report_mask", 0xFFF)
     if source is not None:
         worker.live(source)
     else:
@@ -575,6 +578,8 @@ class _Worker:
         self.out = out
         self.done = False
         self.source: Any = None
+        #: Live: the packet count goes to the reader every (mask + 1) packets and when idle.
+        self.report_mask = 0xFFF
 
     def flush(self) -> None:
         out = self.out
@@ -674,7 +679,7 @@ class _Worker:
                     self.outbox.send(("D", self.out[:], ))
                     self.out.clear()
                     last_flush = now
-                if packet is None or not n & 0xFFF:
+                if packet is None or not n & self.report_mask:
                     self.outbox.send(("C", n))
         finally:
             source.close()

@@ -330,3 +330,26 @@ def test_live_fanout_keeps_each_flow_in_one_worker() -> None:
         assert len(set().union(*by_flow.values())) == 2, "every flow went to one worker"
         assert any("240 packets" in line and "0 dropped by the kernel (0 + 0 by worker)"
                    in line for line in p.err), p.err
+
+
+def test_write_count_and_summary_with_workers(tmp_path: Path) -> None:
+    """-w FILE and --count are the reader's (every packet, in order); the summary and -v's
+    chef times are summed over the workers."""
+    capture = SHARED / "http1-keepalive.pcap"
+    if not capture.exists():
+        pytest.skip("shared captures not found")
+    outs = {}
+    for n in (1, 2):
+        written = tmp_path / f"w{n}.pcap"
+        done = subprocess.run(nd_command("nd-sniff") + [
+            "-r", str(capture), "--workers", str(n), "--print", "-v", "--count", "20",
+            "-w", str(written)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        summary = [line for line in done.stderr.splitlines() if " packets, " in line]
+        assert summary and summary[0].startswith("nd-sniff: 20 packets, "), done.stderr
+        assert "20 written to" in summary[0]
+        assert any("time in chefs: " in line and "Http1Chef" in line
+                   for line in done.stderr.splitlines()), done.stderr
+        dumplings = [orjson.loads(line) for line in done.stdout.splitlines()]
+        outs[n] = (written.read_bytes(), comparable(dumplings))
+    assert outs[1] == outs[2]
