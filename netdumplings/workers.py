@@ -158,6 +158,13 @@ class ShardedKitchen:
                                                if any(c.__name__ == k
                                                       for c in self.worker_classes)},
                                  common=common, workers=workers)
+        if reader_classes:
+            log.info("%s: %s run in the reader process, which sees every packet (they do not "
+                     "say how to share flows between workers: see DumplingChef.shard)", name,
+                     ", ".join(c.__name__ for c in reader_classes))
+        if not self.worker_classes:
+            log.warning("%s: --workers %d: no chef can run in a worker, all run in the "
+                        "reader (see DumplingChef.shard)", name, workers)
         self.stats = KitchenStats()
         self._defrag = _Defrag()
         self.stats.defrag = self._defrag  # type: ignore[assignment]
@@ -380,6 +387,7 @@ class ShardedKitchen:
         self._batches = batches
         reader = self.reader
         read_packets = bool(reader.chefs)
+        to_workers = bool(self.worker_classes)   # else the workers would only count
         due: float | None = None
         failed = self.failed.is_set
         n = 0
@@ -403,6 +411,13 @@ class ShardedKitchen:
             self.now = t
             if read_packets:
                 reader.process(packet)
+            n += 1
+            if not to_workers:
+                if not n & 0x3FF:
+                    reader.expire()
+                    if failed() or (stop is not None and stop()):
+                        break
+                continue
             w = route(packet)
             if released:
                 for w2, p2 in released:
@@ -416,7 +431,6 @@ class ShardedKitchen:
                 if len(batch) >= BATCH:
                     self._send(w, ("B", batch))
                     batches[w] = []
-            n += 1
             if n & 0x3FF:
                 continue
             if read_packets:
@@ -516,7 +530,7 @@ class ShardedKitchen:
         _merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
                           and k != "bytes"})
         st.packets = packets
-        if self.reader.chefs and not self.worker_classes:
+        if not self.worker_classes:
             st.packets, st.bytes = rs.packets, rs.bytes
         d = rs.defrag
         if d is not None:

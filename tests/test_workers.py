@@ -353,3 +353,34 @@ def test_write_count_and_summary_with_workers(tmp_path: Path) -> None:
         dumplings = [orjson.loads(line) for line in done.stdout.splitlines()]
         outs[n] = (written.read_bytes(), comparable(dumplings))
     assert outs[1] == outs[2]
+
+
+def test_undeclared_user_chef_sees_every_packet_in_the_reader() -> None:
+    """A packet chef that does not say how to merge runs in the reader: it counts every
+    packet, in order, as with one kitchen."""
+    from netdumplings.chef import DumplingChef
+
+    class Tally(DumplingChef):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.n = 0
+            self.last = 0.0
+            self.in_order = True
+
+        def packet_handler(self, packet: Any) -> None:
+            self.n += 1
+            self.in_order = self.in_order and packet.time >= self.last
+            self.last = packet.time
+
+        def interval_handler(self, interval: float | None = None) -> Any:
+            return {"n": self.n, "in_order": self.in_order}
+
+    path = SHARED / "dns-queries.pcap"
+    if not path.exists():
+        pytest.skip("shared captures not found")
+    one, _ = cook(path, 1, [Tally, bundled_chefs()["DNSLookupChef"]])
+    two, k2 = cook(path, 2, [Tally, bundled_chefs()["DNSLookupChef"]])
+    assert k2.modes == {"Tally": "reader", "DNSLookupChef": "merge"}
+    assert comparable(two) == comparable(one)
+    last = [d["payload"] for d in two if d["metadata"]["chef"] == "Tally"][-1]
+    assert last == {"n": k2.stats.packets, "in_order": True} and last["n"] > 0
