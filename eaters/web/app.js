@@ -142,6 +142,7 @@ function addFilter(expr) {
 // Empty the filtered models and fold the kept dumplings that pass the filter into them
 // again: the panels then show what the filter lets through of the kept history.
 function rebuild() {
+  drain();
   model.http.length = 0; model.httpCount = 0; model.httpErrors = 0;
   model.dns.length = 0; model.dnsCount = 0;
   model.fluentd.clear(); model.zmtp.clear(); model.arp.clear();
@@ -183,7 +184,7 @@ function summarize(chef, p, fromHub) {
 // not the hub and must not set the hub panel or the missed counters.
 const fromHub = (d) => d.metadata.kitchen === null || d.metadata.kitchen === undefined;
 
-function ingestData(d, size, now) {
+function ingestData(d, size) {
   if (!isObj(d) || !isObj(d.metadata)) return;
   const m = d.metadata;
   const chef = typeof m.chef === "string" ? m.chef : "?";
@@ -203,26 +204,43 @@ function ingestData(d, size, now) {
   }
   if (chef === STATUS_CHEF && fromHub(d) && ui.sideless && isObj(d.payload)) onStatus(d.payload, d);
 
-  // Under load, past LIST_PER_SECOND in a second, a dumpling is only counted (and folded
-  // into the statistics when it passes the filter).
-  const sec = Math.floor(now / 1000);
-  const b = model.listBudget;
-  if (b.sec !== sec) { b.sec = sec; b.n = 0; }
-  const item = { id: ++seq, t: timeOf(d), at: Date.now(), kitchen, chef, summary: "", d, size, ok: false, hay: null };
-  if (++b.n > LIST_PER_SECOND && chef !== COUNT_CHEF) {
+  pending.push({ id: ++seq, t: timeOf(d), at: Date.now(), kitchen, chef, summary: "", d, size, ok: false, hay: null });
+}
+
+// Dumplings wait here between renders. Under load (more than LIST_PER_SECOND), only the
+// newest go into the list and the protocol tables; the older ones of the batch are
+// counted as aggregated and folded into the statistics only - the page keeps up by
+// sampling instead of falling behind, and says so.
+const pending = [];
+let lastDrain = performance.now();
+
+function drain() {
+  const now = performance.now();
+  const budget = Math.max(500, Math.round((LIST_PER_SECOND * (now - lastDrain)) / 1000));
+  lastDrain = now;
+  const n = pending.length;
+  if (!n) return;
+  const skip = Math.max(0, n - budget);
+  for (let i = 0; i < skip; i++) {
+    const item = pending[i];
     model.aggregated++;
-    item.summary = "";
-    if (ui.pred(item)) { model.shownMatch++; stats.add(item, now / 1000); dirty.add("stats"); }
-    return;
+    item.ok = ui.pred(item);
+    if (item.ok) { model.shownMatch++; stats.add(item, item.at / 1000); dirty.add("stats"); }
   }
+  for (let i = skip; i < n; i++) keep(pending[i]);
+  pending.length = 0;
+}
+
+function keep(item) {
+  const d = item.d;
   try {
-    item.summary = clip(summarize(chef, d.payload, fromHub(d)), 400);
+    item.summary = clip(summarize(item.chef, d.payload, fromHub(d)), 400);
   } catch (_) {
     item.summary = "(payload not shown)";
   }
   model.stream.push(item);
   model.byId.set(item.id, item);
-  model.streamBytes += size;
+  model.streamBytes += item.size;
   let drop = 0;
   while (model.stream.length - drop > STREAM_KEEP ||
          (model.streamBytes > STREAM_BYTES && model.stream.length - drop > 1)) {
@@ -233,13 +251,13 @@ function ingestData(d, size, now) {
   if (drop) model.stream.splice(0, drop);
   item.ok = ui.pred(item);
   dirty.add("stream");
-  if (item.ok) view(item, now);
+  if (item.ok) view(item);
 }
 
 // A dumpling that passed the filter: into the protocol tables and the statistics.
-function view(item, now = performance.now()) {
+function view(item) {
   model.shownMatch++;
-  stats.add(item, (item.at || now) / 1000);
+  stats.add(item, (item.at || Date.now()) / 1000);
   dirty.add("stats");
   const p = item.d.payload;
   if (!isObj(p)) return;
@@ -300,8 +318,8 @@ const data = new Lane("data", {
     let n = 0;
     if (Array.isArray(obj)) {
       const each = obj.length ? text.length / obj.length : 0;
-      for (const d of obj) { ingestData(d, each, now); n++; }
-    } else { ingestData(obj, text.length, now); n = 1; }
+      for (const d of obj) { ingestData(d, each); n++; }
+    } else { ingestData(obj, text.length); n = 1; }
     model.rateWindow.push([now, n]);
     if (model.rateWindow.length > 5000) model.rateWindow.splice(0, 1000);
     scheduleRender();
@@ -353,6 +371,7 @@ function scheduleRender() {
 function render() {
   renderPending = false;
   lastRender = performance.now();
+  drain();
   renderHeader();
   if (ui.paused) {
     // Pause freezes every panel: the models keep up, the screen does not move.
