@@ -16,11 +16,13 @@ export class FilterError extends Error {
   }
 }
 
-// Units a number may carry; values are in the fields' own units (seconds, bytes).
+// Units a number may carry; values are in the fields' own units (seconds, bytes). Small
+// units divide (50000 / 1e6 is 0.05; 50000 * 1e-6 is not), large ones multiply.
 const UNITS = {
-  ns: 1e-9, us: 1e-6, "µs": 1e-6, ms: 1e-3, s: 1, sec: 1, min: 60, h: 3600,
+  ns: -1e9, us: -1e6, "µs": -1e6, ms: -1e3, s: 1, sec: 1, min: 60, h: 3600,
   b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3,
 };
+const scale = (n, unit) => (UNITS[unit] < 0 ? n / -UNITS[unit] : n * UNITS[unit]);
 const NUMBER = /^(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)([a-zµ]*)$/i;
 const FIELD = /^[A-Za-z_@][\w.\-@]*$/;
 const KEYWORDS = new Set(["and", "or", "not", "in", "contains", "matches"]);
@@ -98,7 +100,7 @@ function value(tok) {
   if (m) {
     const unit = m[2].toLowerCase();
     if (!unit) return { kind: "num", v: Number(m[1]), raw: w };
-    if (unit in UNITS) return { kind: "num", v: Number(m[1]) * UNITS[unit], raw: w };
+    if (Object.prototype.hasOwnProperty.call(UNITS, unit)) return { kind: "num", v: scale(Number(m[1]), unit), raw: w };
   }
   const low = w.toLowerCase();
   if (low === "true" || low === "false") return { kind: "bool", v: low === "true", raw: w };
