@@ -39,6 +39,7 @@ const model = {
   received: 0,            // data-lane dumplings (notices not counted)
   missed: 0,              // the hub's missed notices on the data lane
   statusMissed: 0,        // ... and on the status lane
+  duplicates: 0,          // resent after a hub restart, dropped
   aggregated: 0,          // counted and in the statistics, but not kept in the list (load)
   shownMatch: 0,          // dumplings that passed the filter
   rateWindow: [],         // [performance.now(), count] per received message
@@ -56,6 +57,8 @@ const model = {
   listBudget: { sec: 0, n: 0 },
 };
 const dirty = new Set();
+const seen = new Set();          // recent dumplings' identities, to drop resent repeats
+const SEEN_KEEP = 50000;
 const panels = createPanels(model, dirty);
 const chart = createChart(model, dirty);
 const stats = createStats();
@@ -194,6 +197,14 @@ function ingestData(d, size) {
     return;
   }
   const kitchen = fromHub(d) ? "hub" : String(m.kitchen);
+  // After a hub restart kitchens resend what the old hub never acknowledged, so a
+  // dumpling can come twice: (kitchen, host, sequence, creation_time) names it.
+  if (m.sequence !== undefined && m.sequence !== null) {
+    const key = `${kitchen}\u0000${m.host}\u0000${m.sequence}\u0000${m.creation_time}`;
+    if (seen.has(key)) { model.duplicates++; return; }
+    seen.add(key);
+    if (seen.size > SEEN_KEEP) seen.delete(seen.values().next().value);
+  }
   model.received++;
   countIn(model.chefs, chef, MAX_NAMES);
   countIn(model.kitchens, kitchen, MAX_NAMES);
@@ -480,7 +491,8 @@ function renderStream(full) {
   const shown = tbody.querySelectorAll("tr[data-id]").length;
   $("stream-note").textContent = `${fmtCount(shown)} shown · ${fmtCount(model.shownMatch)} match of ` +
     `${fmtCount(model.received)} · ${fmtCount(model.chefs.size)} chefs · ${fmtCount(model.kitchens.size)} kitchens` +
-    (model.aggregated ? ` · ${fmtCount(model.aggregated)} counted only (over ${fmtCount(LIST_PER_SECOND)}/s)` : "");
+    (model.aggregated ? ` · ${fmtCount(model.aggregated)} counted only (over ${fmtCount(LIST_PER_SECOND)}/s)` : "") +
+    (model.duplicates ? ` · ${fmtCount(model.duplicates)} repeats dropped` : "");
 }
 
 // -- detail, statistics, export ----------------------------------------------------------
@@ -633,11 +645,13 @@ window.netdumplings = {
   get received() { return model.received; },
   get missed() { return model.missed; },
   get aggregated() { return model.aggregated; },
+  get duplicates() { return model.duplicates; },
   get connects() { return data.connects; },
   get state() { return $("conn").dataset.state; },
   get subscription() { return { ...ui.where.subscription }; },
   get lag() { return model.lag; },
   chefCount(chef) { return model.chefs.get(chef) || 0; },
+  items(chef) { drain(); return model.stream.filter((it) => it.chef === chef).map((it) => it.d.payload); },
   rates(layer) { return chart.chartSeries().map(([, r]) => r[layer] || 0); },
   sizes() {
     return {

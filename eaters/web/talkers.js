@@ -28,7 +28,7 @@ function ends(p) {
   const a = p.src ?? f.client ?? p.sender_ip;
   const b = p.dst ?? f.server ?? p.target_ip ?? p.server_address;
   if (typeof a !== "string" || typeof b !== "string") return null;
-  return [hostOf(a), hostOf(b)];
+  return [a, b];
 }
 
 /** p-th percentile (0..100) of an unsorted list, nearest rank. */
@@ -64,15 +64,18 @@ export function createStats() {
 
     const e = ends(p);
     if (!e) return;
+    // Endpoints by address (like Wireshark's IPv4 tab), conversations by address and
+    // port (its TCP / UDP tabs: on one host, ports are what tell talkers apart).
     const [a, b] = e;
-    for (const [host, sent] of [[a, true], [b, false]]) {
+    const ha = hostOf(a), hb = hostOf(b);
+    for (const [host, sent] of [[ha, true], [hb, false]]) {
       const ep = touch(m.endpoints, host, m.endpoints.get(host) ||
         { host, n: 0, bytes: 0, tx: 0, rx: 0, protocols: new Set() });
       ep.n++;
       ep.bytes += bytes;
       if (sent) ep.tx++; else ep.rx++;
       if (ep.protocols.size < 12) ep.protocols.add(item.chef);
-      if (a === b) break;
+      if (ha === hb) { if (sent) ep.rx++; break; }
     }
     const [x, y] = a <= b ? [a, b] : [b, a];
     const key = `${x}|${y}`;
@@ -112,7 +115,9 @@ const TABLES = {
     cols: [["address A", "a", false], ["address B", "b", false], ["dumplings", "n", true], ["A → B", "ab", true],
       ["B → A", "ba", true], ["bytes", "bytes", true], ["duration", "dur", true], ["protocols", "protocols", false]],
     rows: (m) => [...m.conversations.values()].map((c) => ({ ...c, dur: c.first !== null && c.last !== null ? c.last - c.first : 0 })),
-    filter: (r) => `ip.addr == ${r.a} and ip.addr == ${r.b}`,
+    filter: (r) => (hostOf(r.a) === hostOf(r.b)
+      ? `ip.addr == ${hostOf(r.a)} and port == ${r.a.replace(/^.*:/, "")} and port == ${r.b.replace(/^.*:/, "")}`
+      : `ip.addr == ${hostOf(r.a)} and ip.addr == ${hostOf(r.b)}`),
     cells: (r) => [cell(r.a, "addr"), cell(r.b, "addr"), cell(fmtCount(r.n), "num"), cell(fmtCount(r.ab), "num"),
       cell(fmtCount(r.ba), "num"), cell(fmtBytes(r.bytes), "num"), cell(`${r.dur.toFixed(3)} s`, "num"),
       cell([...r.protocols].join(", "), "muted")],
