@@ -257,6 +257,7 @@ def test_statistics_sort_and_filter_by_a_click(stack: Stack, page: Any) -> None:
     pg.wait_for_function("() => document.querySelectorAll('#stats-table tbody tr[data-filter]')"
                          ".length === 1", timeout=WAIT_MS)
     pg.click("#stats-tabs [data-tab=endpoints]")
+    pg.wait_for_selector("#stats-table tbody tr[data-filter^='ip.addr']", timeout=WAIT_MS)
     pg.focus("#stats-table tbody tr >> nth=0")
     pg.keyboard.press("Enter")
     pg.wait_for_function("() => / and ip\\.addr == /.test(document.getElementById('filter').value)",

@@ -118,6 +118,13 @@ export function row(cells, attrs) {
 
 // Replace a tbody's rows in one go (tables are small and rebuilt only when dirty).
 export function fillBody(tbody, rows, emptyText, cols) {
+  // A row with keyboard focus keeps it across the redraw (the same row by its key, or the
+  // one now at its place), so walking a live table with the arrows works.
+  const active = document.activeElement;
+  const had = active && active.parentElement === tbody;
+  const keyOf = (r) => r.dataset.filter ?? r.dataset.id ?? r.dataset.pv ?? r.dataset.ip ?? r.dataset.tag ?? null;
+  const key = had ? keyOf(active) : null;
+  const idx = had ? active.sectionRowIndex : -1;
   const frag = document.createDocumentFragment();
   for (const r of rows) frag.appendChild(r);
   if (!rows.length && emptyText) {
@@ -126,9 +133,12 @@ export function fillBody(tbody, rows, emptyText, cols) {
     frag.appendChild(row([td]));
   }
   tbody.replaceChildren(frag);
+  if (had) {
+    const again = (key !== null && rows.find((r) => keyOf(r) === key)) || rows[Math.min(idx, rows.length - 1)];
+    if (again) again.focus({ preventScroll: true });
+  }
 }
 
-// Map as a bounded LRU: (re)inserting moves a key to the end, the oldest go beyond max.
 export function touch(map, key, value, max = MAX_KEYS) {
   map.delete(key);
   map.set(key, value);
