@@ -342,9 +342,14 @@ const data = new Lane("data", {
     $("conn-text").textContent = text;
   },
   onAuth: () => { side.stop(); $("token-form").hidden = false; $("token-input").focus(); },
+  // After a hub restart (nd-hub --startup-grace holds resent dumplings until the first
+  // eater says hello) the data lane must be that first eater: the status lane waits
+  // for it, else the hub would relay the held dumplings before the data lane is back.
+  onWelcome: () => { if (!side.ws && !ui.sideless) side.connect(); },
 });
 
 const side = new Lane("status", {
+  canRetry: () => data.up,
   hello: () => {
     ui.sideCounts = countsOnSide();
     return { eater_name: `${config.eater_name || "nd-web"} (status)`,
@@ -611,7 +616,6 @@ function wire() {
     $("token-form").hidden = true;
     data.attempt = 0;
     data.connect();
-    side.connect();
   });
   $("packets-legend").addEventListener("click", (ev) => {
     const li = ev.target.closest("li[data-layer]");
@@ -636,8 +640,7 @@ async function main() {
   if (!applyFilter(initial, { push: false })) $("filter").value = initial;
   for (const k of [...PANELS, "filters"]) dirty.add(k);
   render();
-  data.connect();
-  side.connect();
+  data.connect();   // the status lane follows once the data lane is welcomed
 }
 
 // For tests, benchmarks and curious people: read-only peeks at the models.

@@ -56,13 +56,17 @@ export async function loadConfig() {
  *  text)`` reports connecting / connected / disconnected / error; ``onWelcome(obj|null)``
  *  the hub's welcome (null from a 0.5 hub, which sends none). */
 export class Lane {
-  constructor(name, { hello, onData, onState, onWelcome, onAuth }) {
+  constructor(name, { hello, onData, onState, onWelcome, onAuth, canRetry }) {
     this.name = name;
     this.hello = hello;
     this.onData = onData;
     this.onState = onState || (() => {});
     this.onWelcome = onWelcome || (() => {});
     this.onAuth = onAuth || (() => {});
+    // A lane that may only retry while another is up (see app.js: the status lane waits
+    // for the data lane, so the hub's --startup-grace ends with the data lane's hello).
+    this.canRetry = canRetry || (() => true);
+    this.up = false;
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
@@ -96,6 +100,7 @@ export class Lane {
       if (!welcomed) {
         // The first message proves the hub took the hello; a 0.5 hub sends no welcome.
         welcomed = true;
+        this.up = true;
         this.attempt = 0;
         this.connects++;
         const isWelcome = isObj(obj) && obj.welcome === "netdumplings";
@@ -108,6 +113,7 @@ export class Lane {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.up = false;
       if (this.stopped) return;
       if (ev.code === CLOSE_POLICY && !welcomed) {
         // The hub wants an eater token (or another one): ask, instead of knocking forever.
@@ -119,6 +125,10 @@ export class Lane {
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt) * (0.8 + Math.random() * 0.4);
       this.attempt++;
       const why = ev.reason ? `: ${ev.reason}` : ev.code && ev.code !== 1006 ? ` (code ${ev.code})` : "";
+      if (!this.canRetry()) {
+        this.onState("disconnected", `disconnected${why} · waiting for the data lane`);
+        return;
+      }
       this.onState("disconnected", `disconnected${why} · retrying in ${(delay / 1000).toFixed(1)}s`);
       this.timer = setTimeout(() => this.connect(), delay);
     };
@@ -129,6 +139,7 @@ export class Lane {
   restart() {
     const old = this.ws;
     this.ws = null;
+    this.up = false;
     if (old) old.close(1000, "new subscription");
     this.attempt = 0;
     this.connect();
@@ -139,6 +150,7 @@ export class Lane {
     clearTimeout(this.timer);
     const old = this.ws;
     this.ws = null;
+    this.up = false;
     if (old) old.close(1000, "not needed");
   }
 }
