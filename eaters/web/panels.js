@@ -156,7 +156,8 @@ export function createPanels(model, dirty) {
   function onCa(p, d) {
     const pv = typeof p.pv === "string" ? p.pv
       : isObj(p.fields) && typeof p.fields.name === "string" && /Search|CreateChan/.test(String(p.command)) ? p.fields.name : null;
-    const key = pv ?? `(${typeof p.command === "string" ? p.command : "?"})`;
+    // Commands of the circuit or the search that name no channel share one row.
+    const key = pv ?? "(no channel)";
     const e = touch(model.ca, key, model.ca.get(key) ||
       { pv: key, named: pv !== null, server: null, n: 0, commands: new Map(), latency: null, t: null, d: null });
     e.n++;
