@@ -24,6 +24,10 @@ const STREAM_KEEP = 5000;       // dumplings kept: history for a new filter, the
 const STREAM_BYTES = 32 << 20;  // ...and at most about this much of their JSON
 const MAX_NAMES = 300;          // chefs / kitchens counted by name
 const RENDER_EVERY_MS = 150;    // at most ~7 DOM updates per second
+const BUSY_RENDER_MS = 400;     // ... and ~2.5 when more than BUSY_RATE dumplings/s arrive,
+const BUSY_RATE = 1000;         // so the page keeps time for clicks and frames
+const BUSY_ROWS = 100;          // rows in the live list, and added per render, when busy
+const BUSY_PANEL_MS = 1000;     // protocol tables and statistics redrawn at most this often when busy
 const BEHIND_SHOWN_S = 2;       // "behind by N s" from this lag on
 // Keeping up (issue: 10,000 dumplings/s): every dumpling is counted and folded into the
 // statistics, but at most this many per second go into the kept list and the protocol
@@ -53,6 +57,8 @@ const model = {
   ca: new Map(), caCount: 0,
   packets: { last: new Map(), samples: [], totals: new Map(), latest: new Map(), colors: new Map() },
   hub: { status: null, prev: null, rateIn: null, rateOut: null },
+  unlisted: 0,            // kept (in the tables, exports, flows) but not given a row, under load
+  rateNow: 0,             // dumplings/s over the last 5 s
   lag: null,              // seconds between a dumpling's making and its arrival here
   listBudget: { sec: 0, n: 0 },
 };
@@ -371,13 +377,16 @@ const side = new Lane("status", {
 
 let renderPending = false;
 let lastRender = 0;
+let lastSlow = 0;
+const SLOW_PANELS = new Set(["http", "dns", "fluentd", "zmtp", "arp", "ca", "stats"]);
 
 // Coalesce: many messages -> one render, no more often than RENDER_EVERY_MS. A hidden
 // tab gets no animation frames, so fall back to a timer there (models stay current).
 function scheduleRender() {
   if (renderPending) return;
   renderPending = true;
-  const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - lastRender));
+  const every = model.rateNow > BUSY_RATE ? BUSY_RENDER_MS : RENDER_EVERY_MS;
+  const wait = Math.max(0, every - (performance.now() - lastRender));
   setTimeout(() => {
     if (document.hidden) render();
     else requestAnimationFrame(render);
@@ -394,8 +403,14 @@ function render() {
     renderPausedBadge();
     return;
   }
-  const todo = new Set(dirty);
-  dirty.clear();
+  // When busy, the protocol tables and the statistics wait their turn (their marks stay).
+  const busy = model.rateNow > BUSY_RATE;
+  const slowOk = !busy || lastRender - lastSlow >= BUSY_PANEL_MS;
+  if (slowOk) lastSlow = lastRender;
+  const todo = new Set();
+  for (const k of dirty) if (slowOk || !SLOW_PANELS.has(k)) todo.add(k);
+  for (const k of todo) dirty.delete(k);
+  if (dirty.size) scheduleRender();
   // Each panel on its own: one that chokes on an odd payload must not leave the others
   // (whose dirty marks are already cleared) stale.
   const draw = [
@@ -427,7 +442,8 @@ function renderHeader() {
   while (w.length && now - w[0][0] > 5000) w.shift();
   const n = w.reduce((a, x) => a + x[1], 0);
   const span = w.length ? Math.max(1000, now - w[0][0]) / 1000 : 1;
-  $("rate-total").textContent = fmtRate(n / span);
+  model.rateNow = n / span;
+  $("rate-total").textContent = fmtRate(model.rateNow);
   $("missed-wrap").hidden = model.missed === 0;
   $("missed-total").textContent = fmtCount(model.missed);
   $("aggregated-wrap").hidden = model.aggregated === 0;
@@ -475,21 +491,26 @@ function renderStream(full) {
     }
     fillBody(tbody, rows, "no dumplings match", 4);
   } else {
-    // Only what arrived since the last render, on top; trim the bottom.
+    // Only what arrived since the last render, on top; trim the bottom. Under load only
+    // the newest BUSY_ROWS of each render: building and laying out hundreds of rows
+    // several times a second is what would make the page fall behind.
     const fresh = [];
+    const cap = model.rateNow > BUSY_RATE ? BUSY_ROWS : STREAM_ROWS;
+    let skipped = 0;
     for (let i = model.stream.length - 1; i >= 0; i--) {
       const it = model.stream[i];
       if (it.id <= ui.shownUpTo) break;
-      if (it.ok) fresh.push(streamRow(it));
-      if (fresh.length >= STREAM_ROWS) break;
+      if (!it.ok) continue;
+      if (fresh.length < cap) fresh.push(streamRow(it)); else skipped++;
     }
+    model.unlisted += skipped;
     if (fresh.length) {
       const empty = tbody.querySelector("td.empty");
       if (empty) empty.parentElement.remove();
       const frag = document.createDocumentFragment();
       for (const tr of fresh) frag.appendChild(tr);
       tbody.insertBefore(frag, tbody.firstChild);
-      while (tbody.rows.length > STREAM_ROWS) tbody.deleteRow(-1);
+      while (tbody.rows.length > cap) tbody.deleteRow(-1);
     }
   }
   ui.shownUpTo = newest;
@@ -497,6 +518,7 @@ function renderStream(full) {
   $("stream-note").textContent = `${fmtCount(shown)} shown · ${fmtCount(model.shownMatch)} match of ` +
     `${fmtCount(model.received)} · ${fmtCount(model.chefs.size)} chefs · ${fmtCount(model.kitchens.size)} kitchens` +
     (model.aggregated ? ` · ${fmtCount(model.aggregated)} counted only (over ${fmtCount(LIST_PER_SECOND)}/s)` : "") +
+    (model.unlisted ? ` · ${fmtCount(model.unlisted)} kept without a row (over ${BUSY_ROWS} per update)` : "") +
     (model.duplicates ? ` · ${fmtCount(model.duplicates)} repeats dropped` : "");
 }
 
@@ -648,6 +670,7 @@ window.netdumplings = {
   get received() { return model.received; },
   get missed() { return model.missed; },
   get aggregated() { return model.aggregated; },
+  get unlisted() { return model.unlisted; },
   get duplicates() { return model.duplicates; },
   get connects() { return data.connects; },
   get state() { return $("conn").dataset.state; },
