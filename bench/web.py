@@ -12,6 +12,8 @@ before) and then under load:
   the page handled it (the event's timeStamp to requestAnimationFrame), median and worst;
 * frames per second (requestAnimationFrame callbacks) and long tasks (> 50 ms);
 * how far behind the wire the page is (now minus the newest dumpling's creation time),
+  and how old the hub panel's newest status is (the hub sends one a second here; it comes
+  on the page's status lane, not behind the data),
   what it counted, listed, aggregated, and what the hub reported missed;
 * the JS heap.
 
@@ -116,11 +118,13 @@ def measure(pg: Any, seconds: float, clicks: int) -> dict[str, Any]:
                 " w.longMs = 0; w.clicks = []; }")
     t0 = time.monotonic()
     lags: list[float] = []
+    hub_ages: list[float] = []
     gap = seconds / (clicks + 1)
     for _ in range(clicks):
         time.sleep(gap)
         pg.click("#pause")                      # pause ...
         lags.append(pg.evaluate("window.netdumplings.lag") or 0.0)
+        hub_ages.append(pg.evaluate("window.netdumplings.hubAge") or 0.0)
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     span = time.monotonic() - t0
     w = pg.evaluate("window.__bench")
@@ -135,6 +139,7 @@ def measure(pg: Any, seconds: float, clicks: int) -> dict[str, Any]:
         "click_median_ms": round(statistics.median(c), 1) if c else None,
         "click_worst_ms": round(c[-1], 1) if c else None,
         "behind_worst_s": round(max(lags), 2) if lags else None,
+        "hub_status_age_worst_s": round(max(hub_ages), 2) if hub_ages else None,
         "heap_mb": round(pg.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
                          / 1e6, 1),
     }
@@ -189,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("frames/s", "frames_per_s"), ("click median ms", "click_median_ms"),
             ("click worst ms", "click_worst_ms"), ("long tasks", "long_tasks"),
             ("long-task ms per s", "long_task_ms_per_s"), ("behind, worst s", "behind_worst_s"),
+            ("hub status age, worst s", "hub_status_age_worst_s"),
             ("JS heap MB", "heap_mb")]
     print(f"\nweb dashboard at {load['offered_per_s']:,} dumplings/s offered "
           f"(sent {load['sent']:,}; the page counted {load['received']:,} with the hub's status, listed "

@@ -12,14 +12,16 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import expected, free_port, nd_command
+from conftest import DATA, expected, free_port, nd_command
 from test_web import (ARTIFACTS, WAIT_MS, Stack, browser, page, set_filter,  # noqa: F401
                       stack, stream_rows, table, wait_connected, wait_rows)
 
@@ -166,6 +168,22 @@ def test_detail_pane_beside_the_list(stack: Stack, page: Any) -> None:
     first.click()
     pg.wait_for_function("id => document.getElementById('detail').dataset.id === id",
                          arg=first_id, timeout=WAIT_MS)
+    # Where its packets are: a display filter that finds exactly this transaction's
+    # packets in the capture (what a kitchen keeps with nd-sniff -w).
+    pg.click("#detail [role=tab][data-tab=decoded]")
+    pf = pg.get_attribute("#detail-packets", "data-filter")
+    if shutil.which("tshark"):
+        out = subprocess.run(["tshark", "-r", str(DATA / "http1-keepalive.pcap"), "-Y", pf,
+                              "-T", "fields", "-e", "frame.number", "-e", "http.request.uri",
+                              "-e", "http.response.code"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.splitlines()
+        assert out, pf
+        fields = [line.split("\t") for line in out]
+        uris = {f[1] for f in fields if len(f) > 1 and f[1]}
+        shown = pg.evaluate("JSON.parse(document.getElementById('detail-json').textContent)"
+                            ".payload")
+        assert uris == {shown["path"]}, (pf, out)
+        assert {f[2] for f in fields if len(f) > 2 and f[2]} == {str(shown["status"])}, out
     # Raw JSON on its tab.
     pg.click("#detail [role=tab][data-tab=json]")
     assert json.loads(pg.text_content("#detail-json"))["payload"]["flow"]["server"] == \
@@ -491,3 +509,32 @@ def _restart_hub(s: Stack) -> None:
                                          *getattr(s, "start_hub_with", [])])
     wait_port(s.in_port)
     wait_port(s.out_port)
+
+
+def test_behind_is_said_and_hub_status_has_its_own_lane(stack: Stack, page: Any) -> None:
+    """Dumplings made 12 s before they reach the page: it says "behind by 12 s". The hub's
+    status comes on a lane of its own: the page is two eaters, the status one subscribed to
+    SystemStatusChef only, and the hub panel keeps moving with a filter on the data lane."""
+    from websockets.sync.client import connect
+
+    pg = page
+    pg.wait_for_selector("#hub-eaters tr[data-eater='nd-web (status)']", timeout=WAIT_MS)
+    assert pg.is_visible("#hub-eaters tr[data-eater=nd-web]")
+    with connect(f"ws://127.0.0.1:{stack.in_port}") as ws:
+        ws.send(json.dumps({"kitchen_name": "late", "protocol": "netdumplings/1"}))
+        assert json.loads(ws.recv(timeout=5))["welcome"] == "netdumplings"
+        old = time.time() - 12
+        for i in range(5):
+            ws.send(json.dumps({"metadata": {"chef": "LateChef", "kitchen": "late",
+                                             "creation_time": old, "driver": "packet",
+                                             "sequence": i + 1},
+                                "payload": {"summary": f"late {i}"}}))
+        pg.wait_for_selector("#behind:not([hidden])", timeout=WAIT_MS)
+    seconds = float(pg.get_attribute("#behind", "data-seconds"))
+    assert 11 < seconds < 20, seconds
+    assert pg.text_content("#behind").startswith("behind by ")
+    # With the data lane subscribed to one chef, hub status still arrives.
+    set_filter(pg, "chef == LateChef")
+    before = pg.text_content("#hub-stats [data-stat=uptime] dd")
+    pg.wait_for_function("b => document.querySelector('#hub-stats [data-stat=uptime] dd')"
+                         ".textContent !== b", arg=before, timeout=WAIT_MS)

@@ -676,6 +676,7 @@ window.netdumplings = {
   get state() { return $("conn").dataset.state; },
   get subscription() { return { ...ui.where.subscription }; },
   get lag() { return model.lag; },
+  get hubAge() { return model.hub.prev && model.hub.prev.t ? Date.now() / 1000 - model.hub.prev.t : null; },
   chefCount(chef) { return model.chefs.get(chef) || 0; },
   items(chef) { drain(); return model.stream.filter((it) => it.chef === chef).map((it) => it.d.payload); },
   rates(layer) { return chart.chartSeries().map(([, r]) => r[layer] || 0); },

@@ -50,6 +50,30 @@ function isHeaderList(v) {
   return Array.isArray(v) && v.length > 0 && v.every((h) => Array.isArray(h) && h.length === 2);
 }
 
+/** A Wireshark display filter for the packets of a dumpling: its endpoints and its time
+ *  span (request to response). For a capture the kitchen kept with ``nd-sniff -w FILE``:
+ *  kitchens do not tell the hub where they write, so the page cannot link to the file. */
+export function packetFilter(item) {
+  const p = item.d.payload;
+  if (!isObj(p)) return null;
+  const f = isObj(p.flow) ? p.flow : {};
+  const a = p.src ?? f.client, b = p.dst ?? f.server;
+  const t = num(p.timestamp) ?? num(item.t);
+  if (typeof a !== "string" || typeof b !== "string" || t === null) return null;
+  const split = (e) => {
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(e);
+    return m ? [m[1], m[2]] : [e, null];
+  };
+  const [ha, pa] = split(a), [hb, pb] = split(b);
+  const ip = (h) => (h.includes(":") ? "ipv6.addr" : "ip.addr");
+  const transport = f.transport === "udp" || p.transport === "udp" ? "udp" : "tcp";
+  const parts = [`${ip(ha)} == ${ha}`, `${ip(hb)} == ${hb}`];
+  if (pa && pb) parts.push(`${transport}.port == ${pa}`, `${transport}.port == ${pb}`);
+  const span = Math.max(0, num(p.latency) ?? 0);
+  parts.push(`frame.time_epoch >= ${(t - 1e-5).toFixed(6)}`, `frame.time_epoch <= ${(t + span + 1e-5).toFixed(6)}`);
+  return parts.join(" && ");
+}
+
 /** A nested tree: objects and arrays as <details> (open to depth 2), leaves as key: value. */
 export function tree(value, key = "", depth = 0) {
   if (isHeaderList(value)) {
@@ -149,6 +173,15 @@ export function createDetail(ctx) {
     if (item.at) add("received here", `${fmtDateTime(item.at / 1000)} (local wall clock)`);
     box.appendChild(meta);
     if (isObj(p) && typeof p.summary === "string") box.appendChild(el("p", "detail-summary", p.summary));
+    const pf = packetFilter(item);
+    if (pf) {
+      const wrap = el("p", "packets-hint");
+      wrap.append(el("span", "muted", `Its packets, in a capture kitchen ${item.kitchen} kept (nd-sniff -w FILE): `),
+        el("code", "", `tshark -r FILE -Y '${pf}'`));
+      wrap.id = "detail-packets";
+      wrap.dataset.filter = pf;
+      box.appendChild(wrap);
+    }
     const halves = sides(p);
     if (halves) {
       const cols = el("div", "sides");

@@ -51,6 +51,9 @@ export function createStats() {
   function add(item, now) {
     const p = item.d.payload;
     const bytes = bytesOf(p);
+    // Packets: dumplings that each stand for one packet (TcpConnChef's packet events,
+    // ARP); other chefs' dumplings stand for messages or transactions.
+    const pkts = isObj(p) && (p.event === "packet" || (item.chef === "ARPChef" && p.sender_ip !== undefined)) ? 1 : 0;
     const c = touch(m.chefs, item.chef, m.chefs.get(item.chef) ||
       { chef: item.chef, n: 0, bytes: 0, lat: [], arrivals: [] });
     c.n++;
@@ -70,8 +73,9 @@ export function createStats() {
     const ha = hostOf(a), hb = hostOf(b);
     for (const [host, sent] of [[ha, true], [hb, false]]) {
       const ep = touch(m.endpoints, host, m.endpoints.get(host) ||
-        { host, n: 0, bytes: 0, tx: 0, rx: 0, protocols: new Set() });
+        { host, n: 0, pkts: 0, bytes: 0, tx: 0, rx: 0, protocols: new Set() });
       ep.n++;
+      ep.pkts += pkts;
       ep.bytes += bytes;
       if (sent) ep.tx++; else ep.rx++;
       if (ep.protocols.size < 12) ep.protocols.add(item.chef);
@@ -80,8 +84,9 @@ export function createStats() {
     const [x, y] = a <= b ? [a, b] : [b, a];
     const key = `${x}|${y}`;
     const cv = touch(m.conversations, key, m.conversations.get(key) ||
-      { a: x, b: y, n: 0, bytes: 0, ab: 0, ba: 0, protocols: new Set(), first: item.t, last: item.t });
+      { a: x, b: y, n: 0, pkts: 0, bytes: 0, ab: 0, ba: 0, protocols: new Set(), first: item.t, last: item.t });
     cv.n++;
+    cv.pkts += pkts;
     cv.bytes += bytes;
     if (a === x) cv.ab++; else cv.ba++;
     if (cv.protocols.size < 12) cv.protocols.add(item.chef);
@@ -105,21 +110,21 @@ export function createStats() {
 const TABLES = {
   endpoints: {
     cols: [["address", "host", false], ["dumplings", "n", true], ["sent", "tx", true], ["received", "rx", true],
-      ["bytes", "bytes", true], ["protocols", "protocols", false]],
+      ["packets", "pkts", true], ["bytes", "bytes", true], ["protocols", "protocols", false]],
     rows: (m) => [...m.endpoints.values()],
     filter: (r) => `ip.addr == ${r.host}`,
     cells: (r) => [cell(r.host, "addr"), cell(fmtCount(r.n), "num"), cell(fmtCount(r.tx), "num"), cell(fmtCount(r.rx), "num"),
-      cell(fmtBytes(r.bytes), "num"), cell([...r.protocols].join(", "), "muted")],
+      cell(fmtCount(r.pkts), "num"), cell(fmtBytes(r.bytes), "num"), cell([...r.protocols].join(", "), "muted")],
   },
   conversations: {
     cols: [["address A", "a", false], ["address B", "b", false], ["dumplings", "n", true], ["A → B", "ab", true],
-      ["B → A", "ba", true], ["bytes", "bytes", true], ["duration", "dur", true], ["protocols", "protocols", false]],
+      ["B → A", "ba", true], ["packets", "pkts", true], ["bytes", "bytes", true], ["duration", "dur", true], ["protocols", "protocols", false]],
     rows: (m) => [...m.conversations.values()].map((c) => ({ ...c, dur: c.first !== null && c.last !== null ? c.last - c.first : 0 })),
     filter: (r) => (hostOf(r.a) === hostOf(r.b)
       ? `ip.addr == ${hostOf(r.a)} and port == ${r.a.replace(/^.*:/, "")} and port == ${r.b.replace(/^.*:/, "")}`
       : `ip.addr == ${hostOf(r.a)} and ip.addr == ${hostOf(r.b)}`),
     cells: (r) => [cell(r.a, "addr"), cell(r.b, "addr"), cell(fmtCount(r.n), "num"), cell(fmtCount(r.ab), "num"),
-      cell(fmtCount(r.ba), "num"), cell(fmtBytes(r.bytes), "num"), cell(`${r.dur.toFixed(3)} s`, "num"),
+      cell(fmtCount(r.ba), "num"), cell(fmtCount(r.pkts), "num"), cell(fmtBytes(r.bytes), "num"), cell(`${r.dur.toFixed(3)} s`, "num"),
       cell([...r.protocols].join(", "), "muted")],
   },
   protocols: {
