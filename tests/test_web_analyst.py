@@ -428,6 +428,34 @@ def test_chart_with_live_and_replayed_kitchens(stack: Stack, page: Any) -> None:
     assert rates and max(rates) < 1000, rates   # no spike from mixing clocks
 
 
+def test_a_replay_of_a_fresh_capture_is_charted_on_its_capture_clock(stack: Stack,
+                                                                     page: Any) -> None:
+    """A file recorded a moment ago is read in a blink: its counts are made within
+    milliseconds of wall-clock time but seconds apart in capture time. The chart must use
+    the capture clock (20 packets a second), not show one spike."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    now = time.time() - 5
+    pkts = []
+    for i in range(200):                     # 20 packets/s for 10 s of capture time
+        p = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+             / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=5000, dport=6000))
+        p.time = now + i * 0.05
+        pkts.append(p)
+    pcap = stack.tmp / "fresh.pcap"
+    wrpcap(str(pcap), pkts)
+    stack.replay("fresh.pcap", "PacketCountChef", kitchen="k-fresh", path=pcap,
+                 extra=("-p", "1"))
+    page.wait_for_function("() => document.getElementById('packets-chart').dataset.clock "
+                           "=== 'replay'", timeout=WAIT_MS)
+    assert "replay k-fresh on its capture clock" in page.text_content("#packets-note")
+    rates = page.evaluate("() => window.netdumplings.rates('UDP')")
+    assert len(rates) >= 5, rates
+    assert all(15 <= r <= 25 for r in rates[:-1]), rates   # the last poke may be partial
+
+
 def test_time_cells_show_capture_time_with_date_and_wall_clock_on_hover(
         stack: Stack, page: Any) -> None:
     pg = page

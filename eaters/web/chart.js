@@ -12,17 +12,29 @@ export function createChart(model, dirty) {
   // kitchen's interval dumplings are made on the wall clock (creation_time; its
   // capture_time stands still while the wire is quiet), a replayed file is read far
   // faster than real time and only its capture clock is right. A kitchen whose capture
-  // time lags its wall clock by more than a minute at its first count is a replay.
+  // time lags its wall clock by more than a minute at its first count is a replay; so is
+  // one whose capture clock runs more than four times faster than its wall clock between
+  // two counts (a file recorded a moment ago, read at full speed).
   function onPacketCounts(kitchen, counts, meta) {
     const pk = model.packets;
-    const prev = pk.last.get(kitchen);
+    let prev = pk.last.get(kitchen);
     const created = num(meta.creation_time), captured = num(meta.capture_time);
-    const replay = prev ? prev.replay
+    let replay = prev ? prev.replay
       : captured !== null && created !== null && Math.abs(created - captured) > 60;
+    if (prev && !replay && captured !== null && created !== null && prev.captured !== null &&
+        prev.created !== null) {
+      const dCap = captured - prev.captured, dCre = created - prev.created;
+      if (dCap > 0.2 && dCre < dCap / 4) {
+        // It was a replay all along: its samples so far were on the wrong clock.
+        replay = true;
+        pk.samples = pk.samples.filter((s) => s.kitchen !== kitchen);
+        prev = { ...prev, t: prev.captured, replay: true };
+      }
+    }
     const t = replay ? captured : (created ?? captured);
     const clean = {};
     for (const [k, v] of Object.entries(counts)) if (num(v) !== null) clean[k] = v;
-    touch(pk.last, kitchen, { t, counts: clean, replay }, MAX_NAMES);
+    touch(pk.last, kitchen, { t, counts: clean, replay, created, captured }, MAX_NAMES);
     touch(pk.latest, kitchen, clean, MAX_NAMES);
     for (const k of Object.keys(clean)) {
       if (pk.colors.has(k)) continue;
