@@ -114,6 +114,9 @@ def test_filter_language_typed_in_the_page(stack: Stack, page: Any) -> None:
     pg.fill("#filter", "")
     pg.type("#filter", "method == GET")
     pg.wait_for_selector("#filter-error", state="hidden", timeout=WAIT_MS)
+    # Typing checks; Enter (or Apply) applies.
+    assert "filter=not" in pg.url
+    pg.click("#filter-form button[type=submit]")
     pg.wait_for_function("() => new URLSearchParams(location.search).get('filter') === "
                          "'method == GET'", timeout=WAIT_MS)
 

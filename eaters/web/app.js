@@ -79,6 +79,7 @@ function applyFilter(text, { push = true } = {}) {
   ui.pred = compile(ast);
   ui.where = split(ast);
   $("filter").value = text;
+  $("filter").dataset.pending = "false";
   const hubPart = ui.where.hub ? format(ui.where.hub) : "";
   const pagePart = ui.where.page ? format(ui.where.page) : "";
   const where = $("filter-where");
@@ -448,15 +449,16 @@ function wire() {
     ev.preventDefault();
     applyFilter($("filter").value);
   });
-  // Apply as one types once the expression parses; errors show at once.
+  // Checked as one types (a mistake is marked at once), applied on Enter or Apply, as in
+  // Wireshark: applying may change the hub subscription, which is a new hello each time.
   let typing = null;
   $("filter").addEventListener("input", () => {
     clearTimeout(typing);
     typing = setTimeout(() => {
       const text = $("filter").value;
-      try { parse(text); } catch (err) { showFilterError(text, err); return; }
-      applyFilter(text);
-    }, 300);
+      try { parse(text); showFilterError(text, null); } catch (err) { showFilterError(text, err); }
+      $("filter").dataset.pending = String(text !== ui.text);
+    }, 150);
   });
   $("filter-clear").addEventListener("click", () => applyFilter(""));
   for (const id of ["stream-table", "http-table", "dns-table", "fluentd-table", "zmtp-table", "arp-table", "ca-table"]) {
