@@ -1,6 +1,7 @@
 """The dashboard's filter language (eaters/web/filter.js) on its own, without a browser.
 
-The unit tests are JavaScript (tests/web_js/filter.test.mjs, run here with ``node --test``);
+The unit tests are JavaScript (tests/web_js/*.test.mjs: the filter and the exports, run
+here with ``node --test``);
 the fuzzing is Hypothesis: random expressions are printed with random spacing and
 spellings, parsed by the real filter.js in node, evaluated on sample dumplings and compared
 with a small reference evaluator written here; random text must parse or fail with a
@@ -24,11 +25,12 @@ NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
-def test_filter_unit_tests_in_node() -> None:
-    done = subprocess.run([NODE, "--test", str(ROOT / "tests/web_js/filter.test.mjs")],
+@pytest.mark.parametrize("name, tests", [("filter", 9), ("export", 3)])
+def test_unit_tests_in_node(name: str, tests: int) -> None:
+    done = subprocess.run([NODE, "--test", str(ROOT / f"tests/web_js/{name}.test.mjs")],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "# fail 0" in done.stdout and "# pass 9" in done.stdout
+    assert "# fail 0" in done.stdout and f"# pass {tests}" in done.stdout
 
 
 class Oracle:

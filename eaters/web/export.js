@@ -54,7 +54,8 @@ export function har(items, creatorVersion = "") {
       startedDateTime: new Date(start * 1000).toISOString(),
       time: latencyMs,
       request: {
-        method: String(p.method ?? (it.chef === "GrpcChef" ? "POST" : "GET")),
+        // gRPC's "method" is the RPC's name; on the wire every call is a POST.
+        method: it.chef === "GrpcChef" ? "POST" : String(p.method ?? "GET"),
         url: `${scheme}://${host}${path.startsWith("/") ? "" : "/"}${path}`,
         httpVersion: version, cookies: [], headers: headers(p.request_headers), queryString: [],
         headersSize: -1, bodySize: num(p.request_body_length) ?? num(p.request_bytes) ?? -1,
