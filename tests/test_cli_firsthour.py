@@ -99,8 +99,15 @@ def test_chef_the_filter_never_passes_is_named_at_start_and_exit(procs, tmp_path
     err = "\n".join(p.err)
     assert ("warning: LineChef follows tcp port 7777, which the filter 'tcp port 24224' "
             "never passes: it will see nothing. Give it -o LineChef.ports=24224") in err, err
+    # -f applies to files too: this capture's Fluentd talks on 24230, so nothing passes
+    assert "LineChef followed no flow (port 7777); the capture had no tcp flows" in err, err
+    # without the filter, the exit line names the busiest port the chef did not follow
+    rc, p = _run(procs, "nd-sniff", "-r", FLUENTD,
+                 "--chef-module", str(tmp_path / "mychefs.py"), "--print")
+    assert rc == 0, p.err
     assert re.search(r"LineChef followed no flow \(port 7777\); busiest ports it did not "
-                     r"follow: tcp \d+ \(\d+ flows?\)", err), err
+                     r"follow: tcp 24230 \(1 flow\) \(-o LineChef.ports=24230",
+                     "\n".join(p.err)), p.err
     # a filter that does pass the port: no warning
     rc, p = _run(procs, "nd-sniff", "-r", FLUENTD, "tcp", "port", "7777", "or", "udp",
                  "--chef-module", str(tmp_path / "mychefs.py"), "--print")

@@ -27,6 +27,7 @@ from netdumplings.sources import PcapSource
 
 FOREIGN = Path(__file__).parent / "data" / "foreign"
 DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 
 IP4 = bytes(IP(src="10.1.1.1", dst="10.2.2.2") / UDP(sport=40000, dport=53)
@@ -272,3 +273,22 @@ def test_nd_sniff_says_the_unknown_link_type_once_on_stderr(tmp_path: Path) -> N
     said = [line for line in r.stderr.splitlines() if "link type" in line]
     assert len(said) == 1 and "USER0 (147)" in said[0]
     assert "5 packets" in r.stderr
+
+
+_SHARED_CAPTURES = (sorted(SHARED.glob("*.pcap*")) + sorted((SHARED / "foreign").glob("*.pcap*"))
+                    if SHARED.is_dir() else [])
+
+
+@pytest.mark.skipif(not _SHARED_CAPTURES, reason="../shared/captures is not beside the clone")
+def test_no_chef_raises_on_any_shared_capture() -> None:
+    """Issue 19: no capture in ../shared/captures (foreign ones included) makes any bundled
+    chef raise; one test over all of them (about 50 small files)."""
+    from conftest import cook
+    chefs = list(bundled_chefs().values())
+    raised = {}
+    for pcap in _SHARED_CAPTURES:
+        dumplings, kitchen = cook(pcap, chefs)
+        if kitchen.chef_errors:
+            raised[pcap.name] = kitchen.chef_errors
+        assert kitchen.stats.packets > 0, pcap.name
+    assert not raised, raised

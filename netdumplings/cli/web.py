@@ -19,7 +19,9 @@ examples:
 
 The page connects to the hub from the browser, so --hub must be reachable from where the
 browser runs (127.0.0.1 means the browser's own machine). The page also accepts
-?hub=ws://host:port in its address to look at another hub.
+?hub=ws://host:port in its address to look at another hub, and ?filter=EXPRESSION
+(e.g. ?filter=status%3E%3D400) to open with a filter. The filter language, the detail
+pane, statistics and exports: docs/guide/web-dashboard.md.
 
 A hub that requires an eater token refuses the page until it has one: the page then asks
 for it and keeps it for that hub in the tab only (never in a URL, config.json or a log).
