@@ -384,3 +384,20 @@ def test_undeclared_user_chef_sees_every_packet_in_the_reader() -> None:
     assert comparable(two) == comparable(one)
     last = [d["payload"] for d in two if d["metadata"]["chef"] == "Tally"][-1]
     assert last == {"n": k2.stats.packets, "in_order": True} and last["n"] > 0
+
+
+@pytest.mark.slow
+def test_bulk_million_packets_same_with_two_workers() -> None:
+    """The 1,000,000-packet mixed capture (made once, cached under bench/data/): two
+    workers make the same dumplings as one kitchen, by the same comparison."""
+    from bench.kitchen import default_chefs, mixed_capture
+
+    path, _origin = mixed_capture(1_000_000, lambda msg: None)
+    one, k1 = cook(path, 1, default_chefs())
+    one_view = comparable(one)
+    del one
+    two, k2 = cook(path, 2, default_chefs())
+    assert not k2.died
+    assert k2.stats.packets == k1.stats.packets == 1_000_000
+    assert k2.stats.dumplings == k1.stats.dumplings > 100_000
+    assert comparable(two) == one_view
