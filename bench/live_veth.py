@@ -43,6 +43,17 @@ def _packet_sockets(ns: str) -> int:
     return max(0, len(out.stdout.strip().splitlines()) - 1)
 
 
+def _queued(ns: str) -> int:
+    """Bytes waiting in the receive buffers of the namespace's packet sockets (Rmem)."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/packet"],
+                         capture_output=True, text=True, timeout=10)
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        return 0
+    col = lines[0].split().index("Rmem")
+    return sum(int(line.split()[col]) for line in lines[1:])
+
+
 def one_run(ns: dict[str, str], pcap: Path, rate: int, packets: int, workers: int,
             log: Callable[[str], None]) -> dict[str, Any]:
     sniff = [sys.executable, "-m", "netdumplings.cli.sniff", "-i", ns["kif"], "--print",
@@ -62,7 +73,12 @@ def one_run(ns: dict[str, str], pcap: Path, rate: int, packets: int, workers: in
         m = re.search(r"Successful packets:\s+(\d+)", rep.stdout)
         sent = int(m.group(1)) if m else 0
         actual = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", rep.stdout)
-        time.sleep(3.0)   # the kitchen works through what its buffers hold
+        # the kitchen works through what its sockets hold (bounded): what is still queued
+        # when it is stopped would be neither seen nor dropped
+        deadline = time.monotonic() + 120
+        while _queued(ns["K"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
         rx = _ns_read(ns["K"], f"/sys/class/net/{ns['kif']}/statistics/rx_dropped") - rx0
         tx = _ns_read(ns["S"], f"/sys/class/net/{ns['sif']}/statistics/tx_dropped") - tx0
         os.killpg(k.pid, signal.SIGINT)
