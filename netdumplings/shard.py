@@ -24,6 +24,7 @@ import socket
 from collections import OrderedDict
 from typing import Any
 
+from .chef import FlowChef
 from .packet import Packet
 from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
 
@@ -152,3 +153,20 @@ class Sharder:
         if src is None or dst is None:
             return 0
         return hash((src, dst) if src < dst else (dst, src)) % self.workers
+
+
+FLOWS, MERGE, READER = "flows", "merge", "reader"
+
+
+def shard_mode(cls: type) -> str:
+    """Where chef class ``cls`` runs with several workers (see ``DumplingChef.shard``)."""
+    mode = getattr(cls, "shard", None)
+    if mode in (FLOWS, MERGE, READER):
+        return mode
+    if mode is not None:
+        raise ValueError(f"{cls.__name__}.shard = {mode!r}: expected 'flows', 'merge' or "
+                         f"'reader'")
+    if issubclass(cls, FlowChef) and not cls.handles_packets() \
+            and not cls.handles_intervals():
+        return FLOWS
+    return READER

@@ -33,39 +33,21 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
-from .chef import DumplingChef, FlowChef
+from .chef import DumplingChef
 from .dumpling import DRIVER_INTERVAL, decode
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
 from .packet import NsPacket, Packet
-from .shard import Sharder
+from .shard import MERGE, READER, Sharder, shard_mode
+from .workerproc import BATCH, worker_main
 
 log = logging.getLogger("netdumplings.workers")
 
-#: Packets per batch sent to a worker (and dumplings per batch sent back, at most).
-BATCH = 256
 #: Seconds a paused stream's partial batches wait before they are sent.
 IDLE_FLUSH = 0.05
 #: Seconds a worker is given to finish its flows and report, at the end.
 FINISH_TIMEOUT = 60.0
 #: Seconds to wait for a worker to exit after it reported (or was told to stop).
 EXIT_TIMEOUT = 5.0
-
-FLOWS, MERGE, READER = "flows", "merge", "reader"
-
-
-def shard_mode(cls: type) -> str:
-    """Where chef class ``cls`` runs with several workers (see ``DumplingChef.shard``)."""
-    mode = getattr(cls, "shard", None)
-    if mode in (FLOWS, MERGE, READER):
-        return mode
-    if mode is not None:
-        raise ValueError(f"{cls.__name__}.shard = {mode!r}: expected 'flows', 'merge' or "
-                         f"'reader'")
-    if issubclass(cls, FlowChef) and not cls.handles_packets() \
-            and not cls.handles_intervals():
-        return FLOWS
-    return READER
-
 
 def auto_workers() -> int:
     """``--workers auto``: one per core left after the reader (at least 1)."""
@@ -201,7 +183,7 @@ class ShardedKitchen:
         for i in range(self.n):
             to_r, to_w = ctx.Pipe(duplex=False)
             from_r, from_w = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker_main, name=f"{self.name}-worker-{i + 1}",
+            proc = ctx.Process(target=worker_main, name=f"{self.name}-worker-{i + 1}",
                                args=(i, self._worker_args, to_r, from_w, sources[i]),
                                daemon=True)
             proc.start()
@@ -561,196 +543,3 @@ class ShardedKitchen:
     def live_stats(self) -> dict[int, dict[str, int]]:
         """Per worker: its live source's counts (kernel packets and drops), once finished."""
         return dict(self._live_stats)
-
-
-# -- the worker process -------------------------------------------------------------------
-
-
-def _worker_main(index: int, args: dict[str, Any], inbox: Connection, outbox: Connection,
-                 source: Any) -> None:
-    # Ctrl-C reaches the whole process group: the reader decides when workers finish.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    out: list[bytes] = []
-    kitchen = Kitchen(args["name"], args["classes"], sink=lambda d, b: out.append(b),
-                      chef_options=args["chef_options"], **args["common"])
-    if kitchen.flow_chefs:
-        kitchen.flows._next_id = index + 1
-        kitchen.flows.id_step = args["workers"]
-    merge = [c for c in kitchen.chefs if shard_mode(type(c)) == MERGE]
-    # Only "flows" chefs' interval handlers run in a worker; "merge" chefs report totals.
-    kitchen.interval_chefs = [c for c in kitchen.interval_chefs if c not in merge]
-    worker = _Worker(kitchen, merge, inbox, outbox, out)
-    worker.report_mask = args.get("report_mask", 0xFFF)
-    if source is not None:
-        worker.live(source)
-    else:
-        worker.files()
-
-
-class _Worker:
-    def __init__(self, kitchen: Kitchen, merge: list[DumplingChef], inbox: Connection,
-                 outbox: Connection, out: list[bytes]) -> None:
-        self.kitchen = kitchen
-        self.merge = merge
-        self.inbox = inbox
-        self.outbox = outbox
-        self.out = out
-        self.done = False
-        self.source: Any = None
-        #: Live: the packet count goes to the reader every (mask + 1) packets and when idle.
-        self.report_mask = 0xFFF
-
-    def flush(self) -> None:
-        out = self.out
-        if out:
-            self.outbox.send(("D", out[:]))
-            out.clear()
-
-    def control(self, msg: tuple) -> None:
-        kind = msg[0]
-        k = self.kitchen
-        if kind == "P":
-            _, poke, now = msg
-            if now is not None:
-                k.now = now
-            k.poke()
-            self.flush()
-            self.outbox.send(("S", poke, self._states()))
-        elif kind == "F":
-            _, poke, now = msg
-            if now is not None and (k.now is None or now > k.now):
-                k.now = now
-            k.finish()
-            self.flush()
-            self.outbox.send(("S", poke, self._states()))
-            d = k.stats.defrag
-            live = self.source.stats() if self.source is not None else None
-            self.outbox.send(("Z", {
-                "stats": {key: v for key, v in k.stats.as_dict().items()},
-                "defrag": (d.fragments, d.reassembled, d.dropped) if d else (0, 0, 0),
-                "chef_errors": k.chef_errors, "chef_seconds": k.chef_seconds,
-                "live": live}))
-            self.done = True
-
-    def _states(self) -> dict[str, Any]:
-        states = {}
-        for chef in self.merge:
-            try:
-                states[chef.name] = chef.worker_state()
-            except Exception as exc:
-                self.kitchen._chef_error(chef, "worker_state raised", exc)
-                raise
-        return states
-
-    def files(self) -> None:
-        k = self.kitchen
-        process = k.process
-        expire = k.expire
-        n = 0
-        recv = self.inbox.recv
-        while not self.done:
-            try:
-                msg = recv()
-            except (EOFError, OSError):   # the reader is gone
-                return
-            if msg[0] == "B":
-                for data, t, wirelen, linktype, iface, tns in msg[1]:
-                    if tns is None:
-                        process(Packet(data, t, wirelen, linktype, iface))
-                    else:
-                        process(NsPacket(data, tns, wirelen, linktype, iface))
-                    n += 1
-                    if not n & 0x3FF:
-                        expire()
-                if len(self.out) >= BATCH or not self.inbox.poll():
-                    self.flush()   # full, or nothing more to read for now
-            else:
-                self.control(msg)
-        self.outbox.close()
-
-    def live(self, source: Any) -> None:
-        self.source = source
-        k = self.kitchen
-        process = k.process
-        poll = self.inbox.poll
-        n = 0
-        last_flush = time.monotonic()
-        try:
-            for packet in source:
-                if packet is not None:
-                    process(packet)
-                    n += 1
-                    if not n & 0x3FF:
-                        k.expire()
-                    if n & 0x3F:
-                        continue
-                while poll():
-                    try:
-                        msg = self.inbox.recv()
-                    except (EOFError, OSError):
-                        return
-                    self.control(msg)
-                    if self.done:
-                        return
-                now = time.monotonic()
-                if self.out and (packet is None or now - last_flush > 0.05
-                                 or len(self.out) >= BATCH):
-                    self.outbox.send(("D", self.out[:], ))
-                    self.out.clear()
-                    last_flush = now
-                if packet is None or not n & self.report_mask:
-                    self.outbox.send(("C", n))
-        finally:
-            source.close()
-
-
-# -- comparing runs (tests and the benchmark) ----------------------------------------------
-
-
-def comparable(dumplings: list[dict[str, Any]]) -> dict[str, Any]:
-    """What ``--workers N`` must keep from ``--workers 1``: per flow (transport and both
-    endpoints) the dumplings of each chef in order; per chef the dumplings that name no
-    flow, as a multiset; per chef the number of interval dumplings that name no flow
-    (totals) and the last one. Flow
-    ids, sequence numbers and creation times are left out: they number, not describe."""
-    def strip(payload: Any, under: str = "") -> Any:
-        if isinstance(payload, dict):
-            return {k: strip(v, k) for k, v in payload.items()
-                    if not (k == "id" and under == "flow") and k != "circuit"}
-        if isinstance(payload, list):
-            return [strip(v, under) for v in payload]
-        return payload
-
-    flows: dict[Any, list[Any]] = {}
-    loose: dict[str, list[str]] = {}
-    intervals: dict[str, list[Any]] = {}
-    for d in dumplings:
-        md, payload = d["metadata"], d["payload"]
-        chef = md["chef"]
-        flow = payload.get("flow") if isinstance(payload, dict) else None
-        if isinstance(flow, dict):
-            # whichever driver: a flow's dumpling made at a poke in one kitchen may be made
-            # by a later packet in another (TcpConnChef's lingering summaries)
-            key = (chef, flow.get("transport"), flow.get("client"), flow.get("server"))
-            flows.setdefault(key, []).append(strip(payload))
-        elif md.get("driver") == DRIVER_INTERVAL:
-            intervals.setdefault(chef, []).append(payload)
-        else:
-            loose.setdefault(chef, []).append(repr(strip(payload)))
-    return {"flows": flows,
-            "loose": {c: sorted(v) for c, v in loose.items()},
-            "intervals": {c: (len(v), _canon(strip(v[-1]))) for c, v in intervals.items()}}
-
-
-def _canon(value: Any) -> Any:
-    """Lists of records whose order says nothing (monitors, PVs) compared as sorted."""
-    if isinstance(value, dict):
-        return {k: _canon(v) for k, v in value.items()}
-    if isinstance(value, list):
-        items = [_canon(v) for v in value]
-        try:
-            return sorted(items, key=repr)
-        except TypeError:
-            return items
-    return value

@@ -16,7 +16,9 @@ import pytest
 from netdumplings.kitchen import Kitchen
 from netdumplings.registry import bundled_chefs
 from netdumplings.sources import PcapSource
-from netdumplings.workers import ShardedKitchen, comparable, shard_mode
+from netdumplings.sameness import comparable
+from netdumplings.shard import shard_mode
+from netdumplings.workers import ShardedKitchen
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
 if not SHARED.exists():
