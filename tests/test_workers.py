@@ -403,3 +403,33 @@ def test_bulk_million_packets_same_with_two_workers() -> None:
     assert k2.stats.packets == k1.stats.packets == 1_000_000
     assert k2.stats.dumplings == k1.stats.dumplings > 100_000
     assert comparable(two) == one_view
+
+
+@needs_capture
+@pytest.mark.live
+def test_live_worker_that_dies_ends_the_kitchen() -> None:
+    """Live on lo: the worker that gets the fatal datagram dies; the kitchen names it, the
+    other worker finishes, exit 1, without waiting for a Ctrl-C."""
+    import socket
+
+    from conftest import free_port
+
+    port = free_port(socket.SOCK_DGRAM)
+    p = Proc(nd_command("nd-sniff") + [
+        "-i", "lo", "-f", f"udp port 9 or udp port {port}", "--workers", "2", "--print",
+        "-v", "-m", str(CHEFMODS / "worker_chefs.py"), "--chef", "WorkerKillerChef",
+        "--chef", "PacketCountChef"])
+    try:
+        p.wait_line("sniffing", timeout=20)
+        time.sleep(0.3)
+        workers = children(p.p.pid)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(5):
+                s.sendto(b"hello", ("127.0.0.1", port))
+            s.sendto(b"die", ("127.0.0.1", 9))
+        assert p.wait(30) == 1, p.err
+        died = [line for line in p.err if "died (exit status 3)" in line]
+        assert died, p.err
+        assert gone(workers)
+    finally:
+        p.kill()
