@@ -1,0 +1,96 @@
+"""The reader's split of a capture between workers (netdumplings.shard) and the counters of
+packets dropped before any socket (netdumplings.ifdrops)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from netdumplings.ifdrops import backlog_drops, interface_counters
+from netdumplings.packet import Packet
+from netdumplings.shard import Sharder
+
+
+def frame(src: str, dst: str, proto: int, sport: int, dport: int, *, ident: int = 1,
+          frag: int = 0, payload: bytes = b"data") -> bytes:
+    l4 = struct.pack("!HH", sport, dport) + (b"\x00" * 16 if proto == 6 else
+                                               struct.pack("!HH", 8 + len(payload), 0))
+    body = l4 + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, frag, 64, proto, 0,
+                     bytes(int(x) for x in src.split(".")),
+                     bytes(int(x) for x in dst.split("."))) + body
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
+
+
+def pkt(data: bytes) -> Packet:
+    return Packet(data, 1.0)
+
+
+def test_both_directions_of_a_flow_go_to_one_worker() -> None:
+    s = Sharder(7)
+    for sport in range(1000, 1200):
+        there = s.route(pkt(frame("10.0.0.1", "10.0.0.2", 6, sport, 80)))
+        back = s.route(pkt(frame("10.0.0.2", "10.0.0.1", 6, 80, sport)))
+        assert there == back
+    spread = {s.route(pkt(frame("10.0.0.1", "10.0.0.2", 6, p, 80))) for p in range(1000, 1200)}
+    assert len(spread) == 7
+
+
+def test_udp_goes_by_the_client_endpoint() -> None:
+    """A broadcast search and its unicast reply (another 4-tuple) meet in one worker."""
+    s = Sharder(5)
+    for port in range(40000, 40100):
+        search = s.route(pkt(frame("10.0.0.9", "10.0.0.255", 17, port, 5064)))
+        reply = s.route(pkt(frame("10.0.0.3", "10.0.0.9", 17, 5064, port)))
+        assert search == reply
+
+
+def test_non_ip_frames_go_by_ethertype() -> None:
+    s = Sharder(4)
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\x00" * 28
+    assert len({s.route(pkt(arp[:12] + arp[12:14] + bytes([i]) * 28)) for i in range(50)}) == 1
+
+
+def test_the_slow_path_keys_as_the_fast_one() -> None:
+    """A frame decoded the long way (a VLAN tag) lands where its untagged twin does."""
+    s = Sharder(9)
+    for sport in range(2000, 2050):
+        plain = frame("10.1.0.1", "10.1.0.2", 17, sport, 53)
+        tagged = plain[:12] + b"\x81\x00\x00\x05" + plain[12:]
+        assert s.route(pkt(plain)) == s.route(pkt(tagged))
+
+
+def test_fragments_follow_their_first_fragment() -> None:
+    s = Sharder(6)
+    first = frame("10.2.0.1", "10.2.0.2", 17, 33333, 53, ident=77, frag=0x2000)
+    later = frame("10.2.0.1", "10.2.0.2", 17, 0, 0, ident=77, frag=0x0003)   # offset 24
+    # the later fragment comes first: held until the first fragment says where it goes
+    assert s.route(pkt(later)) == -1
+    w = s.route(pkt(first))
+    assert [wk for wk, _ in s.released] == [w]
+    s.released.clear()
+    assert w == s.route(pkt(frame("10.2.0.1", "10.2.0.2", 17, 33333, 53)))
+    assert s.route(pkt(later)) == w    # remembered for the rest of the datagram
+
+
+def test_held_fragments_are_released_at_the_end() -> None:
+    s = Sharder(3)
+    lone = frame("10.3.0.1", "10.3.0.2", 17, 0, 0, ident=5, frag=0x0010)
+    assert s.route(pkt(lone)) == -1
+    s.flush()
+    assert len(s.released) == 1 and 0 <= s.released[0][0] < 3
+
+
+def test_interface_counters_read_the_kernels_tables(tmp_path: Path) -> None:
+    dev = tmp_path / "dev"
+    dev.write_text(
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes\n"
+        "  eth0: 100 10 0 7 2 0 0 0 0 0 0 0 0 0 0 0\n"
+        "    lo: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n")
+    assert interface_counters(str(dev)) == {"eth0": 9, "lo": 0}
+    softnet = tmp_path / "softnet"
+    softnet.write_text("0001 0000000a 0\n0002 00000005 0\n")
+    assert backlog_drops(str(softnet)) == 15
+    assert interface_counters(str(tmp_path / "missing")) == {}
+
