@@ -120,7 +120,7 @@ class FanoutCapture:
     def stats(self) -> dict[str, Any]:
         """Summed over the workers' sources (known once they finished), and per worker."""
         per = self.kitchen.live_stats() if self.kitchen is not None else {}
-        total = {"packets": 0, "kernel_packets": 0, "kernel_drops": 0,
+        total: dict[str, Any] = {"packets": 0, "kernel_packets": 0, "kernel_drops": 0,
                  "forwarded_duplicates": 0}
         for st in per.values():
             for key in total:

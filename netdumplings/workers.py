@@ -212,8 +212,9 @@ class ShardedKitchen:
 
     @sender.setter
     def sender(self, value: Any) -> None:
-        self.reader.sender = value   # PacketForwardChef (a reader chef) reports its drops
-        self.merger.sender = value
+        # PacketForwardChef (a reader chef) reports the outbox's drops
+        setattr(self.reader, "sender", value)
+        setattr(self.merger, "sender", value)
 
     def describe_worker(self, i: int) -> str:
         proc = self._procs[i]
@@ -243,20 +244,23 @@ class ShardedKitchen:
             # The reader may be blocked reading stdin: a signal ends the wait (PEP 475
             # retries the read after a handler that returns; KeyboardInterrupt does not).
             self._reading = False
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            ident = threading.main_thread().ident
+            if ident is not None:
+                signal.pthread_kill(ident, signal.SIGINT)
 
     # -- results --------------------------------------------------------------------------
 
     def _collect(self) -> None:
         """The collector thread: dumplings, poke states and final reports from workers."""
-        pending = {conn: i for i, conn in enumerate(self._from)}
+        pending: dict[Any, int] = {conn: i for i, conn in enumerate(self._from)}
         while pending:
-            for conn in wait(list(pending), timeout=0.5):
-                i = pending[conn]  # type: ignore[index]
+            ready: list[Any] = wait(list(pending), timeout=0.5)
+            for conn in ready:
+                i = pending[conn]
                 try:
-                    msg = conn.recv()  # type: ignore[union-attr]
+                    msg: Any = conn.recv()
                 except (EOFError, OSError):
-                    del pending[conn]  # type: ignore[arg-type]
+                    del pending[conn]
                     if i not in self._reported:
                         self._lost(i)
                     continue
@@ -442,7 +446,7 @@ class ShardedKitchen:
         (``ticks`` yields ``None`` every so often, or the packets ``-w`` writes)."""
         if not self._procs:
             self.start()
-        interval = self.poke_interval
+        interval = self.poke_interval or 0.0
         next_wall = time.monotonic() + interval if interval else float("inf")
         reader = self.reader
         process = reader.process if reader.chefs else None
