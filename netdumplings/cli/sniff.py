@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kitchen processes, flows shared between them (default: %(default)s; "
                         "'auto': one per core left after the reader). A file or stdin is "
                         "read and split by flow here; a live capture is split by the kernel "
-                        "(PACKET_FANOUT). Still one kitchen to the hub, with merged totals")
+                        "(PACKET_FANOUT). Still one kitchen to the hub, with merged totals. "
+                        "Live, --count stops the workers together just after N packets "
+                        "(the summary says how many were cooked)")
     p.add_argument("-l", "--chef-list", action="store_true",
                    help="list the available chefs and exit")
     p.add_argument("-D", "--list-interfaces", action="store_true",
