@@ -76,15 +76,24 @@ class _SequencedSink:
 
     def __call__(self, data: bytes) -> None:
         with self.lock:
-            self.sequence += 1
-            at = data.find(b'"sequence":')
-            if at >= 0:
-                start = at + 11
-                end = start
-                while data[end] in b"0123456789":
-                    end += 1
-                data = b"%s%d%s" % (data[:start], self.sequence, data[end:])
-            self.sink(decode(data) if self.wants_dict else {}, data)
+            self._one(data)
+
+    def many(self, batch: list[bytes]) -> None:
+        """A worker's batch, under one lock."""
+        with self.lock:
+            for data in batch:
+                self._one(data)
+
+    def _one(self, data: bytes) -> None:
+        self.sequence += 1
+        at = data.find(b'"sequence":')
+        if at >= 0:
+            start = at + 11
+            end = data.find(b",", start)   # the number ends at the next key (or the dict)
+            if end < 0:
+                end = data.find(b"}", start)
+            data = b"%s%d%s" % (data[:start], self.sequence, data[end:])
+        self.sink(decode(data) if self.wants_dict else {}, data)
 
 
 def _merge_stats(total: KitchenStats, part: dict[str, Any]) -> None:
@@ -266,8 +275,7 @@ class ShardedKitchen:
                     continue
                 kind = msg[0]
                 if kind == "D":
-                    for data in msg[1]:
-                        self._out(data)
+                    self._out.many(msg[1])
                 elif kind == "S":
                     self._state(i, msg[1], msg[2])
                 elif kind == "C":
