@@ -1,6 +1,7 @@
 """Live loss with 1 and N workers: the mixed capture replayed onto a veth (root, tcpreplay).
 
-Two network namespaces made for the run, joined by a veth pair: ``tcpreplay`` sends the
+Two network namespaces made for the run, joined by a veth pair: ``tcpreplay`` (paced with
+``--timer=nano``: its default timer spins, and took one of this machine's two cores) sends the
 first ``packets`` frames of the mixed capture from one end at a fixed rate; ``nd-sniff -i
 <other end> --workers N --print`` (all default chefs, dumplings to /dev/null) captures the
 other end. Per rate and worker count: sent (tcpreplay's successful packets), seen (the
@@ -68,7 +69,8 @@ def one_run(ns: dict[str, str], pcap: Path, rate: int, packets: int, workers: in
         rx0 = _ns_read(ns["K"], f"/sys/class/net/{ns['kif']}/statistics/rx_dropped")
         tx0 = _ns_read(ns["S"], f"/sys/class/net/{ns['sif']}/statistics/tx_dropped")
         rep = subprocess.run(["ip", "netns", "exec", ns["S"], "tcpreplay", "-q", "-i",
-                              ns["sif"], f"--pps={rate}", f"--limit={packets}", str(pcap)],
+                              ns["sif"], f"--pps={rate}", f"--limit={packets}", "--timer=nano",
+                              str(pcap)],
                              capture_output=True, text=True, timeout=packets / rate * 4 + 60)
         m = re.search(r"Successful packets:\s+(\d+)", rep.stdout)
         sent = int(m.group(1)) if m else 0
