@@ -209,6 +209,26 @@ class EaterConn:
         self.removed += n
         return frame, n
 
+    def take_messages(self, batch_max: int) -> tuple[list[bytes], int]:
+        """The next entries, each its own WebSocket message (an eater that does not take
+        batches), up to ``batch_max`` dumplings or ``MERGE_BYTES``: (messages, dumplings)."""
+        q = self.queue
+        popleft = q.popleft
+        messages: list[bytes] = []
+        append = messages.append
+        n = size = counted = 0
+        while q and n < batch_max and size < MERGE_BYTES:
+            frame, c = popleft()
+            append(frame)
+            n += c
+            size += len(frame)
+            counted += len(frame) + ENTRY_OVERHEAD
+        self.queued -= n
+        self.qbytes -= counted
+        self.budget.used -= counted
+        self.removed += n
+        return messages, n
+
     def drop(self, n: int) -> None:
         """Count ``n`` dumplings missed that never made it into the queue."""
         self.pushed += n
