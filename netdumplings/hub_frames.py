@@ -81,10 +81,12 @@ class KitchenConnection(ServerConnection):
         self._held: list[Frame] = []   # data frames after it, until the sink is set
         self._parts: list[bytes] = []  # a fragmented message in progress
         self._paused = False
+        self._refused = False          # closed before admission: data frames are dropped
 
     def process_event(self, event: Any) -> None:
         if self._hello_in and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
-            self._held.append(event)
+            if not self._refused:
+                self._held.append(event)
             return
         super().process_event(event)
         if isinstance(event, Frame) and event.opcode in DATA_OPCODES and event.fin:
@@ -99,6 +101,19 @@ class KitchenConnection(ServerConnection):
                 # Not admitted (yet): read nothing more until the hub decides.
                 self._paused = True
                 self.transport.pause_reading()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """As websockets' ``close``; a kitchen closed before it was admitted (refused, or
+        no hello in time) has what it sent after its hello dropped, and reading resumes so
+        that its close frame is read (otherwise the close would wait for the timeout)."""
+        if self.sink is None:
+            self._refused = True
+            self._held.clear()
+            if self._paused:
+                self._paused = False
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.resume_reading()
+        await super().close(code, reason)
 
     def take_messages(self, sink: Sink) -> None:
         """From now on (the kitchen is admitted) its messages go to ``sink``, starting with

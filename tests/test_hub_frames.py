@@ -51,6 +51,7 @@ class RawKitchen:
                 self.proto.receive_data(data)
                 for ev in self.proto.events_received():
                     if ev.opcode is Opcode.CLOSE:
+                        self.sock.sendall(b"".join(self.proto.data_to_send()))  # the reply
                         return int.from_bytes(ev.data[:2], "big")
         except OSError:
             return None
@@ -118,6 +119,8 @@ def test_refused_kitchen_relays_nothing_that_came_with_its_hello():
                                 *[dumpling(i) for i in range(1, 2001)]))
         assert k.close_code() == 1008
         k.close()
+        # Its close frame is read (not left behind paused reading until the close timeout).
+        assert h.wait(lambda: h.hub.open["kitchen"] == 0, timeout=3)
         with pytest.raises(TimeoutError):
             eater.recv(timeout=0.5)
         assert h.status()["total_dumplings_in"] == 0
