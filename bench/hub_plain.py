@@ -145,16 +145,21 @@ def phase(hub: dict[str, Any], eaters: int, msgs: list[bytes], procs: int,
     received = [r["received"] for r in results]
     rates = [r["received"] / (r["last"] - t0) if r["last"] else 0 for r in results]
     total = sum(received)
+    elapsed = max(r["last"] or t0 for r in results) - t0
+    eater_cpu = sum(r["process_cpu_s"] / r["clients_in_process"] for r in results)
     row = {"hub": hub["name"], "eaters": eaters, "sent": count,
            "received_min": min(received), "lost_max": count - min(received),
            "out_of_order": sum(r["out_of_order"] for r in results),
            "per_eater_dumplings_per_s_min": round(min(rates)),
            "kitchen_send_seconds": round(t_sent - t0, 3),
            "hub_cpu_us_per_dumpling_out": round(cpu / total * 1e6, 2) if total else None,
+           "hub_cpu_busy": round(cpu / elapsed, 2) if elapsed > 0 else None,
+           "eaters_cpu_busy": round(eater_cpu / elapsed, 2) if elapsed > 0 else None,
            "hub_rss_mb_peak": round(hub["rss"].peak / 2**20, 1)}
     log(f"  {hub['name']}: {eaters} eater(s): sent {count:,}, min received "
         f"{row['received_min']:,}, {row['per_eater_dumplings_per_s_min']:,}/s per eater, "
-        f"hub CPU {row['hub_cpu_us_per_dumpling_out']} us per dumpling out, "
+        f"hub CPU {row['hub_cpu_us_per_dumpling_out']} us per dumpling out (busy "
+        f"{row['hub_cpu_busy']}, eater processes {row['eaters_cpu_busy']} of a core), "
         f"RSS peak {row['hub_rss_mb_peak']} MB")
     return row
 
