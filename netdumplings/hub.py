@@ -13,8 +13,9 @@ reconnect, which is what makes a hub restart lossless for kitchens; the startup 
 
 The parts: ``hub_admission`` (hellos, tokens, limits), ``hub_intake`` (decoding and
 validating kitchens' messages), ``hub_queues`` (eater queues and their shared memory budget),
-``hub_eaters`` (feeding and closing eaters), ``hub_replay`` and ``hub_status`` (status
-dumplings, metrics, /healthz, /status). This module ties them together and fans dumplings out.
+``hub_eaters`` (feeding and closing eaters), ``hub_frames`` (a kitchen's messages taken a
+socket read at a time, a plain eater's written many frames at once), ``hub_replay`` and
+``hub_status`` (status dumplings, metrics, /healthz, /status). This module ties them together and fans dumplings out.
 """
 
 from __future__ import annotations
