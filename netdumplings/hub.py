@@ -246,15 +246,11 @@ class Hub(Admission, EaterSide, StatusReport):
         self._info(("kitchen", "connected"), "kitchen %s connected from %s:%s", conn.name,
                    host, port)
         try:
-            if isinstance(ws, KitchenConnection):
-                # Messages come in the groups they were read in, from the read callback
-                # (hub_frames): no recv() round trip per message.
-                ws.take_messages(lambda messages: self._take(conn, messages))
-                await ws.wait_closed()
-            else:
-                while not conn.flooded:
-                    self._take(conn, [await ws.recv(decode=False)])
-                await ws.wait_closed()
+            # Messages come in the groups they were read in, from the read callback
+            # (hub_frames): no recv() round trip per message.
+            assert isinstance(ws, KitchenConnection)
+            ws.take_messages(lambda messages: self._take(conn, messages))
+            await ws.wait_closed()
         except ConnectionClosed:
             pass
         finally:
