@@ -165,3 +165,34 @@ def test_plain_eater_that_leaves_mid_burst_leaves_the_others_whole():
         assert [e.name for e in h.hub.eaters.values()] == ["stay"]
         k.close()
         stay.close()
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_write_messages_with_and_without_an_extension(compression):
+    """Without an extension the messages are written as frames at once; with one (the hub
+    negotiates none, but the function is not the hub's to assume) each goes through
+    websockets' send. Either way the client gets each as its own message, in order."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    from netdumplings.hub_frames import write_messages
+
+    messages = [orjson.dumps(dumpling(i)) for i in range(1, 301)] + [b"x" * 70_000]
+
+    async def handler(ws):
+        assert bool(ws.protocol.extensions) == (compression is not None)
+        await write_messages(ws, messages[:150], True)
+        await write_messages(ws, messages[150:], True)
+        await ws.wait_closed()
+
+    async def main():
+        async with serve(handler, "127.0.0.1", 0, compression=compression) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}", compression=compression,
+                               max_size=None) as ws:
+                return [await asyncio.wait_for(ws.recv(decode=False), 10)
+                        for _ in messages]
+
+    assert asyncio.run(main()) == messages
