@@ -19,22 +19,23 @@ and only skip the per-message round trip:
   hub only adds the header; connections with a negotiated extension (the hub negotiates
   none: ``compression=None``) fall back to one ``send`` a message.
 
-This relies on three methods of websockets' asyncio ``Connection`` that are not in its API
-reference but are its documented extension points (``create_connection=`` takes a subclass):
-``process_event``, ``data_received`` and ``send_context``; tests/test_hub_frames.py checks
-them against the installed websockets.
+This relies on three methods of websockets' asyncio ``Connection`` that its API reference
+does not list: ``process_event`` and ``data_received`` (asyncio's protocol callback),
+overridden in a subclass given to ``serve(create_connection=...)``, which is documented, and
+``send_context``, whose docstring shows this very use. tests/test_hub_frames.py checks them
+against the installed websockets (17.4 when this was written).
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Any, Callable, Sequence
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import DATA_OPCODES, Frame, Opcode
 
-#: how the hub takes a kitchen's messages once it is admitted: (connection, messages)
+#: how the hub takes a kitchen's messages once it is admitted: the complete messages of
+#: one socket read, in order
 Sink = Callable[[list[bytes]], None]
 
 _U16 = struct.Struct("!BBH").pack
