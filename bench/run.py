@@ -1,4 +1,4 @@
-"""The benchmark runner: ``python -m bench [kitchen|live|hub|all] [options]``.
+"""The benchmark runner: ``python -m bench [kitchen|live|hub|hub-plain|all] [options]``.
 
 Prints a table per benchmark and writes everything measured (plus the machine and versions)
 to ``bench/results/<benchmark>-<time>.json``. Not part of the test suite.
