@@ -1,4 +1,4 @@
-"""The benchmark runner: ``python -m bench [kitchen|live|hub|all] [options]``.
+"""The benchmark runner: ``python -m bench [kitchen|workers|live|live-veth|hub|hub-plain|all] [options]``.
 
 Prints a table per benchmark and writes everything measured (plus the machine and versions)
 to ``bench/results/<benchmark>-<time>.json``. Not part of the test suite.
@@ -46,6 +46,8 @@ def _machine() -> dict[str, Any]:
 def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     """A plain-text table of ``rows`` (dicts) with ``cols`` as (key, heading)."""
     def fmt(v: Any) -> str:
+        if isinstance(v, list):
+            return " / ".join(fmt(x) for x in v)
         if isinstance(v, float):
             return f"{v:,.3f}" if v < 10 else f"{v:,.1f}"
         if isinstance(v, int):
@@ -79,11 +81,17 @@ HUB_COLS = [("eaters", "eaters"), ("encoding", "encoding"), ("paced_rate", "pace
             ("hub_reported_missed", "of which hub queues"), ("out_of_order", "reordered"), ("per_eater_dumplings_per_s_min", "per eater/s"),
             ("latency_ms_p50", "p50 ms"), ("latency_ms_p99", "p99 ms"),
             ("hub_rss_mb_peak", "hub RSS peak MB")]
+PLAIN_COLS = [("hub", "hub"), ("eaters", "eaters"), ("sent", "sent"),
+              ("received_min", "min received"), ("out_of_order", "reordered"),
+              ("per_eater_dumplings_per_s_min", "per eater/s (best)"), ("rounds", "all rounds"),
+              ("vs_0.5.1", "vs 0.5.1"), ("hub_cpu_us_per_dumpling_out", "hub CPU us/dumpling out"),
+              ("hub_rss_mb_peak", "hub RSS peak MB")]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["kitchen", "workers", "live", "live-veth", "hub", "all"])
+    p.add_argument("what", choices=["kitchen", "workers", "live", "live-veth", "hub", "hub-plain",
+                                    "all"])
     p.add_argument("--veth-rates", default="20000,40000,80000",
                    help="live-veth: packets/s tcpreplay sends (default: %(default)s)")
     p.add_argument("--veth-packets", type=int, default=150_000,
@@ -111,12 +119,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="hub: dumplings per flat-out phase (default: %(default)s)")
     p.add_argument("--paced", type=int, default=25_000,
                    help="hub: dumplings in the paced 5,000/s phases (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="hub-plain: rounds, alternating the hubs (default: %(default)s)")
+    p.add_argument("--eater-procs", type=int, default=2,
+                   help="hub-plain: processes the 10 eaters are spread over (default: %(default)s)")
+    p.add_argument("--nd05", type=Path,
+                   help="hub-plain: bin/ of a venv with netdumplings 0.5.1 (default: .venv-nd05/bin)")
+    p.add_argument("--only", choices=["ours", "0.5.1"],
+                   help="hub-plain: measure one hub only")
     p.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/)")
     args = p.parse_args(argv)
 
     result: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "machine": _machine()}
-    todo = ["kitchen", "live", "hub"] if args.what == "all" else [args.what]
+    todo = ["kitchen", "live", "hub", "hub-plain"] if args.what == "all" else [args.what]
     out_tables = []
     for what in todo:
         if what == "kitchen":
@@ -143,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             from . import live
             r = live.run(tuple(int(x) for x in args.rates.split(",")), args.seconds, _log)
             out_tables.append("live on lo, PacketCountChef\n" + table(r["rows"], LIVE_COLS))
+        elif what == "hub-plain":
+            from . import hub_plain
+            r = hub_plain.run(args.dumplings, args.rounds, args.eater_procs, args.nd05, _log,
+                              args.only)
+            out_tables.append("hub, plain clients (one dumpling per message), best of "
+                              f"{args.rounds} rounds\n" + table(r["best"], PLAIN_COLS))
         else:
             from . import hub
             r = hub.run(args.dumplings, args.paced, _log)

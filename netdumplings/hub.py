@@ -13,8 +13,9 @@ reconnect, which is what makes a hub restart lossless for kitchens; the startup 
 
 The parts: ``hub_admission`` (hellos, tokens, limits), ``hub_intake`` (decoding and
 validating kitchens' messages), ``hub_queues`` (eater queues and their shared memory budget),
-``hub_eaters`` (feeding and closing eaters), ``hub_replay`` and ``hub_status`` (status
-dumplings, metrics, /healthz, /status). This module ties them together and fans dumplings out.
+``hub_eaters`` (feeding and closing eaters), ``hub_frames`` (a kitchen's messages taken a
+socket read at a time, a plain eater's written many frames at once), ``hub_replay`` and
+``hub_status`` (status dumplings, metrics, /healthz, /status). This module ties them together and fans dumplings out.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from . import __version__, logredact
 from .hub_admission import (MAX_HELLO_BYTES, MAX_NAME, NO_DATA_FRAMES, Admission, Quiet,
                             addr, printable)
 from .hub_eaters import EaterSide
+from .hub_frames import KitchenConnection
 from .hub_intake import (Batch, InvalidDumpling, KitchenConn, check_dumpling, decode,
                          encode)
 from .hub_queues import EaterConn, QueueBudget
@@ -153,7 +155,8 @@ class Hub(Admission, EaterSide, StatusReport):
         common = dict(max_size=MAX_HELLO_BYTES, compression=None, ssl=self.ssl,
                       ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
                       server_header=f"netdumplings/{__version__}")
-        self._servers.append(await serve(self._kitchen, self.address, self.in_port, **common))
+        self._servers.append(await serve(self._kitchen, self.address, self.in_port,
+                                         create_connection=KitchenConnection, **common))
         self._servers.append(await serve(self._eater, self.address, self.out_port, **common))
         if self.in_port == 0:
             self.in_port = self._servers[0].sockets[0].getsockname()[1]
@@ -243,21 +246,11 @@ class Hub(Admission, EaterSide, StatusReport):
         self._info(("kitchen", "connected"), "kitchen %s connected from %s:%s", conn.name,
                    host, port)
         try:
-            while True:
-                message = await ws.recv(decode=False)
-                try:
-                    ok = self._receive(conn, message)
-                except Exception as exc:  # a hub bug: drop the message, not the kitchen,
-                    # which would resend it after reconnecting, again and again
-                    self._warn(("kitchen", "error"), "message from kitchen %s not relayed",
-                               conn.name, exc_info=exc)
-                    ok = self._invalid(conn, "invalid", "hub error")
-                if not ok:
-                    await ws.close(CLOSE_FLOOD, CLOSE_REASONS[CLOSE_FLOOD])
-                    break
-                conn.messages += 1
-                if conn.ack_event is not None:
-                    conn.ack_event.set()
+            # Messages come in the groups they were read in, from the read callback
+            # (hub_frames): no recv() round trip per message.
+            assert isinstance(ws, KitchenConnection)
+            ws.take_messages(lambda messages: self._take(conn, messages))
+            await ws.wait_closed()
         except ConnectionClosed:
             pass
         finally:
@@ -266,6 +259,27 @@ class Hub(Admission, EaterSide, StatusReport):
             self.kitchens.pop(ws, None)
             self._info(("kitchen", "disconnected"), "kitchen %s disconnected (%d dumplings, "
                        "%d invalid)", conn.name, conn.dumplings, conn.invalid)
+
+    def _take(self, conn: KitchenConn, messages: list[bytes]) -> None:
+        """A kitchen's data messages, in order; one ack for all of them."""
+        if conn.flooded:
+            return
+        receive = self._receive
+        for message in messages:
+            try:
+                ok = receive(conn, message)
+            except Exception as exc:  # a hub bug: drop the message, not the kitchen,
+                # which would resend it after reconnecting, again and again
+                self._warn(("kitchen", "error"), "message from kitchen %s not relayed",
+                           conn.name, exc_info=exc)
+                ok = self._invalid(conn, "invalid", "hub error")
+            if not ok:
+                conn.flooded = True
+                self._close_later(conn.ws, CLOSE_FLOOD)
+                break
+            conn.messages += 1
+        if conn.ack_event is not None:
+            conn.ack_event.set()
 
     async def _acker(self, conn: KitchenConn) -> None:
         """One ack per wake-up, carrying the latest count: many messages, few acks."""

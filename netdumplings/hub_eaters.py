@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from .hub_admission import addr, printable
+from .hub_frames import write_messages
 from .hub_intake import decode, encode
 from .hub_queues import EaterConn, singles
 from .hub_status import MAX_LABEL_SETS
@@ -200,8 +201,12 @@ class EaterSide:
                     missed, conn.missed = conn.missed, 0
                     await ws.send(self._notice(conn, missed), text=text)
                     continue  # the queue may have changed while we waited
-                frame, n = conn.take(batch_max)
-                await ws.send(frame, text=text)
+                if conn.batch:
+                    frame, n = conn.take(batch_max)
+                    await ws.send(frame, text=text)
+                else:   # one message a dumpling: as many as are queued, in one write
+                    messages, n = conn.take_messages(batch_max)
+                    await write_messages(ws, messages, text)
                 conn.sent += n
                 self.dumplings_out += n
                 if stamps and stamps[0][0] < conn.removed:

@@ -107,7 +107,7 @@ def encode(obj: Any, mp: bool) -> bytes | None:
 
 class KitchenConn:
     __slots__ = ("ws", "hello", "info", "dumplings", "invalid", "batch", "messages",
-                 "ack_event", "flood_start", "flood_count", "name")
+                 "ack_event", "flood_start", "flood_count", "name", "flooded")
 
     def __init__(self, ws: ServerConnection, hello: KitchenHello, info: dict[str, Any]) -> None:
         self.ws = ws
@@ -121,6 +121,7 @@ class KitchenConn:
         self.ack_event: asyncio.Event | None = None
         self.flood_start = 0.0
         self.flood_count = 0
+        self.flooded = False     # closed for flooding: what else it sent is ignored
 
 
 class Batch:

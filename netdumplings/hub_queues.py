@@ -29,6 +29,10 @@ from .wire import EaterHello, matcher
 ENTRY_OVERHEAD = 120     # bytes a queue entry costs beyond its frame (tuple, deque slot,
                          # bytes object header; a little more than CPython takes)
 MERGE_BYTES = 1 << 20    # a merged eater frame stops growing here (well under max sizes)
+WRITE_BYTES = 1 << 16    # messages taken for one write to a plain eater stop here: what is
+                         # taken leaves the budget, so a stalled eater's socket buffer holds
+                         # at most this (plus one dumpling) beyond it, as with one send each
+                         # (websockets' own write buffer limit is 32 KB)
 
 
 class QueueBudget:
@@ -208,6 +212,26 @@ class EaterConn:
         self.budget.used -= size
         self.removed += n
         return frame, n
+
+    def take_messages(self, batch_max: int) -> tuple[list[bytes], int]:
+        """The next entries, each its own WebSocket message (an eater that does not take
+        batches), up to ``batch_max`` dumplings or ``WRITE_BYTES``: (messages, dumplings)."""
+        q = self.queue
+        popleft = q.popleft
+        messages: list[bytes] = []
+        append = messages.append
+        n = size = counted = 0
+        while q and n < batch_max and size < WRITE_BYTES:
+            frame, c = popleft()
+            append(frame)
+            n += c
+            size += len(frame)
+            counted += len(frame) + ENTRY_OVERHEAD
+        self.queued -= n
+        self.qbytes -= counted
+        self.budget.used -= counted
+        self.removed += n
+        return messages, n
 
     def drop(self, n: int) -> None:
         """Count ``n`` dumplings missed that never made it into the queue."""

@@ -20,7 +20,7 @@ being counted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import msgpack
 import orjson
@@ -44,7 +44,8 @@ class StartupReplay:
         # (keys, bytes, msgpack?, creation_times): one dumpling (keys of length 1, the
         # dumpling's bytes) or a kitchen's whole batch as it came (an array): kept as
         # bytes, not objects, and re-read only when an eater is caught up
-        self.entries: deque[tuple[list[Key], bytes, bool, list[float | None]]] = deque()
+        self.entries: deque[tuple[Sequence[Key], bytes, bool, Sequence[float | None]]] = \
+            deque()
         self.bytes = 0
         self.lost: dict[Key | None, int] = {}
         self.lost_total = 0
@@ -52,7 +53,10 @@ class StartupReplay:
     def add(self, key: Key, data: bytes, binary: bool, ct: float | None) -> None:
         """One dumpling accepted (``data``: its bytes in the kitchen's encoding)."""
         if self.open:
-            self._hold([key], data, binary, [ct])
+            # Tuples, not lists: tuples of strings and numbers leave the garbage
+            # collector's lists, and the buffer holds ~100,000 such entries (tracked
+            # lists of one made every collection walk them all: ~2 us a dumpling).
+            self._hold((key,), data, binary, (ct,))
         else:
             self.count(key)
 
@@ -65,8 +69,8 @@ class StartupReplay:
             for key in keys:
                 self.count(key)
 
-    def _hold(self, keys: list[Key], data: bytes, binary: bool,
-              cts: list[float | None]) -> None:
+    def _hold(self, keys: Sequence[Key], data: bytes, binary: bool,
+              cts: Sequence[float | None]) -> None:
         entries = self.entries
         entries.append((keys, data, binary, cts))
         self.bytes += len(data) + ENTRY_OVERHEAD + KEY_OVERHEAD * len(keys)
