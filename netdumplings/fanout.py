@@ -24,7 +24,7 @@ import struct
 import time
 from typing import Any, Iterator
 
-from .sources import CaptureError, LiveSource
+from .sources import CaptureError, LiveSource, drain
 
 SOL_PACKET = 263
 PACKET_FANOUT = 18
@@ -36,19 +36,6 @@ def join_fanout(sock: socket.socket, group: int) -> None:
     value = (group & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16)
     # as an unsigned int: the DEFRAG flag sets the top bit, beyond a C int
     sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", value))
-
-
-def _drain(sock: socket.socket) -> None:
-    sock.setblocking(False)
-    try:
-        while True:
-            sock.recv(65536)
-    except (BlockingIOError, InterruptedError):
-        pass
-    except OSError:
-        pass
-    finally:
-        sock.setblocking(True)
 
 
 class FanoutCapture:
@@ -86,7 +73,7 @@ class FanoutCapture:
                                            f"(PACKET_FANOUT): {exc.strerror or exc}") from exc
             for src in self.sources:
                 for sock, _name in src._socks:
-                    _drain(sock)
+                    drain(sock)
                 for sock, _name in src._socks:
                     src._stats(sock)   # start the kernel counters from here
         except BaseException:

@@ -452,6 +452,21 @@ def _ifindex(name: str) -> int | None:
         return None
 
 
+
+def drain(sock: socket.socket) -> None:
+    """Throw away what a packet socket received before its filter (or fanout group) was
+    in place: it was captured unfiltered. Leaves the socket blocking."""
+    sock.setblocking(False)
+    try:
+        while True:
+            sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:  # ENETDOWN: the interface is down, reported once elsewhere
+        pass
+    finally:
+        sock.setblocking(True)
+
 class LiveSource:
     """Live capture on one or more interfaces (or all, with ``interfaces=None``).
 
@@ -534,16 +549,7 @@ class LiveSource:
                     s.bind((iface, ETH_P_ALL))
                 except OSError as exc:
                     raise CaptureError(f"cannot capture on {iface!r}: {exc.strerror}") from exc
-            # Drain anything that arrived before the filter was attached.
-            s.setblocking(False)
-            try:
-                while True:
-                    s.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:  # ENETDOWN: the interface is down, reported once
-                pass
-            s.setblocking(True)
+            drain(s)   # what arrived before the filter was attached
             s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             self._stats(s)  # reset the kernel counters
