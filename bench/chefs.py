@@ -26,7 +26,7 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.registry import bundled_chefs
 from netdumplings.sources import PcapSource
 
-from .kitchen import _Limited, default_chefs, kitchen_loop, mixed_capture
+from .kitchen import cook_file, default_chefs, kitchen_loop, mixed_capture
 
 CHEFS_DIR = Path(__file__).resolve().parent.parent / "chefs"
 
@@ -181,12 +181,7 @@ def _record_calls(path: Path, limit: int | None) -> tuple[list[tuple[Any, ...]],
     Returns (calls, packets read)."""
     calls: list[tuple[Any, ...]] = []
     k = Kitchen("floor", _stand_ins(calls), poke_interval=None, host="bench")
-    src = PcapSource(path)
-    try:
-        k.run(_Limited(src, limit))
-        k.finish()
-    finally:
-        src.close()
+    cook_file(k, path, limit)
     return calls, k.stats.packets
 
 

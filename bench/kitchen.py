@@ -101,6 +101,17 @@ class _Limited:
                 return
 
 
+def cook_file(k: Any, path: Path, limit: int | None = None) -> None:
+    """Run kitchen ``k`` (a Kitchen, or a started ShardedKitchen) over the first ``limit``
+    packets of ``path`` and finish it, as nd-sniff -r does."""
+    src = PcapSource(path)
+    try:
+        k.run(_Limited(src, limit))
+        k.finish()
+    finally:
+        src.close()
+
+
 def kitchen_loop(path: Path, chefs: list, limit: int | None = None) -> dict[str, Any]:
     """The real nd-sniff path: PcapSource -> Kitchen.run -> chefs -> encoded dumplings."""
     sink_bytes = [0]
@@ -109,12 +120,7 @@ def kitchen_loop(path: Path, chefs: list, limit: int | None = None) -> dict[str,
         sink_bytes[0] += len(data)
 
     k = Kitchen("bench", chefs, sink=sink, poke_interval=5.0, host="bench")
-    src = PcapSource(path)
-    try:
-        k.run(_Limited(src, limit))
-        k.finish()
-    finally:
-        src.close()
+    cook_file(k, path, limit)
     return {"packets": k.stats.packets, "dumplings": k.stats.dumplings,
             "dumpling_bytes": sink_bytes[0], "chef_errors": k.stats.chef_errors,
             "kitchen": k}

@@ -16,10 +16,9 @@ from typing import Any, Callable
 
 from netdumplings.chef import DumplingChef
 from netdumplings.kitchen import Kitchen
-from netdumplings.sources import PcapSource
 from netdumplings.workers import ShardedKitchen
 
-from .kitchen import _Limited, _timed, bare_loop, default_chefs, mixed_capture
+from .kitchen import _timed, bare_loop, cook_file, default_chefs, mixed_capture
 
 
 class NothingChef(DumplingChef):
@@ -41,12 +40,7 @@ def one(path: Path, workers: int, chefs: list[type], limit: int | None) -> dict[
     else:
         k = ShardedKitchen(workers, "bench", chefs, sink=sink, poke_interval=5.0, host="bench")
         k.start()
-    src = PcapSource(path)
-    try:
-        k.run(_Limited(src, limit))
-        k.finish()
-    finally:
-        src.close()
+    cook_file(k, path, limit)
     if getattr(k, "died", None):
         raise RuntimeError(f"workers died: {k.died}")
     return {"packets": k.stats.packets, "dumplings": got[0], "dumpling_bytes": got[1]}
