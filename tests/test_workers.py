@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from conftest import SHARED
+
 from netdumplings.kitchen import Kitchen
 from netdumplings.registry import bundled_chefs
 from netdumplings.sources import PcapSource
@@ -20,9 +22,6 @@ from netdumplings.sameness import comparable
 from netdumplings.shard import shard_mode
 from netdumplings.workers import ShardedKitchen
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/captures")
 CAPTURES = sorted(p for p in list(SHARED.glob("*.pcap")) + list(SHARED.glob("foreign/*"))
                   if p.suffix in (".pcap", ".pcapng", ".cap"))
 ALL_CHEFS = list(bundled_chefs().values())
