@@ -108,6 +108,20 @@ def expected(name: str) -> dict[str, Any]:
 _ports_given: set[int] = set()
 
 
+def write_pcap(path: Path, linktype: int, frames: list[bytes],
+               times: list[float] | None = None) -> Path:
+    """A little-endian microsecond pcap of ``frames`` with link type ``linktype``; frame i
+    at ``times[i]`` (default: one second apart from 1,700,000,000)."""
+    import struct
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        for i, data in enumerate(frames):
+            ts = times[i] if times is not None else 1_700_000_000 + i
+            fh.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(data), len(data)))
+            fh.write(data)
+    return path
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port free now and not given out before in this run: the kernel may hand the same
     ephemeral port to two binds in a row once the first socket is closed, and a hub given

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_pcap
+
 from netdumplings.chef import DumplingChef
 from netdumplings.chefs.arp import ARPChef
 from netdumplings.kitchen import Kitchen
@@ -70,14 +72,6 @@ def in_geneve(frame: bytes) -> bytes:
 
 def in_gre(frame: bytes) -> bytes:
     return outer_ip(47, b"\x00\x00\x65\x58" + frame)
-
-
-def write_pcap(path: Path, linktype: int, frames: list[bytes]) -> Path:
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
-        for i, data in enumerate(frames):
-            fh.write(struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data)
-    return path
 
 
 def arp_items(pcap: Path, **kitchen) -> list[dict]:

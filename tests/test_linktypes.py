@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import write_pcap
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -117,14 +119,6 @@ FRAMES = [
     ("pflog", 117, pflog(IP4, 2), V4),
     ("pflog-ipv6", 117, pflog(IP6, 24), V6),
 ]
-
-
-def write_pcap(path: Path, linktype: int, frames: list[bytes]) -> Path:
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
-        for i, data in enumerate(frames):
-            fh.write(struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data)
-    return path
 
 
 @pytest.mark.parametrize("name,linktype,frame,want", FRAMES, ids=[f[0] for f in FRAMES])

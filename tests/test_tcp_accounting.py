@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import conftest
+
 from netdumplings.chefs.tcpconn import TcpConnChef
 from netdumplings.offline import read_dumplings
 
@@ -161,12 +163,8 @@ WRAPS = {"ethernet": lambda ip: eth(ip), "vxlan": lambda ip: vxlan(eth(ip)),
 
 
 def write_pcap(path: Path, frames: list[tuple[float, bytes]], linktype: int = 1) -> Path:
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
-        for ts, data in frames:
-            fh.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(data), len(data)))
-            fh.write(data)
-    return path
+    return conftest.write_pcap(path, linktype, [data for _, data in frames],
+                               [ts for ts, _ in frames])
 
 
 def conversation(tail: list[tuple]) -> list[tuple]:
