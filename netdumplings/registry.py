@@ -34,7 +34,10 @@ def bundled_chefs() -> dict[str, type[DumplingChef]]:
                 log.warning("bundled chef module %s not available: %s", info.name, exc)
                 continue
             for name, obj in vars(module).items():
-                if is_assignable(obj) and obj.__module__ == module.__name__:
+                # A chef package (decoder and shell apart) re-exports its chef from a
+                # submodule: those are its own chefs too.
+                if is_assignable(obj) and (obj.__module__ == module.__name__
+                                           or obj.__module__.startswith(module.__name__ + ".")):
                     found[name] = obj
         _bundled = dict(sorted(found.items()))
     return _bundled

@@ -19,7 +19,7 @@ def chef_list(available: dict[str, type], modules: list[str]) -> str:
         text = " ".join(doc.split()) or "(no description: give the class a docstring)"
         if getattr(cls, "opt_in", False):
             text += " Opt-in: runs only when named with -c."
-        rows.append((name, origin.get(name, cls.__module__), text))
+        rows.append((name, origin.get(name, _public_module(cls.__module__)), text))
     w1 = max(len(r[0]) for r in rows + [("CHEF", "", "")])
     w2 = max(len(r[1]) for r in rows + [("", "FROM", "")])
     width = max(shutil.get_terminal_size((100, 24)).columns, w1 + w2 + 30)
@@ -29,6 +29,14 @@ def chef_list(available: dict[str, type], modules: list[str]) -> str:
         out.append(textwrap.fill(text, width, initial_indent=f"{name:{w1}}  {where:{w2}}  ",
                                  subsequent_indent=indent))
     return "\n".join(out)
+
+
+def _public_module(module: str) -> str:
+    """A bundled chef by the path users import it from (``netdumplings.chefs.http1``), not
+    the submodule of its package that defines it."""
+    if module.startswith("netdumplings.chefs."):
+        return ".".join(module.split(".")[:3])
+    return module
 
 
 def list_interfaces() -> list[str]:
