@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .chef import (CloseReason, DatagramChef, Direction, DumplingChef, FlowChef,
                    StreamChef)
 
-__version__ = "1.0.0.dev0"
+from ._version import __version__
 
 #: netdumplings 0.5's top-level names -> the module that defines them.
 _COMPAT05 = {

@@ -15,7 +15,6 @@ A chef that raises is logged and counted by the kitchen; it never stops the kitc
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 import importlib
@@ -28,37 +27,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from .flows import CloseReason, Direction
+
 if TYPE_CHECKING:  # pragma: no cover
     from .flows import Flow
     from .packet import Packet
-
-
-class Direction(str, enum.Enum):
-    """Which way bytes travel within a flow (names match the shared captures' ground truth)."""
-
-    CLIENT_TO_SERVER = "client_to_server"
-    SERVER_TO_CLIENT = "server_to_client"
-
-    @property
-    def reverse(self) -> "Direction":
-        return (Direction.SERVER_TO_CLIENT if self is Direction.CLIENT_TO_SERVER
-                else Direction.CLIENT_TO_SERVER)
-
-    def __str__(self) -> str:  # so f-strings and JSON show the plain value
-        return self.value
-
-
-class CloseReason(str, enum.Enum):
-    """Why a flow ended, as told to ``FlowChef.on_close``."""
-
-    FIN = "fin"            # both sides (or the one we saw) sent FIN
-    RST = "rst"            # a RST ended it
-    TIMEOUT = "timeout"    # idle for longer than the flow table's idle timeout
-    EVICTED = "evicted"    # pushed out by the flow table's memory/flow-count limits
-    END = "end"            # the capture (file or stdin) ended with the flow still open
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ChefOptions(BaseModel):

@@ -25,7 +25,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from . import logredact
+import netdumplings.logredact as logredact
 from .compat.dumpling import DumplingDict
 from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
                    PROTOCOL, parse_hub_address, ws_uri)

@@ -16,11 +16,39 @@ addresses and ports starts a new connection.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from .chef import Direction
+
+class Direction(str, enum.Enum):
+    """Which way bytes travel within a flow (names match the shared captures' ground truth)."""
+
+    CLIENT_TO_SERVER = "client_to_server"
+    SERVER_TO_CLIENT = "server_to_client"
+
+    @property
+    def reverse(self) -> "Direction":
+        return (Direction.SERVER_TO_CLIENT if self is Direction.CLIENT_TO_SERVER
+                else Direction.CLIENT_TO_SERVER)
+
+    def __str__(self) -> str:  # so f-strings and JSON show the plain value
+        return self.value
+
+
+class CloseReason(str, enum.Enum):
+    """Why a flow ended, as told to ``FlowChef.on_close``."""
+
+    FIN = "fin"            # both sides (or the one we saw) sent FIN
+    RST = "rst"            # a RST ended it
+    TIMEOUT = "timeout"    # idle for longer than the flow table's idle timeout
+    EVICTED = "evicted"    # pushed out by the flow table's memory/flow-count limits
+    END = "end"            # the capture (file or stdin) ended with the flow still open
+
+    def __str__(self) -> str:
+        return self.value
+
 
 _C2S = Direction.CLIENT_TO_SERVER
 

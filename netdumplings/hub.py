@@ -33,7 +33,8 @@ import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from . import __version__, logredact
+import netdumplings.logredact as logredact
+from ._version import __version__
 from .hub_admission import (MAX_HELLO_BYTES, MAX_NAME, NO_DATA_FRAMES, Admission, Quiet,
                             addr, printable)
 from .hub_eaters import EaterSide

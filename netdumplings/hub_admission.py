@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from . import __version__
+from ._version import __version__
 from .wire import (CLOSE_BAD_HELLO, CLOSE_HELLO_TIMEOUT, CLOSE_POLICY, CLOSE_REASONS,
                    CLOSE_TOO_MANY, Welcome)
 

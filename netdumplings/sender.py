@@ -30,7 +30,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from . import logredact
+import netdumplings.logredact as logredact
 from .wire import CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, PROTOCOL, msgpack_array, ws_uri
 
 log = logging.getLogger("netdumplings.sender")

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable, NoReturn
 
-from .. import __version__
+from .._version import __version__
 from ..wire import parse_hub_address
 
 
