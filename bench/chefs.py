@@ -21,10 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from netdumplings.chef import Direction
-from netdumplings.kitchen import Kitchen
-from netdumplings.registry import bundled_chefs
-from netdumplings.sources import PcapSource
+from netdumplings.kitchen.chef import Direction
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.registry import bundled_chefs
+from netdumplings.capture.sources import PcapSource
 
 from .kitchen import cook_file, default_chefs, kitchen_loop, mixed_capture
 
@@ -67,7 +67,7 @@ def chef_shares(path: Path, limit: int) -> tuple[float, dict[str, float]]:
 def _collect(path: Path, limit: int) -> tuple[list[bytes], list[list[tuple[Direction, bytes, float]]]]:
     """DNS payloads and per-connection HTTP/1 byte streams of the first ``limit`` packets,
     taken from a kitchen with recording chefs (so reassembly is the kitchen's own)."""
-    from netdumplings.chef import DatagramChef, StreamChef
+    from netdumplings.kitchen.chef import DatagramChef, StreamChef
 
     dns: list[bytes] = []
     streams: dict[int, list[tuple[Direction, bytes, float]]] = {}
@@ -154,7 +154,7 @@ def _stand_ins(calls: list[tuple[Any, ...]] | None) -> list[type]:
     the same flows) that do nothing but, when ``calls`` is a list, record each call:
     ("data", chef name, flow, direction, bytes, timestamp) or ("close", chef name, flow,
     reason)."""
-    from netdumplings.chef import DatagramChef, StreamChef
+    from netdumplings.kitchen.chef import DatagramChef, StreamChef
 
     chefs = bundled_chefs()
 
@@ -197,8 +197,8 @@ def floor(path: Path, limit: int | None) -> dict[str, Any]:
     bare loop, i.e. 0.25x), work on the other cannot meet the target."""
     from chefs.dns import DNSLookupChef
     from chefs.http1 import Http1Chef
-    from netdumplings.chef import iter_payloads
-    from netdumplings.dumpling import encode
+    from netdumplings.kitchen.chef import iter_payloads
+    from netdumplings.wire.dumpling import encode
 
     from .kitchen import bare_loop
 

@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 import orjson
 
-from netdumplings.chef import DumplingChef
-from netdumplings.kitchen import Kitchen
-from netdumplings.packet import Packet
-from netdumplings.sender import HubSender
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.capture.packet import Packet
+from netdumplings.wire.sender import HubSender
 
 BENCH = Path(__file__).resolve().parent
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from netdumplings.chef import DumplingChef, StreamChef
-from netdumplings.kitchen import Kitchen
-from netdumplings.registry import bundled_chefs
-from netdumplings.sources import PcapSource
+from netdumplings.kitchen.chef import DumplingChef, StreamChef
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.registry import bundled_chefs
+from netdumplings.capture.sources import PcapSource
 
 from . import synth
 

@@ -15,9 +15,9 @@ import threading
 import time
 from typing import Any, Callable
 
-from netdumplings.kitchen import Kitchen
-from netdumplings.registry import bundled_chefs
-from netdumplings.sources import CaptureError, LiveSource
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.registry import bundled_chefs
+from netdumplings.capture.sources import CaptureError, LiveSource
 
 SENDER = r"""
 import socket, sys, time

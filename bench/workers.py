@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from netdumplings.chef import DumplingChef
-from netdumplings.kitchen import Kitchen
-from netdumplings.workers import ShardedKitchen
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.workers import ShardedKitchen
 
 from .kitchen import _timed, bare_loop, cook_file, default_chefs, mixed_capture
 

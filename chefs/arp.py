@@ -18,9 +18,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from netdumplings.chef import ChefOptions, DumplingChef
-from netdumplings.packet import (ETH_ARP, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL,
-                                 LINKTYPE_LINUX_SLL2)
+from netdumplings.kitchen.chef import ChefOptions, DumplingChef
+from netdumplings.capture.packet import (ETH_ARP, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL,
+                                         LINKTYPE_LINUX_SLL2)
 
 OPCODES = {1: "request", 2: "reply", 3: "rarp-request", 4: "rarp-reply",
            8: "inarp-request", 9: "inarp-reply"}

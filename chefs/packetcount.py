@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from netdumplings.chef import DumplingChef
-from netdumplings.packet import layer_shape, shape_names
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.capture.packet import layer_shape, shape_names
 
 
 class PacketCountChef(DumplingChef):
@@ -26,7 +26,7 @@ class PacketCountChef(DumplingChef):
 
     def __init__(self, kitchen: Any = None, **options: Any) -> None:
         super().__init__(kitchen, **options)
-        # Packets per layer *shape* (see netdumplings.packet.layer_shape): one dict update
+        # Packets per layer *shape* (see netdumplings.capture.packet.layer_shape): one dict update
         # per packet instead of one per layer, and no header decode for common frames.
         # Expanded to per-name counts only when reported.
         self._shape_counts: dict[Any, int] = {}

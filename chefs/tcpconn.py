@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, ClassVar, Iterator
 
-from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
-from netdumplings.flows import format_endpoint
-from netdumplings.packet import TCP_ACK, TCP_SYN, tcp_flag_names
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.flows.table import format_endpoint
+from netdumplings.capture.packet import TCP_ACK, TCP_SYN, tcp_flag_names
 
 #: Flags shown per packet, in the order tools usually print them.
 SHOWN_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")

@@ -4,7 +4,7 @@ Every source kitchen gets its own ``Kitchen`` (flow table, reassembly, chef inst
 two hosts that happen to carry the same 4-tuple never share a flow, and a chef's per-kitchen
 state means the same here as in the capturing kitchen. Frames go through
 ``Kitchen.process`` in the order they were captured, and interval handlers are poked on
-capture time (as ``netdumplings.offline`` does), so a chef produces the same dumplings here
+capture time (as ``netdumplings.kitchen.offline`` does), so a chef produces the same dumplings here
 as where the packets were captured.
 
 A source kitchen's capture is over when the hub's status stops listing it (its sender
@@ -21,10 +21,10 @@ import time
 from typing import Any, Callable, Iterable
 
 from netdumplings.chefs.forward import BatchTracker, iter_frames
-from netdumplings.eater import DumplingEater
-from netdumplings.kitchen import Kitchen
-from netdumplings.packet import Packet
-from netdumplings.wire import STATUS_CHEF
+from netdumplings.eater.client import DumplingEater
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.capture.packet import Packet
+from netdumplings.wire.messages import STATUS_CHEF
 
 log = logging.getLogger("netdumplings.cook")
 

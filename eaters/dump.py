@@ -1,5 +1,5 @@
 """nd-dump's eater: forwarded frames back into pcap / pcapng files (written by
-``netdumplings.pcapwriter``, which says how timestamps and rotation work)."""
+``netdumplings.capture.pcapwriter``, which says how timestamps and rotation work)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from netdumplings.chefs.forward import BatchTracker, iter_frames
-from netdumplings.eater import DumplingEater
-from netdumplings.pcapwriter import Dumper
+from netdumplings.eater.client import DumplingEater
+from netdumplings.capture.pcapwriter import Dumper
 
 log = logging.getLogger("netdumplings.dump")
 

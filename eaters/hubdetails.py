@@ -7,9 +7,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from netdumplings.eater import DumplingEater
+from netdumplings.eater.client import DumplingEater
 from netdumplings.eaters.print import terminal_safe_lines
-from netdumplings.wire import STATUS_CHEF
+from netdumplings.wire.messages import STATUS_CHEF
 
 
 def render_details(status: dict[str, Any]) -> str:

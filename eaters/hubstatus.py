@@ -6,9 +6,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from netdumplings.eater import DumplingEater
+from netdumplings.eater.client import DumplingEater
 from netdumplings.eaters.print import terminal_safe_lines
-from netdumplings.wire import STATUS_CHEF
+from netdumplings.wire.messages import STATUS_CHEF
 
 
 def _duration(seconds: float) -> str:

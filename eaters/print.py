@@ -13,9 +13,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from netdumplings.wire import STATUS_CHEF
+from netdumplings.wire.messages import STATUS_CHEF
 
-from netdumplings.eater import DumplingEater
+from netdumplings.eater.client import DumplingEater
 
 _COLORS = {"time": "\x1b[2m", "chef": "\x1b[36m", "kitchen": "\x1b[33m",
            "interval": "\x1b[35m", "notice": "\x1b[31m", "reset": "\x1b[0m"}

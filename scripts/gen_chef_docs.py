@@ -66,7 +66,7 @@ def chef_options(chef: type, capture: Path) -> dict[str, Any]:
 
 
 def run(chef: type, capture: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
 
     options = chef_options(chef, capture)
     dumplings = list(read_dumplings(capture, [chef], chef_options={chef.__name__: options},
@@ -199,7 +199,7 @@ def _describe(capture: Path) -> str:
 
 
 def generate() -> dict[str, str]:
-    from netdumplings.registry import bundled_chefs
+    from netdumplings.kitchen.registry import bundled_chefs
 
     pages, rows = {}, []
     for name, chef in bundled_chefs().items():

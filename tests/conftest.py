@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from netdumplings.dumpling import decode
-from netdumplings.kitchen import Kitchen
-from netdumplings.registry import resolve_chefs
-from netdumplings.sources import LiveSource
+from netdumplings.wire.dumpling import decode
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.registry import resolve_chefs
+from netdumplings.capture.sources import LiveSource
 
 # -- no process outlives the suite ---------------------------------------------------------
 # Every process the tests start inherits this mark in its environment (tests pass
@@ -441,7 +441,7 @@ def exchange_across_namespaces(ns: dict[str, str], server: str, client: str, add
 def cook(path: Any, chefs: list[type], **kitchen_kwargs: Any) -> tuple[list[dict[str, Any]], Kitchen]:
     """The dumplings ``chefs`` (classes) make from a capture file, and the kitchen that made
     them (for its stats): ``read_dumplings`` given chef instances, whose ``kitchen`` it sets."""
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
     cooks = [chef() for chef in chefs]
     dumplings = list(read_dumplings(str(path), cooks, **kitchen_kwargs))
     return dumplings, cooks[0].kitchen

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from netdumplings.chef import DumplingChef
-from netdumplings.flows import FlowTable
-from netdumplings.kitchen import MAX_CATCH_UP_POKES, Kitchen
-from netdumplings.packet import Packet
-from netdumplings.sources import LiveSource
-from netdumplings.wire import parse_hub_address
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.flows.table import FlowTable
+from netdumplings.kitchen.kitchen import MAX_CATCH_UP_POKES, Kitchen
+from netdumplings.capture.packet import Packet
+from netdumplings.capture.sources import LiveSource
+from netdumplings.wire.messages import parse_hub_address
 
 
 @pytest.mark.parametrize("address, expected", [
@@ -90,7 +90,7 @@ def test_datagrams_cut_by_the_snaplen_are_counted_not_decoded(tmp_path, procs):
 
     from conftest import run_nd
     from netdumplings.chefs.dns import DNSLookupChef
-    from netdumplings.sources import PcapSource
+    from netdumplings.capture.sources import PcapSource
 
     path = tmp_path / "cut.pcap"
     out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 60, 1)

@@ -20,9 +20,9 @@ from conftest import run_ip, veth_namespaces
 from hypothesis import given, settings, strategies as st
 
 from netdumplings.chefs.arp import ARPChef, parse_arp
-from netdumplings.dumpling import encode
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet
+from netdumplings.wire.dumpling import encode
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet
 
 DATA = Path(__file__).parent / "data"
 PCAP = DATA / "arp-veth.pcap"

@@ -14,12 +14,12 @@ import pytest
 
 from conftest import write_pcap
 
-from netdumplings.chef import DumplingChef
+from netdumplings.kitchen.chef import DumplingChef
 from netdumplings.chefs.arp import ARPChef
-from netdumplings.kitchen import Kitchen
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
-from netdumplings.sources import PcapSource
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
+from netdumplings.capture.sources import PcapSource
 
 FOREIGN = Path(__file__).parent / "data" / "foreign"
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
@@ -165,7 +165,7 @@ def test_packet_chefs_see_the_inner_packet_after_the_outer(tmp_path: Path,
 
 
 def test_tunnelled_packet_keeps_the_nanosecond_time() -> None:
-    from netdumplings.packet import NsPacket
+    from netdumplings.capture.packet import NsPacket
     chef = TunnelSeer()
     seen: list = []
     chef.packet_handler = lambda p: seen.append(p)   # type: ignore[method-assign]

@@ -17,8 +17,8 @@ import pytest
 from test_backplane import HubProc, Nats, _eat, _hubs, _status
 from test_backplane import nats_server  # noqa: F401 (fixture)
 from test_hub_helpers import cook_raw as _cook, dumpling
-from netdumplings.backplane import MAX_SUBJECT, interest_subjects
-from netdumplings.wire import EaterHello
+from netdumplings.hub.backplane import MAX_SUBJECT, interest_subjects
+from netdumplings.wire.messages import EaterHello
 
 pytestmark = pytest.mark.timeout(90)
 

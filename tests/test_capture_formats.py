@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from netdumplings.packet import NsPacket, Packet
-from netdumplings.sources import CaptureError, PcapSource
+from netdumplings.capture.packet import NsPacket, Packet
+from netdumplings.capture.sources import CaptureError, PcapSource
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,11 +13,11 @@ import pytest
 
 from conftest import DATA, assert_no_traceback, run_nd
 from netdumplings import DatagramChef, Direction, DumplingChef, StreamChef
-from netdumplings.chef import (ChefLoadError, ChefOptions, ChefOptionsError, ChefSetupError,
-                               chefs_in_module)
-from netdumplings.kitchen import Kitchen
-from netdumplings.offline import read_dumplings
-from netdumplings.registry import load_chefs
+from netdumplings.kitchen.chef import (ChefLoadError, ChefOptions, ChefOptionsError, ChefSetupError,
+                                       chefs_in_module)
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.kitchen.registry import load_chefs
 
 MODS = Path(__file__).parent / "chefmods"
 sys.path.insert(0, str(Path(__file__).parent))
@@ -214,7 +214,7 @@ def test_return_values_as_documented():
     kitchen_out = []
     kitchen = Kitchen("k", [Returns], poke_interval=None,
                       sink=lambda d, b: kitchen_out.append(json.loads(b)))
-    from netdumplings.sources import PcapSource
+    from netdumplings.capture.sources import PcapSource
     for packet in PcapSource(DNS):
         kitchen.process(packet)
     kitchen.finish()

@@ -13,9 +13,9 @@ from typing import Any
 from conftest import (DATA, assert_no_traceback, cook, free_port, nd_command, needs_capture,
                       run_nd)
 
-from netdumplings.chef import DatagramChef, DumplingChef
+from netdumplings.kitchen.chef import DatagramChef, DumplingChef
 from netdumplings.chefs.dns import DNSLookupChef
-from netdumplings.kitchen import Kitchen
+from netdumplings.kitchen.kitchen import Kitchen
 
 DNS = DATA / "dns-queries.pcap"
 SLOW = Path(__file__).parent / "chefmods" / "slow_chefs.py"

@@ -45,9 +45,9 @@ def readme_sniff_commands() -> list[str]:
 def test_readme_chef_and_its_commands_agree(tmp_path):
     """Every README command that runs mychefs with a filter passes LineChef's port, as
     libpcap decides (the check nd-sniff makes at start)."""
-    from netdumplings.chef import chefs_in_module
+    from netdumplings.kitchen.chef import chefs_in_module
     from netdumplings.cli.portcheck import blind_chefs
-    from netdumplings.kitchen import Kitchen
+    from netdumplings.kitchen.kitchen import Kitchen
 
     chefs = chefs_in_module(str(readme_chefs(tmp_path)))
     kitchen = Kitchen("readme", list(chefs.values()))

@@ -161,7 +161,7 @@ def test_count_stops_a_file_after_n_packets(procs, tmp_path):
     assert any(line.startswith("nd-sniff: 5 packets,") for line in p.err), p.err
     payloads = [json.loads(line)["payload"] for line in p.out]
     assert payloads[-1]["lookups_seen"]            # the end-of-capture interval dumpling
-    from netdumplings.sources import PcapSource
+    from netdumplings.capture.sources import PcapSource
     src = PcapSource(DNS)
     first = [bytes(q.data) for _, q in zip(range(5), src)]
     src.close()

@@ -130,7 +130,7 @@ def test_their_kitchen_and_eater_with_our_hub(nd05, hub_process, procs):
 
 def test_old_style_chef_runs_in_our_kitchen():
     """A chef that only knows scapy packets (haslayer, packet['UDP']) works unchanged."""
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
     sys.path.insert(0, str(Path(OLD_CHEFS).parent))
     try:
         from old_style_chefs import OldUdpChef

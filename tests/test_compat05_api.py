@@ -23,7 +23,7 @@ from netdumplings import (Dumpling, DumplingChef, DumplingDriver, DumplingEater,
                           DumplingHub, DumplingKitchen)
 from netdumplings.exceptions import (InvalidDumpling, InvalidDumplingPayload,
                                      NetDumplingsError)
-from netdumplings.packet import Packet
+from netdumplings.capture.packet import Packet
 
 MODS = Path(__file__).parent / "chefmods"
 
@@ -64,7 +64,11 @@ def test_importing_the_package_does_not_load_the_05_layer():
             "print(sorted(m for m in sys.modules if m.startswith('netdumplings.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert "compat" not in out and "hub" not in out and "kitchen" not in out
+    loaded = set(eval(out))
+    # the chef API (kitchen.chef, which names flows' Direction) and nothing heavier
+    assert loaded <= {"netdumplings._lazy", "netdumplings._moved", "netdumplings._version",
+                      "netdumplings.kitchen", "netdumplings.kitchen.chef",
+                      "netdumplings.flows", "netdumplings.flows.table"}, loaded
     code = "from netdumplings import DumplingKitchen, DumplingHub; print(DumplingHub.__module__)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "netdumplings.compat.hub"
@@ -75,7 +79,7 @@ def test_exceptions_have_05s_hierarchy():
     assert issubclass(InvalidDumplingPayload, NetDumplingsError)
     assert issubclass(NetDumplingsError, Exception)
     # the hub's own refusal is the same class (and still a ValueError, as before)
-    from netdumplings.hub import InvalidDumpling as HubInvalid, check_dumpling
+    from netdumplings.hub.server import InvalidDumpling as HubInvalid, check_dumpling
     assert HubInvalid is InvalidDumpling and issubclass(InvalidDumpling, ValueError)
     with pytest.raises(NetDumplingsError):
         check_dumpling({"metadata": {}})
@@ -184,7 +188,7 @@ def test_dumpling_repr():
 
 
 def test_what_eaters_receive_is_a_dict_and_a_05_dumpling():
-    from netdumplings.compat.dumpling import DumplingDict
+    from netdumplings.wire.dumpling05 import DumplingDict
     wire = {**WIRE, "metadata": {**WIRE["metadata"], "sequence": 3, "host": "h"}}
     d = DumplingDict(json.loads(json.dumps(wire)))
     assert isinstance(d, dict) and isinstance(d, Dumpling)
@@ -424,7 +428,7 @@ def test_eater_default_handlers_warn(caplog, handler, args, message):
 
 def test_todays_eater_is_unchanged():
     """Today's eater (netdumplings.eater) keeps its own defaults: quiet handlers, 127.0.0.1."""
-    from netdumplings.eater import DumplingEater as TodaysEater
+    from netdumplings.eater.client import DumplingEater as TodaysEater
     assert TodaysEater().hub_ws == "ws://127.0.0.1:11348"
     assert issubclass(DumplingEater, TodaysEater) and DumplingEater is not TodaysEater
 

@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 from conftest import DATA, assert_no_traceback, free_port, needs_capture, run_nd, wait_port
 from netdumplings import (Dumpling, DumplingChef, DumplingDriver, DumplingEater,
                           DumplingKitchen)
-from netdumplings.chef import chefs_in_module
+from netdumplings.kitchen.chef import chefs_in_module
 from netdumplings.exceptions import NetDumplingsError
 
 MODS = Path(__file__).parent / "chefmods"

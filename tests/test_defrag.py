@@ -22,10 +22,10 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from netdumplings.chefs.dns import DNSLookupChef
-from netdumplings.defrag import Defragmenter
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
-from netdumplings.sources import PcapSource
+from netdumplings.capture.defrag import Defragmenter
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
+from netdumplings.capture.sources import PcapSource
 
 E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 CLIENT4, SERVER4 = "192.0.2.10", "192.0.2.53"

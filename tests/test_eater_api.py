@@ -9,7 +9,7 @@ import time
 import orjson
 
 from conftest import DATA, nd_command
-from netdumplings.eater import DumplingEater, HubUnavailable
+from netdumplings.eater.client import DumplingEater, HubUnavailable
 from conftest import free_port
 from test_hub_helpers import dumpling, open_kitchen
 

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import DATA, Proc, nd_command
 
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 pytestmark = [pytest.mark.timeout(300)]
 

@@ -1,7 +1,7 @@
 """``-f`` on capture files selects what tcpdump -r selects (issue 19, item 6).
 
 The expression is compiled by libpcap for each link type of the file and run on every
-record (``netdumplings.bpf``); tcpdump itself is the reference: the records it writes with
+record (``netdumplings.capture.bpf``); tcpdump itself is the reference: the records it writes with
 ``tcpdump -r FILE -w OUT EXPR`` are those the kitchen is given, for pcap and pcapng, every
 link type, and stdin. An expression libpcap refuses is an error before anything is cooked.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import nd_command
-from netdumplings.bpf import FilterError, OfflineFilter
-from netdumplings.sources import CaptureError, PcapSource
+from netdumplings.capture.bpf import FilterError, OfflineFilter
+from netdumplings.capture.sources import CaptureError, PcapSource
 
 DATA = Path(__file__).parent / "data"
 FOREIGN = DATA / "foreign"
@@ -128,7 +128,7 @@ def test_link_type_libpcap_cannot_filter_is_an_error_as_in_tcpdump() -> None:
 
 
 def test_read_dumplings_applies_bpf_filter() -> None:
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
     pcap = DATA / "dns-queries.pcap"
     every = [d for d in read_dumplings(pcap, ["DNSLookupChef"]) if "event" in d["payload"]]
     one = [d["payload"] for d in read_dumplings(pcap, ["DNSLookupChef"],

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from netdumplings import CloseReason, Direction, StreamChef
-from netdumplings.flows import FlowTable
-from netdumplings.kitchen import Kitchen
-from netdumplings.packet import Packet
+from netdumplings.flows.table import FlowTable
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.capture.packet import Packet
 
 from conftest import needs_capture
 from chefmods.udp_echo_chefs import ByteStreamChef

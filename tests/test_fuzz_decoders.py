@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from test_dns import pointer_chain_message
 
-from netdumplings.chef import Direction
+from netdumplings.kitchen.chef import Direction
 from netdumplings.chefs import channel_access as ca
 from netdumplings.chefs import dns, fluentd, grpc, http1, http2, msgpack_stream, zmtp
 
@@ -462,9 +462,9 @@ def _varint(n: int) -> bytes:
 
 # -- this stop's additions: fragments, tunnels, DNS over TCP, HTTP/2 joined late ----------
 
-from netdumplings.defrag import Defragmenter  # noqa: E402
-from netdumplings.packet import Packet  # noqa: E402
-from netdumplings.tunnels import geneve, gre, inner_frame, vxlan  # noqa: E402
+from netdumplings.capture.defrag import Defragmenter  # noqa: E402
+from netdumplings.capture.packet import Packet  # noqa: E402
+from netdumplings.capture.tunnels import geneve, gre, inner_frame, vxlan  # noqa: E402
 
 
 @FUZZ

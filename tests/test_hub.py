@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from conftest import nd_command
-from netdumplings.dumpling import Dumpling
-from netdumplings.eater import DumplingEater
-from netdumplings.hub import InvalidDumpling, check_dumpling
-from netdumplings.sender import HubSender
+from netdumplings.wire.dumpling import Dumpling
+from netdumplings.eater.client import DumplingEater
+from netdumplings.hub.server import InvalidDumpling, check_dumpling
+from netdumplings.wire.sender import HubSender
 from test_hub_helpers import (HubThread, dumpling, open_eater, open_kitchen, recv_dumplings)
 
 pytestmark = pytest.mark.timeout(60)
@@ -329,7 +329,7 @@ def test_nd_print_chef_subscribes_on_the_hub(hub_process, procs):
 def test_outbox_drops_pending_before_in_flight_and_resends_in_order():
     """The kitchen side of acks: what is in flight survives overflow (it has probably reached
     the hub) and comes back first, in order, after a reconnect."""
-    from netdumplings.sender import Outbox
+    from netdumplings.wire.sender import Outbox
     box = Outbox(max_bytes=100)
     items = [b"%010d" % i for i in range(30)]          # 10 bytes each
     for it in items[:4]:

@@ -15,7 +15,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from netdumplings.hub_frames import frame_header
+from netdumplings.hub.frames import frame_header
 from test_hub_helpers import HubThread, dumpling, open_eater, recv_dumplings
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,7 +177,7 @@ def test_write_messages_with_and_without_an_extension(compression):
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
 
-    from netdumplings.hub_frames import write_messages
+    from netdumplings.hub.frames import write_messages
 
     messages = [orjson.dumps(dumpling(i)) for i in range(1, 301)] + [b"x" * 70_000]
 

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from websockets.sync.client import connect
 
-from netdumplings.hub import Hub
-from netdumplings.wire import PROTOCOL
+from netdumplings.hub.server import Hub
+from netdumplings.wire.messages import PROTOCOL
 
 
 class HubThread:

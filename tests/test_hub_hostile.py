@@ -13,8 +13,8 @@ from websockets.sync.client import connect
 
 from test_hub_helpers import (HubThread, dumpling, frame, kitchen_hello, open_eater,
                               open_kitchen, raw_ws, read_close, recv_dumplings)
-from netdumplings.hub import MAX_HELLO_BYTES, MAX_NAME
-from netdumplings.wire import PROTOCOL
+from netdumplings.hub.server import MAX_HELLO_BYTES, MAX_NAME
+from netdumplings.wire.messages import PROTOCOL
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from conftest import free_port
 from test_hub_helpers import (HubThread, dumpling, frame, open_eater, open_kitchen, raw_ws,
                               read_close, recv_dumplings, start_hub_proc)
-from netdumplings.wire import PROTOCOL
+from netdumplings.wire.messages import PROTOCOL
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -276,8 +276,8 @@ def test_the_budget_takes_from_the_queues_furthest_behind():
     queue, which loses its oldest (counted); a queue above its share sheds its own; an eater
     with the disconnect policy that must give room is closed instead; joining takes nothing
     from anyone while there is room."""
-    from netdumplings.hub_queues import ENTRY_OVERHEAD, EaterConn, QueueBudget
-    from netdumplings.wire import EaterHello
+    from netdumplings.hub.queues import ENTRY_OVERHEAD, EaterConn, QueueBudget
+    from netdumplings.wire.messages import EaterHello
     one = 1000 + ENTRY_OVERHEAD
     closed: list[EaterConn] = []
     budget = QueueBudget(100 * one, closed.append)

@@ -24,8 +24,8 @@ def test_hub_killed_ten_times_loses_nothing_for_a_connected_eater(procs):
     nobody (35-43 % of 100k in 2 of 6 runs), with the kitchen seeing it acknowledged and
     no notice. With default settings an eater that was connected before the restart now
     gets everything (the hub's startup replay) or is told exactly how many it missed."""
-    from netdumplings.eater import DumplingEater
-    from netdumplings.sender import HubSender
+    from netdumplings.eater.client import DumplingEater
+    from netdumplings.wire.sender import HubSender
 
     in_port, out_port = free_port(), free_port()
     hub, _, _ = start_hub_proc(procs, "--status-freq", "0", in_port=in_port,

@@ -19,7 +19,7 @@ from conftest import DATA, free_port, nd_command
 from test_hub_helpers import (HubThread, dumpling, frame, get_json, kitchen_hello,
                               metric_samples, open_eater, open_kitchen, raw_ws, read_close,
                               recv_dumplings, start_hub_proc)
-from netdumplings.wire import PROTOCOL
+from netdumplings.wire.messages import PROTOCOL
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -18,8 +18,8 @@ from websockets.sync.client import connect
 
 from test_hub_helpers import (HubThread, dumpling, open_eater, open_kitchen, recv_dumplings,
                               start_hub_proc)
-from netdumplings.hub import InvalidDumpling, MAX_LABEL_SETS, check_dumpling
-from netdumplings.wire import PROTOCOL
+from netdumplings.hub.server import InvalidDumpling, MAX_LABEL_SETS, check_dumpling
+from netdumplings.wire.messages import PROTOCOL
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -140,7 +140,7 @@ def test_metric_label_sets_are_capped():
 
 def test_refused_kitchen_backs_off_and_stops_on_a_wrong_token(caplog):
     """A kitchen refused with 1008 or 4105 retried several times a second, for ever."""
-    from netdumplings.sender import HubSender
+    from netdumplings.wire.sender import HubSender
     caplog.set_level(logging.INFO, logger="netdumplings.sender")
     with HubThread(kitchen_token="right", max_kitchens=1) as h:
         wrong = HubSender("127.0.0.1", h.hub.in_port, {"kitchen_name": "wrong",
@@ -170,8 +170,8 @@ def test_refused_kitchen_backs_off_and_stops_on_a_wrong_token(caplog):
 def test_tokens_stay_out_of_client_and_header_debug_logs(caplog):
     """With -vv, nd-print and nd-sniff logged their hellos (token included) through the
     websockets client logger, and the hub logged Authorization headers."""
-    from netdumplings.eater import DumplingEater
-    from netdumplings.sender import HubSender
+    from netdumplings.eater.client import DumplingEater
+    from netdumplings.wire.sender import HubSender
     caplog.set_level(logging.DEBUG)
     with HubThread(eater_token="e-s3cret", kitchen_token="k-s3cret") as h:
         sender = HubSender("127.0.0.1", h.hub.in_port, {"kitchen_name": "k",

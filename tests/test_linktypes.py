@@ -21,11 +21,11 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
-from netdumplings.linktypes import DECODED, describe, network_layer
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
-from netdumplings.registry import bundled_chefs
-from netdumplings.sources import PcapSource
+from netdumplings.capture.linktypes import DECODED, describe, network_layer
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
+from netdumplings.kitchen.registry import bundled_chefs
+from netdumplings.capture.sources import PcapSource
 
 FOREIGN = Path(__file__).parent / "data" / "foreign"
 DATA = Path(__file__).parent / "data"

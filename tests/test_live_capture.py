@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import can_capture
-from netdumplings.packet import Packet
-from netdumplings.sources import LiveSource, PcapSource, build_program
+from netdumplings.capture.packet import Packet
+from netdumplings.capture.sources import LiveSource, PcapSource, build_program
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -74,7 +74,7 @@ CAPTURE = r"""
 import json, logging, select, sys, time
 sys.path.insert(0, ROOT)
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
-from netdumplings.sources import CaptureError, LiveSource
+from netdumplings.capture.sources import CaptureError, LiveSource
 opts = json.loads(sys.argv[1])
 try:
     src = LiveSource(opts["interfaces"], opts["filter"], snaplen=opts["snaplen"],

@@ -48,7 +48,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(target), str(wheel)], check=True, capture_output=True, timeout=300)
     code = ("import netdumplings, netdumplings.chefs.fluentd, netdumplings.eaters.print;"
-            "from netdumplings.registry import bundled_chefs;"
+            "from netdumplings.kitchen.registry import bundled_chefs;"
             "print(netdumplings.__file__); print(len(bundled_chefs()))")
     env = {**os.environ, "PYTHONPATH": str(target)}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,

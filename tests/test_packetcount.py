@@ -11,8 +11,8 @@ from scapy.all import (ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6
 from scapy.utils import RawPcapReader
 
 from netdumplings.chefs.packetcount import PacketCountChef
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
 
 DATA = Path(__file__).parent / "data"
 # Every capture that travels with the tests (real peers: ARP, DNS, CA, HTTP, gRPC, ZMTP...).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, needs_capture, nd_command
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 CHEFS_FILE = str(Path(__file__).parent / "chefmods" / "udp_echo_chefs.py")
 

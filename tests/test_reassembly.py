@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from netdumplings.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
-from netdumplings.reassembly import Event, TcpDirection
-from netdumplings.sources import PcapSource
+from netdumplings.capture.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from netdumplings.flows.reassembly import Event, TcpDirection
+from netdumplings.capture.sources import PcapSource
 
 DATA_DIR = Path(__file__).parent / "data"
 M = 1 << 32

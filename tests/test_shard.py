@@ -1,14 +1,14 @@
-"""The reader's split of a capture between workers (netdumplings.shard) and the counters of
-packets dropped before any socket (netdumplings.ifdrops)."""
+"""The reader's split of a capture between workers (netdumplings.kitchen.shard) and the counters of
+packets dropped before any socket (netdumplings.capture.ifdrops)."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
-from netdumplings.ifdrops import backlog_drops, interface_counters
-from netdumplings.packet import Packet
-from netdumplings.shard import Sharder
+from netdumplings.capture.ifdrops import backlog_drops, interface_counters
+from netdumplings.capture.packet import Packet
+from netdumplings.kitchen.shard import Sharder
 
 
 def frame(src: str, dst: str, proto: int, sport: int, dport: int, *, ident: int = 1,

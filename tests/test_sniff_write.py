@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA, free_port, needs_capture, nd_command
 from test_forward import _nanosecond_copy
 
-from netdumplings.sources import PcapSource
+from netdumplings.capture.sources import PcapSource
 
 HTTP = DATA / "http1-keepalive.pcap"
 

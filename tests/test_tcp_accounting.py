@@ -23,7 +23,7 @@ import pytest
 import conftest
 
 from netdumplings.chefs.tcpconn import TcpConnChef
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 FOREIGN = Path(__file__).parent / "data" / "foreign"
 

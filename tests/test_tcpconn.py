@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from netdumplings.chefs.tcpconn import TcpConnChef
-from netdumplings.dumpling import encode
-from netdumplings.kitchen import Kitchen
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
+from netdumplings.wire.dumpling import encode
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"

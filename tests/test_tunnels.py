@@ -26,10 +26,10 @@ from scapy.utils import wrpcap
 
 from netdumplings.chefs.dns import DNSLookupChef
 from netdumplings.chefs.http1 import Http1Chef
-from netdumplings.kitchen import Kitchen
-from netdumplings.packet import Packet
-from netdumplings.sources import PcapSource
-from netdumplings.tunnels import geneve, gre, inner_frame, vxlan
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.capture.packet import Packet
+from netdumplings.capture.sources import PcapSource
+from netdumplings.capture.tunnels import geneve, gre, inner_frame, vxlan
 
 load_contrib("geneve")
 from scapy.contrib.geneve import GENEVE  # noqa: E402

@@ -15,12 +15,12 @@ import pytest
 
 from conftest import SHARED
 
-from netdumplings.kitchen import Kitchen
-from netdumplings.registry import bundled_chefs
-from netdumplings.sources import PcapSource
-from netdumplings.sameness import comparable
-from netdumplings.shard import shard_mode
-from netdumplings.workers import ShardedKitchen
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.registry import bundled_chefs
+from netdumplings.capture.sources import PcapSource
+from netdumplings.kitchen.sameness import comparable
+from netdumplings.kitchen.shard import shard_mode
+from netdumplings.kitchen.workers import ShardedKitchen
 
 CAPTURES = sorted(p for p in list(SHARED.glob("*.pcap")) + list(SHARED.glob("foreign/*"))
                   if p.suffix in (".pcap", ".pcapng", ".cap"))
@@ -76,7 +76,7 @@ def test_every_bundled_chef_says_where_it_runs() -> None:
 
 
 def test_an_undeclared_chef_runs_in_the_reader() -> None:
-    from netdumplings.chef import DumplingChef, StreamChef
+    from netdumplings.kitchen.chef import DumplingChef, StreamChef
 
     class Counter(DumplingChef):
         def packet_handler(self, packet: Any) -> None:
@@ -103,7 +103,7 @@ def test_merged_totals_equal_one_kitchens(chef: str, capture: str) -> None:
     """Two kitchens, each given the packets of every other flow (split as the reader
     splits them), merged into a third instance: its interval dumpling is the one a single
     kitchen over every packet makes."""
-    from netdumplings.shard import Sharder
+    from netdumplings.kitchen.shard import Sharder
 
     cls = bundled_chefs()[chef]
     path = SHARED / capture
@@ -359,7 +359,7 @@ def test_write_count_and_summary_with_workers(tmp_path: Path) -> None:
 def test_undeclared_user_chef_sees_every_packet_in_the_reader() -> None:
     """A packet chef that does not say how to merge runs in the reader: it counts every
     packet, in order, as with one kitchen."""
-    from netdumplings.chef import DumplingChef
+    from netdumplings.kitchen.chef import DumplingChef
 
     class Tally(DumplingChef):
         def __init__(self, *args: Any, **kwargs: Any) -> None:

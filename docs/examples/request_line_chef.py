@@ -29,7 +29,7 @@ class RequestLineChef(StreamChef):
 
 
 if __name__ == "__main__":  # python request_line_chef.py: try it on a capture
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
 
     for dumpling in read_dumplings("tests/data/http1-keepalive.pcap", [RequestLineChef]):
         print(dumpling["payload"])

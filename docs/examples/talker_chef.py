@@ -24,7 +24,7 @@ class TalkerChef(DumplingChef):
 
 
 if __name__ == "__main__":  # python talker_chef.py: try it on a capture
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
 
     for dumpling in read_dumplings("tests/data/dns-queries.pcap", [TalkerChef]):
         print(dumpling["metadata"]["driver"], dumpling["payload"])

@@ -13,7 +13,7 @@ import time
 from typing import Any, Awaitable, Callable, NoReturn
 
 from .._version import __version__
-from ..wire import parse_hub_address
+from ..wire.messages import parse_hub_address
 
 
 class Parser(argparse.ArgumentParser):

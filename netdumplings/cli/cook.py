@@ -7,9 +7,9 @@ import logging
 import sys
 import time
 
-from ..chef import ChefLoadError
-from ..eater import HubUnavailable
-from ..wire import IN_PORT, OUT_PORT, ws_uri
+from ..kitchen.chef import ChefLoadError
+from ..eater.client import HubUnavailable
+from ..wire.messages import IN_PORT, OUT_PORT, ws_uri
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
                      close_sender, fail, hub_address, parser, run_until_signal, secret,
                      setup_logging)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from netdumplings.eaters.cook import Cook, CookEater
 
-    from ..sender import HubSender
+    from ..wire.sender import HubSender
 
     hello = {"kitchen_name": args.kitchen_name, "interface": f"forwarded:{args.hub}",
              "filter": None, "chefs": names, "poke_interval": args.poke_interval}
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     poke_interval=args.poke_interval, per_source_names=not args.single_name,
                     max_flows=args.max_flows, flow_idle_timeout=args.flow_timeout)
         # Build one kitchen up front so bad chef options fail now, not at the first packet.
-        from ..kitchen import Kitchen
+        from ..kitchen.kitchen import Kitchen
         Kitchen("check", cook.chefs, chef_options=chef_options, poke_interval=None)
     except Exception as exc:  # pydantic ValidationError for bad chef options, mostly
         fail(PROG, f"cannot set up chefs: {exc}", 2)

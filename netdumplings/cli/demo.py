@@ -17,13 +17,13 @@ import threading
 import time
 from importlib import resources
 
-from ..eater import DumplingEater
-from ..hub import Hub
-from ..kitchen import Kitchen
-from ..registry import bundled_chefs
-from ..sender import HubSender
-from ..sources import CaptureError, PcapSource
-from ..wire import STATUS_CHEF
+from ..eater.client import DumplingEater
+from ..hub.server import Hub
+from ..kitchen.kitchen import Kitchen
+from ..kitchen.registry import bundled_chefs
+from ..wire.sender import HubSender
+from ..capture.sources import CaptureError, PcapSource
+from ..wire.messages import STATUS_CHEF
 from .common import add_chef_or_count, add_color_flags, fail, parser, setup_logging
 
 PROG = "nd-demo"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..eater import HubUnavailable
-from ..wire import OUT_PORT
+from ..eater.client import HubUnavailable
+from ..wire.messages import OUT_PORT
 from .common import (add_connection_args, check_writable, fail, hub_address, parser,
                      run_until_signal, secret, setup_logging)
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write != "-":
         check_writable(PROG, args.write)
     from netdumplings.eaters.dump import DumpEater
-    from netdumplings.pcapwriter import Dumper
+    from netdumplings.capture.pcapwriter import Dumper
 
     try:
         dumper = Dumper(args.write, pcapng=args.pcapng, nano=args.nano,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..wire import IN_PORT, OUT_PORT
+from ..wire.messages import IN_PORT, OUT_PORT
 
 
 def _refused(exc: BaseException | None) -> bool:

@@ -9,8 +9,8 @@ import logging
 import signal
 import sys
 
-from ..hub import Hub
-from ..wire import DEFAULT_HOST, IN_PORT, METRICS_PORT, OUT_PORT
+from ..hub.server import Hub
+from ..wire.messages import DEFAULT_HOST, IN_PORT, METRICS_PORT, OUT_PORT
 from .common import (NON_NEGATIVE, PORT, POSITIVE, POSITIVE_INT, fail, parser, secret,
                      setup_logging)
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ping = args.ping_interval or None
     backplane = None
     if args.backplane:
-        from ..backplane import REPLAY_MAX_MSGS, NatsBackplane, parse_duration
+        from ..hub.backplane import REPLAY_MAX_MSGS, NatsBackplane, parse_duration
         try:
             import nats  # noqa: F401  (checked here: a hub that cannot join must say so now)
         except ImportError:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..eater import HubUnavailable
-from ..wire import OUT_PORT
+from ..eater.client import HubUnavailable
+from ..wire.messages import OUT_PORT
 from .hints import with_hint
 from .common import (add_color_flags, add_connection_args, fail, hub_address, parser, secret,
                      setup_logging)

@@ -11,7 +11,7 @@ def chef_list(available: dict[str, type], modules: list[str]) -> str:
     """``-l``: chef, where it comes from (the module or file as the user named it), and its
     whole description (the docstring's first paragraph), in aligned columns wrapped to the
     terminal."""
-    from ..chef import chefs_in_module
+    from ..kitchen.chef import chefs_in_module
     origin = {name: spec for spec in modules for name in chefs_in_module(spec)}
     rows = []
     for name, cls in available.items():

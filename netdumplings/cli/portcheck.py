@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import Any, Iterable
 
-from ..chef import FlowChef
+from ..kitchen.chef import FlowChef
 
 LINKTYPE_ETHERNET = 1
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF

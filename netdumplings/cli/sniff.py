@@ -10,14 +10,14 @@ import threading
 import time
 from typing import Any
 
-from ..chef import ChefLoadError
-from ..dumpling import encode
-from ..ifdrops import InterfaceDrops
-from ..kitchen import Kitchen
-from ..pcapwriter import Dumper
-from ..registry import load_chefs
-from ..sources import CaptureError, LiveSource, PcapSource
-from ..wire import IN_PORT
+from ..kitchen.chef import ChefLoadError
+from ..wire.dumpling import encode
+from ..capture.ifdrops import InterfaceDrops
+from ..kitchen.kitchen import Kitchen
+from ..capture.pcapwriter import Dumper
+from ..kitchen.registry import load_chefs
+from ..capture.sources import CaptureError, LiveSource, PcapSource
+from ..wire.messages import IN_PORT
 from .listings import chef_list, list_interfaces
 from .portcheck import blind_chefs, idle_chefs
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _workers(value: str) -> int:
     if value == "auto":
-        from ..workers import auto_workers
+        from ..kitchen.workers import auto_workers
         return auto_workers()
     try:
         n = int(value)
@@ -182,7 +182,7 @@ def select_chefs(args: argparse.Namespace) -> tuple[dict[str, type], list[str]]:
             raise ChefLoadError(f"unknown chef(s): {', '.join(unknown)} "
                                 f"(available: {', '.join(available)})")
     elif args.chef_module:
-        from ..chef import chefs_in_module
+        from ..kitchen.chef import chefs_in_module
         names = []
         for spec in args.chef_module:
             names.extend(n for n in chefs_in_module(spec) if n not in names)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         def sink(dumpling: dict, data: bytes) -> None:
             printer.print(dumpling, data)
     else:
-        from ..sender import HubSender
+        from ..wire.sender import HubSender
         host, port, tls = hub_address(PROG, "--hub", args.hub, IN_PORT)
         hello = {"kitchen_name": args.kitchen_name,
                  "interface": args.read and f"file:{args.read}" or ",".join(interfaces or ["all"]),
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                             decapsulate=not args.no_tunnels)
         classes = [available[n] for n in names]
         if args.workers > 1:
-            from ..workers import ShardedKitchen
+            from ..kitchen.workers import ShardedKitchen
             kitchen: Any = ShardedKitchen(args.workers, args.kitchen_name, classes, sink=sink,
                                           wants_dict=printer is not None and printer.mode != "json",
                                           **kitchen_args)
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             if progress:
                 sys.stderr.write("\r\x1b[K")
         elif args.workers > 1:
-            from ..fanout import FanoutCapture
+            from ..capture.fanout import FanoutCapture
             capture = FanoutCapture(interfaces, args.filter, args.snaplen or SNAPLEN,
                                     count=args.count)
             kitchen.start_live(capture)   # CaptureError: nothing captured

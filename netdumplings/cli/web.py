@@ -6,7 +6,7 @@ import argparse
 
 import sys
 
-from ..wire import OUT_PORT, ws_uri
+from ..wire.messages import OUT_PORT, ws_uri
 from .common import PORT, fail, hub_address, parser, setup_logging
 
 PROG = "nd-web"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from ..eater import DumplingEater as _Eater
-from ..wire import OUT_PORT
+from ..eater.client import DumplingEater as _Eater
+from ..wire.messages import OUT_PORT
 
 
 def _handler_repr(handler: Any) -> str:

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from ..exceptions import NetDumplingsError
-from ..hub import Hub
-from ..wire import IN_PORT, OUT_PORT
+from ..hub.server import Hub
+from ..wire.messages import IN_PORT, OUT_PORT
 
 log = logging.getLogger("netdumplings.dumplinghub")
 

@@ -15,8 +15,8 @@ import os
 import threading
 from typing import Any
 
-from ..chef import FRAMEWORK_BASES, ChefLoadError, DumplingChef, _import_chef_module
-from ..kitchen import Kitchen
+from ..kitchen.chef import FRAMEWORK_BASES, ChefLoadError, DumplingChef, _import_chef_module
+from ..kitchen.kitchen import Kitchen
 
 log = logging.getLogger("netdumplings.dumplingkitchen")
 
@@ -84,7 +84,7 @@ class DumplingKitchen(Kitchen):
 
         A capture that cannot start (not root, an unknown interface, a bad filter) is
         logged as an error and ``run()`` returns, as in 0.5."""
-        from ..sources import CaptureError, LiveSource
+        from ..capture.sources import CaptureError, LiveSource
 
         if self.chef_poke_interval is not None:
             log.info("%s: interval pokes every %s s", self.name, self.chef_poke_interval)

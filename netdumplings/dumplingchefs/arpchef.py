@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdumplings.chef import DumplingChef
-from netdumplings.packet import ETH_ARP, Packet
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.capture.packet import ETH_ARP, Packet
 
 
 class ARPChef(DumplingChef):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from netdumplings.chef import DumplingChef
-from netdumplings.packet import DNS_PORTS, Packet
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.capture.packet import DNS_PORTS, Packet
 
 
 class DNSLookupChef(DumplingChef):

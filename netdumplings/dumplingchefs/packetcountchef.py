@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdumplings.chef import DumplingChef
-from netdumplings.packet import Packet, layer_shape, shape_names
+from netdumplings.kitchen.chef import DumplingChef
+from netdumplings.capture.packet import Packet, layer_shape, shape_names
 
 
 class PacketCountChef(DumplingChef):

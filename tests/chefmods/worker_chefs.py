@@ -4,7 +4,7 @@ kills its worker (a chef bug that takes the process down)."""
 import os
 from typing import Any
 
-from netdumplings.chef import DumplingChef
+from netdumplings.kitchen.chef import DumplingChef
 
 
 class WorkerPidChef(DumplingChef):

@@ -25,8 +25,8 @@ from collections import OrderedDict
 from typing import Any
 
 from .chef import FlowChef
-from .packet import Packet
-from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
+from ..capture.packet import Packet
+from ..capture.tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, inner_frame
 
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100})
 _PROTO = {"tcp": 6, "udp": 17}

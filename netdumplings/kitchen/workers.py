@@ -9,7 +9,7 @@ worker processes inside, each a ``Kitchen`` with its own flow table:
   batch of ``BATCH`` packets (not one per packet).
 * **Live**: the workers share each interface through a ``PACKET_FANOUT`` group (kernel
   flow hash, symmetric; IPv4 fragments defragmented by the kernel first), each with its
-  own socket buffer and drop counter (see ``netdumplings.fanout``).
+  own socket buffer and drop counter (see ``netdumplings.capture.fanout``).
 
 Chefs run where their ``shard`` class attribute says (``chef.DumplingChef.shard``):
 ``"flows"`` chefs in every worker; ``"merge"`` chefs in every worker too, their totals
@@ -34,9 +34,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
 from .chef import DumplingChef
-from .dumpling import DRIVER_INTERVAL, decode
+from ..wire.dumpling import DRIVER_INTERVAL, decode
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
-from .packet import NsPacket, Packet
+from ..capture.packet import NsPacket, Packet
 from .shard import MERGE, READER, Sharder, shard_mode
 from .workerproc import BATCH, worker_main
 

@@ -20,12 +20,13 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from .hub_admission import addr, printable
-from .hub_frames import write_messages
-from .hub_intake import decode, encode
-from .hub_queues import EaterConn, singles
-from .hub_status import MAX_LABEL_SETS
-from .wire import CLOSE_POLICY, CLOSE_WRITE_TIMEOUT, NOTICE_CHEF, EaterHello, hello_summary
+from .admission import addr, printable
+from .frames import write_messages
+from .intake import decode, encode
+from .queues import EaterConn, singles
+from .status import MAX_LABEL_SETS
+from ..wire.messages import (CLOSE_POLICY, CLOSE_WRITE_TIMEOUT, NOTICE_CHEF, EaterHello,
+                             hello_summary)
 
 log = logging.getLogger("netdumplings.hub")
 

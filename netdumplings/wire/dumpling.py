@@ -114,6 +114,6 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-if __name__ == "__main__":  # python -m netdumplings.dumpling > docs/dumpling.schema.json
+if __name__ == "__main__":  # python -m netdumplings.wire.dumpling > docs/dumpling.schema.json
     json.dump(json_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")

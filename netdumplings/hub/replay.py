@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 import msgpack
 import orjson
 
-from .hub_queues import ENTRY_OVERHEAD
+from .queues import ENTRY_OVERHEAD
 
 Key = tuple[str, "str | None", str]   # (chef, kitchen, driver) as in dumplings' metadata
 MAX_KEYS = 10_000   # distinct keys counted; beyond, one catch-all key that every eater matches

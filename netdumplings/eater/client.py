@@ -25,10 +25,10 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-import netdumplings.logredact as logredact
-from .compat.dumpling import DumplingDict
-from .wire import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
-                   PROTOCOL, parse_hub_address, ws_uri)
+from ..wire import logredact
+from ..wire.dumpling05 import DumplingDict
+from ..wire.messages import (CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, NOTICE_CHEF, OUT_PORT,
+                             PROTOCOL, parse_hub_address, ws_uri)
 
 log = logging.getLogger("netdumplings.eater")
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .flows import CloseReason, Direction
+from ..flows.table import CloseReason, Direction
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .flows import Flow
-    from .packet import Packet
+    from ..flows.table import Flow
+    from ..capture.packet import Packet
 
 
 class ChefOptions(BaseModel):
@@ -157,7 +157,7 @@ class DumplingChef:
     #: The typed options this chef accepts (see ``ChefOptions``).
     Options: ClassVar[type[ChefOptions]] = ChefOptions
     #: How the chef runs in a kitchen with several workers (``nd-sniff --workers N``; see
-    #: ``netdumplings.workers``): ``"flows"`` - in every worker, each seeing whole flows
+    #: ``netdumplings.kitchen.workers``): ``"flows"`` - in every worker, each seeing whole flows
     #: (both directions, all packets of a flow), its interval handler run per worker;
     #: ``"merge"`` - in every worker too, and at each poke ``worker_state`` of every worker
     #: is handed to ``merge_worker_states`` of one more instance, whose ``interval_handler``

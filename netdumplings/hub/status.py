@@ -21,8 +21,8 @@ from typing import Any, Iterable
 import msgpack
 import orjson
 
-from ._version import __version__
-from .wire import STATUS_CHEF
+from .._version import __version__
+from ..wire.messages import STATUS_CHEF
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)

@@ -18,10 +18,10 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 from websockets.asyncio.server import ServerConnection
 
-from .dumpling import DumplingMetadata
-from .exceptions import InvalidDumpling
-from .hub_admission import printable
-from .wire import NOTICE_CHEF, STATUS_CHEF, KitchenHello, msgpack_array
+from ..wire.dumpling import DumplingMetadata
+from ..exceptions import InvalidDumpling
+from .admission import printable
+from ..wire.messages import NOTICE_CHEF, STATUS_CHEF, KitchenHello, msgpack_array
 
 # Strict: the hub relays the kitchen's bytes unchanged, so nothing may be coerced ("1.5" for a
 # float would pass lax validation and reach eaters as a string). ~1 us per dumpling.

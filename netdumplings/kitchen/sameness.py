@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dumpling import DRIVER_INTERVAL
+from ..wire.dumpling import DRIVER_INTERVAL
 
 
 def comparable(dumplings: list[dict[str, Any]]) -> dict[str, Any]:

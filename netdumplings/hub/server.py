@@ -33,19 +33,19 @@ import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-import netdumplings.logredact as logredact
-from ._version import __version__
-from .hub_admission import (MAX_HELLO_BYTES, MAX_NAME, NO_DATA_FRAMES, Admission, Quiet,
-                            addr, printable)
-from .hub_eaters import EaterSide
-from .hub_frames import KitchenConnection
-from .hub_intake import (Batch, InvalidDumpling, KitchenConn, check_dumpling, decode,
-                         encode)
-from .hub_queues import EaterConn, QueueBudget
-from .hub_replay import StartupReplay
-from .hub_status import MAX_LABEL_SETS, Histogram, StatusReport, loopback
-from .wire import (CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_REASONS, DEFAULT_HOST, IN_PORT,
-                   OUT_PORT, KitchenHello, hello_summary)
+from ..wire import logredact
+from .._version import __version__
+from .admission import (MAX_HELLO_BYTES, MAX_NAME, NO_DATA_FRAMES, Admission, Quiet,
+                        addr, printable)
+from .eaters import EaterSide
+from .frames import KitchenConnection
+from .intake import (Batch, InvalidDumpling, KitchenConn, check_dumpling, decode,
+                     encode)
+from .queues import EaterConn, QueueBudget
+from .replay import StartupReplay
+from .status import MAX_LABEL_SETS, Histogram, StatusReport, loopback
+from ..wire.messages import (CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_REASONS, DEFAULT_HOST, IN_PORT,
+                             OUT_PORT, KitchenHello, hello_summary)
 
 __all__ = ["Hub", "InvalidDumpling", "check_dumpling", "MAX_HELLO_BYTES", "MAX_NAME",
            "MAX_LABEL_SETS", "EaterConn"]
@@ -114,7 +114,7 @@ class Hub(Admission, EaterSide, StatusReport):
         #: this process's hub: eaters resuming from another instance (a restart) are told
         #: what they missed (welcome "instance", eater hello "resume")
         self.instance = secrets.token_hex(8)
-        self.backplane = backplane   # netdumplings.backplane.NatsBackplane or None
+        self.backplane = backplane   # netdumplings.hub.backplane.NatsBackplane or None
         self.dumplings_remote = 0
         self.kitchens: dict[ServerConnection, KitchenConn] = {}
         self.eaters: dict[ServerConnection, EaterConn] = {}

@@ -30,8 +30,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-import netdumplings.logredact as logredact
-from .wire import CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, PROTOCOL, msgpack_array, ws_uri
+from . import logredact
+from .messages import CLOSE_BAD_HELLO, CLOSE_POLICY, CLOSE_REASONS, PROTOCOL, msgpack_array, ws_uri
 
 log = logging.getLogger("netdumplings.sender")
 

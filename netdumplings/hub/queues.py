@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import msgpack
 import orjson
 
-from .wire import EaterHello, matcher
+from ..wire.messages import EaterHello, matcher
 
 ENTRY_OVERHEAD = 120     # bytes a queue entry costs beyond its frame (tuple, deque slot,
                          # bytes object header; a little more than CPython takes)

@@ -1,4 +1,4 @@
-"""The worker side of ``nd-sniff --workers N`` (see ``netdumplings.workers``): one process,
+"""The worker side of ``nd-sniff --workers N`` (see ``netdumplings.kitchen.workers``): one process,
 one ``Kitchen``, fed batches of packets by the reader (files, stdin) or reading its own
 share of a ``PACKET_FANOUT`` group (live), sending its dumplings, its totals at every poke
 and its counts at the end back to the reader."""
@@ -12,7 +12,7 @@ from typing import Any
 
 from .chef import DumplingChef
 from .kitchen import Kitchen
-from .packet import NsPacket, Packet
+from ..capture.packet import NsPacket, Packet
 from .shard import MERGE, shard_mode
 
 #: Packets per batch sent to a worker (and dumplings per batch sent back, at most).

@@ -19,13 +19,13 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from .chef import CloseReason, Direction, DumplingChef, FlowChef, iter_payloads
-from .defrag import MAX_DATAGRAM, Defragmenter, DefragStats
-from .dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
-from .flows import Flow, FlowTable
-from .packet import (ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, NsPacket,
-                     Packet)
-from .reassembly import TcpDirection
-from .tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, decapsulate
+from ..capture.defrag import MAX_DATAGRAM, Defragmenter, DefragStats
+from ..wire.dumpling import DRIVER_INTERVAL, DRIVER_PACKET, encode
+from ..flows.table import Flow, FlowTable
+from ..capture.packet import (ETH_IPV6, LINKTYPE_RAW, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, NsPacket,
+                              Packet)
+from ..flows.reassembly import TcpDirection
+from ..capture.tunnels import IPPROTO_GRE, TUNNEL_UDP_PORTS, decapsulate
 
 log = logging.getLogger("netdumplings.kitchen")
 
@@ -111,7 +111,7 @@ class Kitchen:
                  decapsulate: bool = True) -> None:
         self.name = name
         #: Flow chefs see the packets inside VXLAN, Geneve and GRE tunnels (see
-        #: ``netdumplings.tunnels``) rather than the tunnels' own UDP/GRE packets, and
+        #: ``netdumplings.capture.tunnels``) rather than the tunnels' own UDP/GRE packets, and
         #: packet chefs see them too, after the packet that carried them (``packet.tunnel``
         #: set), unless the chef's ``tunnelled_packets`` is False.
         self.decapsulate = decapsulate

@@ -11,7 +11,7 @@ packet is seen twice.
 
 IPv6 fragments are not reassembled by the kernel before hashing: a fragmented IPv6
 datagram's later fragments (no ports) may reach another worker than its first, and that
-datagram is then counted as not reassembled. Not like the reader's split of a file (``netdumplings.shard``): the kernel hashes the
+datagram is then counted as not reassembled. Not like the reader's split of a file (``netdumplings.kitchen.shard``): the kernel hashes the
 4-tuple, so a UDP reply on another 4-tuple (an EPICS CA search answered unicast after a
 broadcast) may land in another worker than its request; its dumpling then has no PV name.
 """

@@ -4,7 +4,7 @@ caproto-shark offers a generator over a capture; this is ours, running the real 
 pipeline (flow table, reassembly, chefs), so a chef gives the same dumplings here as in
 ``nd-sniff``::
 
-    from netdumplings.offline import read_dumplings
+    from netdumplings.kitchen.offline import read_dumplings
     for dumpling in read_dumplings("capture.pcap", ["ChannelAccessChef"]):
         print(dumpling["payload"]["summary"])
 """
@@ -16,10 +16,10 @@ from collections import deque
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from .chef import ChefSetupError, DumplingChef
-from .dumpling import decode
+from ..wire.dumpling import decode
 from .kitchen import Kitchen
 from .registry import resolve_chefs
-from .sources import CaptureError, PcapSource
+from ..capture.sources import CaptureError, PcapSource
 
 
 def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ._version import __version__
-from .wire import (CLOSE_BAD_HELLO, CLOSE_HELLO_TIMEOUT, CLOSE_POLICY, CLOSE_REASONS,
-                   CLOSE_TOO_MANY, Welcome)
+from .._version import __version__
+from ..wire.messages import (CLOSE_BAD_HELLO, CLOSE_HELLO_TIMEOUT, CLOSE_POLICY, CLOSE_REASONS,
+                             CLOSE_TOO_MANY, Welcome)
 
 log = logging.getLogger("netdumplings.hub")
 

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Protocol
 import msgpack
 import orjson
 
-from .wire import NOTICE_CHEF, STATUS_CHEF
+from ..wire.messages import NOTICE_CHEF, STATUS_CHEF
 
 log = logging.getLogger("netdumplings.backplane")
 
