@@ -18,7 +18,7 @@ which goes first, so machine noise falls on both. Per phase and hub the best rou
   dumpling. Also reported: the hub's CPU time per dumpling relayed (from /proc, over the
   phase), which does not depend on how fast the clients are.
 
-netdumplings 0.5.1 comes from its own venv (``.venv-nd05``, made by tests/test_compat05.py's
+netdumplings 0.5.1 comes from its own venv (``.venv-nd05``, made by tests/compat/test_compat05.py's
 fixture, or ``--nd05 DIR``); without it only our hub is measured.
 """
 
@@ -190,7 +190,7 @@ def run(count: int = 300_000, rounds: int = 3, eater_procs: int = 2, nd05: Path 
             hubs.append(_start("0.5.1", [str(nd05 / "nd-hub"), "--address", "127.0.0.1",
                                          "--status-freq", "3600"]))
         else:
-            log(f"no netdumplings 0.5.1 in {nd05} (run tests/test_compat05.py once to make "
+            log(f"no netdumplings 0.5.1 in {nd05} (run tests/compat/test_compat05.py once to make "
                 "it): our hub alone")
     msgs = {1: dumplings(count), 10: dumplings(max(1, count // 3))}
     rows: list[dict[str, Any]] = []

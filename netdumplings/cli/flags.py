@@ -4,7 +4,7 @@ A short flag means one thing in every command, tcpdump's meaning where tcpdump h
 thing (a user's fingers know ``-i``, ``-r``, ``-w``, ``-c``), netdumplings 0.5's where 0.5
 had the letter and tcpdump's meaning does not apply (their scripts keep working). The one
 exception is ``nd-hub``, which reads no packets and keeps 0.5's ``-i``/``-o``/``-f`` for its
-ports and status frequency. ``tests/test_cli_flags.py`` checks the parsers against this
+ports and status frequency. ``tests/cli/test_cli_flags.py`` checks the parsers against this
 module and ``scripts/gen_cli_docs.py`` writes the table from it.
 """
 

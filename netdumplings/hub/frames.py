@@ -22,7 +22,7 @@ and only skip the per-message round trip:
 This relies on three methods of websockets' asyncio ``Connection`` that its API reference
 does not list: ``process_event`` and ``data_received`` (asyncio's protocol callback),
 overridden in a subclass given to ``serve(create_connection=...)``, which is documented, and
-``send_context``, whose docstring shows this very use. tests/test_hub_frames.py checks them
+``send_context``, whose docstring shows this very use. tests/hub/test_hub_frames.py checks them
 against the installed websockets (17.4 when this was written).
 """
 

@@ -1,4 +1,4 @@
-"""Chefs with the mistakes a new user makes (tests/test_chef_api.py); each one alone must
+"""Chefs with the mistakes a new user makes (tests/kitchen/test_chef_api.py); each one alone must
 fail with one clear error naming it, and never take the good chef in this file down."""
 
 from netdumplings import DatagramChef, DumplingChef

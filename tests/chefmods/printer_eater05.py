@@ -1,5 +1,5 @@
 """The example eater from netdumplings 0.5.1's README and docs ("Example dumpling eater",
-"Writing a dumpling eater"), unchanged. tests/test_compat05_live.py runs it against a
+"Writing a dumpling eater"), unchanged. tests/compat/test_compat05_live.py runs it against a
 real hub: ``python printer_eater05.py`` as documented (argv, added below the example, only
 says which hub and how many dumplings, so that the test can use a free port and end)."""
 

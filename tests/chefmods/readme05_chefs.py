@@ -1,7 +1,7 @@
 """The example chef from netdumplings 0.5.1's README ("Example dumpling chef"), as
 documented there, with the one change docs/migration.md shows: scapy 2.6 made ``DNS.qd``
 a list of questions, so the first one is ``fields['qd'][0]``. Run by
-tests/test_compat05_live.py in a real kitchen against a real hub."""
+tests/compat/test_compat05_live.py in a real kitchen against a real hub."""
 
 import time
 import netdumplings

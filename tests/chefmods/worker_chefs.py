@@ -1,4 +1,4 @@
-"""Chefs for tests/test_workers.py: which worker process saw which packet, and one that
+"""Chefs for tests/kitchen/test_workers.py: which worker process saw which packet, and one that
 kills its worker (a chef bug that takes the process down)."""
 
 import os
