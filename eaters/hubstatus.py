@@ -7,16 +7,9 @@ import time
 from typing import Any, TextIO
 
 from netdumplings.eater.client import DumplingEater
-from netdumplings.eaters.print import terminal_safe_lines
 from netdumplings.wire.messages import STATUS_CHEF
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    d, rem = divmod(seconds, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+from .terminal import duration, terminal_safe_lines
 
 
 def _who(entry: dict[str, Any], key: str, name_key: str) -> str:
@@ -28,7 +21,7 @@ def _who(entry: dict[str, Any], key: str, name_key: str) -> str:
 def render_status(status: dict[str, Any], rates: tuple[float, float] | None = None,
                   hub: str = "") -> str:
     """The status screen as text (also used by tests)."""
-    lines = [f"netdumplings hub {hub}  uptime {_duration(status.get('server_uptime', 0))}"]
+    lines = [f"netdumplings hub {hub}  uptime {duration(status.get('server_uptime', 0))}"]
     rin, rout = rates if rates else (0.0, 0.0)
     lines.append(f"dumplings in: {status.get('total_dumplings_in', 0)} ({rin:.1f}/s)   "
                  f"out: {status.get('total_dumplings_out', 0)} ({rout:.1f}/s)   "

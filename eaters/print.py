@@ -17,6 +17,8 @@ from netdumplings.wire.messages import STATUS_CHEF
 
 from netdumplings.eater.client import DumplingEater
 
+from .terminal import duration, terminal_safe, terminal_safe_lines
+
 _COLORS = {"time": "\x1b[2m", "chef": "\x1b[36m", "kitchen": "\x1b[33m",
            "interval": "\x1b[35m", "notice": "\x1b[31m", "reset": "\x1b[0m"}
 
@@ -67,29 +69,6 @@ def _wrap(value: Any) -> Any:
     if isinstance(value, list):
         return _ListView(value)
     return value
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``).
-
-    What the printers show comes from sniffed traffic: an HTTP path or a DNS name can hold
-    terminal escape sequences (clear the screen, retitle the window, fake earlier output)
-    or bidi overrides that make text read backwards. JSON output escapes C0 controls
-    itself; everything shown as text goes through here, as tcpdump prints such bytes as
-    dots."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
-
-
-def terminal_safe_lines(text: str) -> str:
-    """``terminal_safe`` line by line: the text's own newlines stay."""
-    return "\n".join(terminal_safe(line) for line in text.split("\n"))
-
-
-def _escape_char(c: str) -> str:
-    n = ord(c)
-    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 class _Formatter(string.Formatter):
@@ -189,13 +168,12 @@ def pretty(dumpling: dict[str, Any], *, payload: bool = True, color: bool = Fals
 
 def status_line(dumpling: dict[str, Any], *, color: bool = False) -> str:
     """A hub status dumpling as one line: the figures nd-hubstatus leads with."""
-    from netdumplings.eaters.hubstatus import _duration
     st = dumpling.get("payload") or {}
     if not isinstance(st, dict):
         st = {}
     head = pretty(dumpling, payload=False, color=color)
     dropped = st.get("total_dumplings_dropped") or 0
-    return (f"{head}  hub up {_duration(st.get('server_uptime') or 0)}, "
+    return (f"{head}  hub up {duration(st.get('server_uptime') or 0)}, "
             f"{st.get('dumpling_kitchen_count', 0)} kitchens, "
             f"{st.get('dumpling_eater_count', 0)} eaters, dumplings in "
             f"{st.get('total_dumplings_in', 0)} out {st.get('total_dumplings_out', 0)}"
@@ -298,7 +276,7 @@ class PrintEater(DumplingEater):
             what = f"cannot reach the hub at {self.hub_ws}"
         else:
             what = "connection to the hub lost"
-        from netdumplings.cli.hints import refused_hint
+        from netdumplings.eater.hints import refused_hint
         hint = refused_hint(self.hub_ws, exc) if self.websocket is None else ""
         print(f"nd-print: {what} ({exc or type(exc).__name__})"
               + ("; reconnecting" if self.reconnect else "")

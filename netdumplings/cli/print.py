@@ -7,7 +7,7 @@ import sys
 
 from ..eater.client import HubUnavailable
 from ..wire.messages import OUT_PORT
-from .hints import with_hint
+from ..eater.hints import with_hint
 from .common import (POSITIVE_INT, add_chef_or_count, add_color_flags, add_connection_args,
                      fail, hub_address, parser, secret, setup_logging)
 

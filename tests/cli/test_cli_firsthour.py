@@ -295,7 +295,7 @@ def test_refused_eater_says_where_to_look(procs):
 
 
 def test_refused_hint_for_another_host_names_the_hub_address_option():
-    from netdumplings.cli.hints import refused_hint
+    from netdumplings.eater.hints import refused_hint
     hint = refused_hint("ws://hub.lan:11348", ConnectionRefusedError(111, "refused"))
     assert "is nd-hub running on hub.lan" in hint and "-a 0.0.0.0" in hint
     assert "tokens and TLS" in hint
