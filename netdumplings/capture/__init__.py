@@ -14,7 +14,7 @@ __all__ = ["CaptureError", "Dumper", "FilterError", "LiveSource", "NsPacket", "P
            "PcapSource", "list_interfaces"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "CaptureError": ".sources", "LiveSource": ".sources", "PcapSource": ".sources",
-    "list_interfaces": ".sources", "FilterError": ".bpf", "Packet": ".packet",
+    "CaptureError": ".errors", "LiveSource": ".live", "PcapSource": ".files",
+    "list_interfaces": ".live", "FilterError": ".bpf", "Packet": ".packet",
     "NsPacket": ".packet", "Dumper": ".pcapwriter",
 })
