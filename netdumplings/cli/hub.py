@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ping = args.ping_interval or None
     backplane = None
     if args.backplane:
-        from ..hub.backplane import REPLAY_MAX_MSGS, NatsBackplane, parse_duration
+        from ..hub.backplane import NatsBackplane
+        from ..hub.subjects import REPLAY_MAX_MSGS, parse_duration
         try:
             import nats  # noqa: F401  (checked here: a hub that cannot join must say so now)
         except ImportError:

@@ -34,44 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
-import socket
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Protocol
 
-import msgpack
 import orjson
 
-from ..wire.messages import NOTICE_CHEF, STATUS_CHEF
+from ..wire.messages import NOTICE_CHEF
 
 log = logging.getLogger("netdumplings.backplane")
 
-DUMPLINGS = "dumplings"
-STATUS = "status"
-STREAM = "ND_DUMPLINGS"
-H_ORIGIN = "Nd-Origin"  # "<hub-id escaped> <seq> <driver>"
-#: On presence messages only: a random value per hub process, so two hubs started with the
-#: same --hub-id find out (each takes the other's dumplings for its own and skips them).
-H_INSTANCE = "Nd-Instance"
-NULL_TOKEN = "%"      # kitchen None (hub status); never produced by escape()
-EMPTY_TOKEN = "%%"    # "" (subject tokens cannot be empty)
-MAX_SUBJECTS = 64     # beyond this many subjects, subscribe to everything and filter locally
-OUTBOX = 100_000      # dumplings held for NATS (while it is away, or in a burst); oldest
-                      # dropped beyond, and counted
-DEDUPE = 8192         # recent (hub, seq) remembered per origin hub
-REPLAY_MAX_MSGS = 100_000
-REPLAY_WAIT = 10.0    # seconds an eater's replay may take at most
-PRESENCE = "hubs"     # hubs.<hub-id>: "up" after (re)connecting, "here" in answer
-HOLD_MAX = 5.0        # seconds the outbox waits after a reconnect for the other hubs
-PEER_TTL = 60.0       # a hub heard from this recently is expected back after an outage
-MAX_SUBJECT = 1024    # bytes of a dumpling subject at most: nats-server closes a connection
-                      # whose protocol line passes 4096 bytes (max_control_line), and nats-py
-                      # would send the same line again after reconnecting
-WARN_EVERY = 10.0     # seconds between warnings about the same kind of unpublishable dumpling
-
+from .nats_inbound import Inbound
+from .subjects import (DUMPLINGS, H_INSTANCE, H_ORIGIN, HOLD_MAX, MAX_SUBJECT, OUTBOX, PEER_TTL,
+                       PRESENCE, REPLAY_MAX_MSGS, STATUS, STREAM, WARN_EVERY, dumpling_subject,
+                       escape, interest_subjects, new_hub_id, origin_of, subject_fits)
 
 class HubHooks(Protocol):
     def deliver_remote(self, data: bytes, chef: str, kitchen: str | None,
@@ -80,124 +57,11 @@ class HubHooks(Protocol):
 
 # -- subject names -----------------------------------------------------------------------------
 
-_SPECIAL = frozenset(b".*>%")
-_HUB_CHEFS = frozenset((STATUS_CHEF, NOTICE_CHEF))
-
-
-def escape(name: str | None) -> str:
-    """A kitchen/chef/hub name as one NATS subject token, reversibly: printable ASCII except
-    ``. * > %`` stays, every other byte of its UTF-8 becomes ``%XX``."""
-    if name is None:
-        return NULL_TOKEN
-    if name == "":
-        return EMPTY_TOKEN
-    out = []
-    for b in name.encode("utf-8"):
-        if 0x21 <= b <= 0x7E and b not in _SPECIAL:
-            out.append(chr(b))
-        else:
-            out.append(f"%{b:02X}")
-    return "".join(out)
-
-
-_HEX = re.compile(r"%([0-9A-F]{2})")
-
-
-def unescape(token: str) -> str | None:
-    if token == NULL_TOKEN:
-        return None
-    if token == EMPTY_TOKEN:
-        return ""
-    if "%" not in token:
-        return token
-    raw = bytearray()
-    i = 0
-    while i < len(token):
-        m = _HEX.match(token, i)
-        if m:
-            raw.append(int(m.group(1), 16))
-            i = m.end()
-        else:
-            raw.extend(token[i].encode("utf-8"))
-            i += 1
-    return raw.decode("utf-8", "replace")
-
-
-def dumpling_subject(kitchen: str | None, chef: str) -> str:
-    return f"{DUMPLINGS}.{escape(kitchen)}.{escape(chef)}"
-
-
-def subject_fits(subject: str) -> bool:
-    """Short enough for NATS (see ``MAX_SUBJECT``); tokens are ASCII, so chars == bytes."""
-    return len(subject) <= MAX_SUBJECT
-
-
-def parse_subject(subject: str) -> tuple[str | None, str] | None:
-    parts = subject.split(".")
-    if len(parts) != 3 or parts[0] != DUMPLINGS:
-        return None
-    return unescape(parts[1]), unescape(parts[2]) or ""
-
-
-def interest_subjects(hellos: Iterable[Any], max_subjects: int = MAX_SUBJECTS) -> list[str]:
-    """The fewest subjects that cover every eater's ``chefs`` x ``kitchens`` filter (driver
-    filters are left to the hub). An eater without both filters needs everything."""
-    wanted: set[tuple[str, str]] = set()
-    for h in hellos:
-        kitchens, chefs = h.kitchens, h.chefs
-        if chefs is not None:
-            # hub status and notices never travel on dumplings.*: asking only for them
-            # needs no subscription at all
-            chefs = [c for c in chefs if c not in _HUB_CHEFS]
-            if not chefs:
-                continue
-        if kitchens is None and chefs is None:
-            return [f"{DUMPLINGS}.>"]
-        ks = ["*"] if kitchens is None else [escape(k) for k in kitchens]
-        cs = ["*"] if chefs is None else [escape(c) for c in chefs]
-        # A name too long for a subject is never published (see NatsBackplane.publish):
-        # subscribing to it would only make nats-server drop the connection.
-        ks = [k for k in ks if subject_fits(f"{DUMPLINGS}.{k}.*")]
-        cs = [c for c in cs if subject_fits(f"{DUMPLINGS}.*.{c}")]
-        if not ks or not cs:
-            continue
-        if len(ks) * len(cs) > max_subjects:
-            if len(ks) <= max_subjects and kitchens is not None:
-                cs = ["*"]
-            elif len(cs) <= max_subjects and chefs is not None:
-                ks = ["*"]
-            else:
-                return [f"{DUMPLINGS}.>"]
-        wanted.update((k, c) for k in ks for c in cs)
-    if ("*", "*") in wanted:
-        return [f"{DUMPLINGS}.>"]
-    # leave out what a wildcard subject already covers
-    any_kitchen = {c for k, c in wanted if k == "*"}
-    any_chef = {k for k, c in wanted if c == "*"}
-    kept = sorted((k, c) for k, c in wanted
-                  if (k == "*" or c == "*") or (c not in any_kitchen and k not in any_chef))
-    if len(kept) > max_subjects:
-        return [f"{DUMPLINGS}.>"]
-    return [f"{DUMPLINGS}.{k}.{c}" for k, c in kept if subject_fits(f"{DUMPLINGS}.{k}.{c}")]
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
-    if not m:
-        raise ValueError(f"bad duration {text!r} (use e.g. 90s, 10m, 2h, 1d)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-
-def new_hub_id() -> str:
-    host = socket.gethostname().split(".")[0] or "hub"
-    return f"{host}-{secrets.token_hex(3)}"
-
 
 # -- the backplane ---------------------------------------------------------------------------
 
 
-class NatsBackplane:
+class NatsBackplane(Inbound):
     """One hub's connection to NATS (reconnecting forever; the hub never waits for it)."""
 
     def __init__(self, url: str, *, hub_id: str | None = None, replay: float | None = None,
@@ -456,7 +320,7 @@ class NatsBackplane:
         await self._send(f"{PRESENCE}.{self._hub_token}", what, self._origin0)
 
     async def _on_presence(self, msg: Any) -> None:
-        origin = _origin(msg)[0]
+        origin = origin_of(msg)[0]
         if origin is None:
             return
         if origin == self._hub_token:
@@ -568,113 +432,6 @@ class NatsBackplane:
     def subscriptions(self) -> list[str]:
         return sorted(self._subs)
 
-    # -- in -------------------------------------------------------------------------------
-
-    async def _on_msg(self, msg: Any) -> None:
-        self._inbox.append(msg)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Everything nats-py read in one go has reached its subscription callbacks by now:
-        sort by (hub, seq) to undo the interleaving of per-subscription tasks, drop copies."""
-        self._flush_scheduled = False
-        batch, self._inbox = self._inbox, []
-        hub = self.hub
-        if hub is None:
-            return
-        if len(batch) > 1:
-            batch.sort(key=_order_key)
-        for msg in batch:
-            origin, seq, driver = _origin(msg)
-            if origin == self._hub_token:
-                self.skipped_own += 1
-                continue
-            if msg.subject.startswith(STATUS + "."):
-                self.received += 1
-                if origin is not None:
-                    self._peers[origin] = time.monotonic()
-                hub.deliver_remote(msg.data, STATUS_CHEF, None, "interval")
-                continue
-            if origin is not None and seq and self._is_duplicate(origin, seq):
-                self.duplicates += 1
-                continue
-            parsed = parse_subject(msg.subject)
-            if parsed is None:
-                continue
-            kitchen, chef = parsed
-            self.received += 1
-            hub.deliver_remote(msg.data, chef, kitchen, driver)
-
-    def _is_duplicate(self, origin: str, seq: int) -> bool:
-        entry = self._seen.get(origin)
-        if entry is None:
-            entry = self._seen[origin] = (set(), deque())
-        seen, order = entry
-        if seq in seen:
-            return True
-        seen.add(seq)
-        order.append(seq)
-        if len(order) > DEDUPE:
-            seen.discard(order.popleft())
-        return False
-
-    # -- replay ---------------------------------------------------------------------------
-
-    async def replay(self, hello: Any, spec: Any, want_msgpack: bool = False) -> list[bytes]:
-        """Stored dumplings an eater asked for (``{"last": N}`` and/or ``{"since": S}``),
-        oldest first, filtered like its live ones and encoded as it wants them."""
-        if not (self.jetstream and self.connected and isinstance(spec, dict)):
-            return []
-        last = spec.get("last")
-        since = spec.get("since")
-        # bounded by what the stream can hold (a huge number must not overflow below)
-        last = (int(min(last, self.replay_max_msgs)) if isinstance(last, (int, float))
-                and not isinstance(last, bool) and last >= 1 else None)
-        since = (float(min(since, 10 * 365 * 86400)) if isinstance(since, (int, float))
-                 and not isinstance(since, bool) and since > 0 else None)
-        if last is None and since is None:
-            return []
-        from nats.js.api import ConsumerConfig, DeliverPolicy
-
-        if since is not None:
-            start = datetime.now(timezone.utc) - timedelta(seconds=since)
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
-                                    opt_start_time=start.isoformat().replace("+00:00", "Z"))
-        else:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        keep: deque[bytes] = deque(maxlen=last) if last is not None else deque()
-        deadline = time.monotonic() + REPLAY_WAIT
-        try:
-            info = await self.js.stream_info(self.stream)
-            if not info.state.messages:
-                return []
-            sub = await self.js.subscribe(f"{DUMPLINGS}.>", stream=self.stream,
-                                          ordered_consumer=True, config=config)
-        except Exception as exc:
-            log.warning("backplane replay unavailable: %s", exc)
-            return []
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    msg = await sub.next_msg(timeout=min(1.0, deadline - time.monotonic()))
-                except Exception:
-                    break   # timeout: nothing (more) stored from that point
-                parsed = parse_subject(msg.subject)
-                if parsed is not None:
-                    kitchen, chef = parsed
-                    driver = _origin(msg)[2]
-                    if hello.matches(chef, kitchen, driver):
-                        keep.append(_encode(msg.data, want_msgpack))
-                if msg.metadata.num_pending == 0:
-                    break
-        finally:
-            asyncio.ensure_future(_quiet_unsubscribe(sub))
-        return list(keep)
-
-    # -- status ---------------------------------------------------------------------------
-
     def status(self) -> dict[str, Any]:
         return {"url": self.url, "hub_id": self.hub_id, "connected": self.connected,
                 "outages": self.outages, "published": self.published,
@@ -698,34 +455,3 @@ def _transient(exc: Exception) -> bool:
                             errors.ConnectionDrainingError, errors.ConnectionReconnectingError,
                             errors.StaleConnectionError, errors.FlushTimeoutError,
                             errors.TimeoutError, OSError, asyncio.TimeoutError))
-
-
-def _order_key(msg: Any) -> tuple[str, int]:
-    origin, seq, _ = _origin(msg)
-    return origin or "", seq
-
-
-def _origin(msg: Any) -> tuple[str | None, int, str]:
-    """(hub id escaped, sequence, driver) from ``Nd-Origin``; (None, 0, "packet") without."""
-    value = (msg.headers or {}).get(H_ORIGIN)
-    if not value:
-        return None, 0, "packet"
-    parts = value.split(" ")
-    seq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return parts[0], seq, parts[2] if len(parts) > 2 else "packet"
-
-
-def _encode(data: bytes, want_msgpack: bool) -> bytes:
-    is_msgpack = bool(data) and (0x80 <= data[0] <= 0x9F or 0xDC <= data[0] <= 0xDF)
-    if is_msgpack == want_msgpack:
-        return data
-    if want_msgpack:
-        return msgpack.packb(orjson.loads(data))
-    return orjson.dumps(msgpack.unpackb(data, raw=False, strict_map_key=False))
-
-
-async def _quiet_unsubscribe(sub: Any) -> None:
-    try:
-        await sub.unsubscribe()
-    except Exception:
-        pass

@@ -44,7 +44,7 @@ from .intake import (Batch, InvalidDumpling, KitchenConn, check_dumpling, decode
 from .queues import EaterConn, QueueBudget
 from .replay import StartupReplay
 from .status import MAX_LABEL_SETS, Histogram, StatusReport, loopback
-from ..wire.messages import (CLOSE_EATER_FULL, CLOSE_FLOOD, CLOSE_REASONS, DEFAULT_HOST, IN_PORT,
+from ..wire.messages import (CLOSE_EATER_FULL, CLOSE_FLOOD, DEFAULT_HOST, IN_PORT,
                              OUT_PORT, KitchenHello, hello_summary)
 
 __all__ = ["Hub", "InvalidDumpling", "check_dumpling", "MAX_HELLO_BYTES", "MAX_NAME",

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import DATA, VENV_BIN, Proc, free_port, nd_command, wait_port
-from netdumplings.hub.backplane import (dumpling_subject, escape, interest_subjects, parse_duration,
-                                        parse_subject, unescape)
+from netdumplings.hub.subjects import (dumpling_subject, escape, interest_subjects, parse_duration,
+                                       parse_subject, unescape)
 from netdumplings.wire.messages import EaterHello
 
 pytestmark = pytest.mark.timeout(120)

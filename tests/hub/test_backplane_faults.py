@@ -17,7 +17,7 @@ import pytest
 from test_backplane import HubProc, Nats, _eat, _hubs, _status
 from test_backplane import nats_server  # noqa: F401 (fixture)
 from hub_helpers import cook_raw as _cook, dumpling
-from netdumplings.hub.backplane import MAX_SUBJECT, interest_subjects
+from netdumplings.hub.subjects import MAX_SUBJECT, interest_subjects
 from netdumplings.wire.messages import EaterHello
 
 pytestmark = pytest.mark.timeout(90)
