@@ -310,7 +310,7 @@ class FlowChef(DumplingChef):
         """Cheap heuristic on the first payload chunks of a flow not on ``ports``.
 
         Return True to follow the flow. Asked for each of the flow's first few chunks
-        (``kitchen.DETECT_TRIES``, either direction) until it says yes, so it must not keep
+        (``kitchen.flowside.DETECT_TRIES``, either direction) until it says yes, so it must not keep
         state. The chunk it says yes to is the first ``on_data`` gets; earlier chunks are
         not replayed."""
         return False
