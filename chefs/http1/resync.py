@@ -59,6 +59,7 @@ class Resync(DecoderState):
 
     def _resync_feed(self, i: bool, data: bytes, ts: float,
                      out: list[Event]) -> None:
+        """Bytes of one side (``i``: the server's) while that side looks for a start line."""
         held = self._scan_held[i]
         if i:
             first = self._resync_tx
