@@ -58,7 +58,8 @@ def _is_chunked(headers: Any) -> bool:
 
 class DecoderState:
     """One connection's decoder state (options, both sides' parsers, waiting requests) and
-    the helpers every part of the decoding uses. See ``Http1Decoder`` for the options."""
+    the helpers every part of the decoding uses. The options are the keyword arguments,
+    each described where it is kept."""
 
     def __init__(self, *, body_preview: int = 256, max_header_bytes: int = 65536,
                  max_pipelined: int = 64, max_held: int = 65536, fast: bool = True,
