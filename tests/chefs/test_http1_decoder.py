@@ -287,3 +287,15 @@ print(sorted(m for m in sys.modules if m.startswith("bare_http1.")))
     outcome, modules = r.stdout.splitlines()
     assert outcome == "complete 200 2"
     assert "bare_http1.chef" not in modules and "bare_http1.payload" not in modules
+
+
+def test_the_package_keeps_the_names_imported_from_the_old_module() -> None:
+    """``netdumplings.chefs.http1`` was one module; what the repo imported from it (tests,
+    bench, other chefs' tests) still imports from the package."""
+    import netdumplings.chefs.http1 as package
+
+    for name in ("Http1Chef", "Http1Decoder", "Problem", "Transaction", "HttpMessage",
+                 "UPGRADE_STATE_KEY", "REQUEST_LINE", "as_text", "transaction_payload",
+                 "_Message"):
+        assert hasattr(package, name), name
+    assert package.Http1Chef.__module__ == "netdumplings.chefs.http1.chef"
