@@ -32,9 +32,14 @@ CHEFS_DIR = Path(__file__).resolve().parent.parent / "chefs"
 
 
 def _chef_of(path: str) -> str | None:
+    """The chef module (``http1`` for chefs/http1.py or any module of chefs/http1/)."""
     p = Path(path)
-    if p.parent.name == "chefs" and p.suffix == ".py":
+    if p.suffix != ".py":
+        return None
+    if p.parent.name == "chefs":
         return p.stem
+    if p.parent.parent.name == "chefs":   # a chef package: decoder and shell apart
+        return p.parent.name
     return None
 
 

@@ -122,8 +122,13 @@ def options_table(chef: type) -> str:
 
 def chef_page(name: str, chef: type) -> tuple[str, str]:
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
-    module = chef.__module__
-    mod_doc = inspect.cleandoc(sys.modules[module].__doc__ or "").strip()
+    from netdumplings.cli.listings import _public_module
+
+    # a chef package (decoder and shell apart): the path users import it from, and the
+    # decoder module's docstring is the one that tells about the decoder
+    module = _public_module(chef.__module__)
+    explains = sys.modules.get(module + ".decoder") or sys.modules[module]
+    mod_doc = inspect.cleandoc(explains.__doc__ or "").strip()
     facts = [f"- Module: `{module}`"]
     if getattr(chef, "transports", None) and hasattr(chef, "default_ports"):
         ports = ", ".join(map(str, chef.default_ports)) or "none (detected from the first bytes, or give `ports`)"

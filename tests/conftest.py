@@ -136,6 +136,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no unused free port found")
 
 
+@contextlib.contextmanager
+def http_server(handler: type[Any]) -> Iterator[int]:
+    """Python's http.server (``handler``: a BaseHTTPRequestHandler) on a free loopback port,
+    in a thread -> the port."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def can_capture() -> bool:
     try:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)

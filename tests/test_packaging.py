@@ -37,6 +37,11 @@ def test_wheel_layout(wheel):
                    "netdumplings/eaters/print.py", "netdumplings/eaters/web/index.html",
                    "netdumplings/data/demo.pcap", "netdumplings/cli/sniff.py"):
         assert needed in names, needed
+    # every bundled chef module ships, those of chef packages (decoder and shell apart) too:
+    # pyproject.toml lists each package
+    for source in sorted((ROOT / "chefs").rglob("*.py")):
+        shipped = "netdumplings/chefs/" + source.relative_to(ROOT / "chefs").as_posix()
+        assert shipped in names, shipped
     entry_points = zipfile.ZipFile(wheel).read(
         [n for n in names if n.endswith("entry_points.txt")][0]).decode()
     for script in ("nd-sniff", "nd-hub", "nd-print", "nd-hubstatus", "nd-hubdetails"):

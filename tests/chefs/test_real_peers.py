@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 import grpc
 import pytest
 
-from test_http1 import http_server
+from conftest import http_server
 
 from netdumplings.chefs.grpc import GrpcChef
 from netdumplings.chefs.http1 import Http1Chef

@@ -1,4 +1,4 @@
-"""The fast path of chefs.http1: plain messages parsed without h11, as h11 would.
+"""The fast path of the HTTP/1.x decoder: plain messages parsed without h11, as h11 would.
 
 Most HTTP/1.1 messages are plain: a head that arrives whole, a Content-Length body (or
 none). For those, running h11's state machine (and priming a client-role connection for
@@ -8,7 +8,7 @@ h11 connection of one message: it parses such a message itself, with the same gr
 split over segments, chunked or close-delimited bodies, 1xx, CONNECT/Upgrade, duplicate
 or odd framing headers, versions other than 1.0/1.1 - it hands, with every byte it was
 given, to a real h11 connection before it has produced any event, so h11 decides those
-exactly as before. tests/test_http1.py runs both paths over the same streams and compares.
+exactly as before. tests/chefs/test_http1.py runs both paths over the same streams and compares.
 """
 
 from __future__ import annotations

@@ -11,14 +11,12 @@ import shutil
 import socket
 import struct
 import subprocess
-import contextlib
-import threading
 import time
 import tracemalloc
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,12 +31,11 @@ from netdumplings.kitchen import Kitchen
 from netdumplings.offline import read_dumplings
 from netdumplings.sources import PcapSource
 
-from conftest import cook
+from conftest import DATA, cook, http_server
 
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(DATA.glob("http1-*.pcap"))
 SNAPLEN = DATA / "corrupt" / "http1-snaplen96.pcap"
 
@@ -796,7 +793,7 @@ def test_non_ascii_target_in_the_payload() -> None:
 
 @pytest.mark.parametrize("line", [
     # lines with no method token before the first space are not requests in any reading
-    # (other deviations are read past: tests/test_http1_lenient.py)
+    # (other deviations are read past: tests/chefs/test_http1_lenient.py)
     b"G\xc3\xa9T / HTTP/1.1",            # non-ASCII in the method
     b"GET/ HTTP/1.1",
     b"OPTIONSHTTP/1.1",
@@ -847,18 +844,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
-
-
-@contextlib.contextmanager
-def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    """Python's http.server on a free loopback port, in a thread -> the port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.live

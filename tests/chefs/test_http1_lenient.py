@@ -24,12 +24,12 @@ import pytest
 
 from netdumplings.chef import Direction
 from netdumplings.chefs.http1 import Http1Chef, Http1Decoder, Problem, Transaction
-from netdumplings.chefs.http1_lenient import repair_request_head
+from netdumplings.chefs.http1.lenient import repair_request_head
 from netdumplings.offline import read_dumplings
 
-from conftest import free_port
+from conftest import DATA, free_port
 
-FOREIGN = Path(__file__).parent / "data" / "foreign"
+FOREIGN = DATA / "foreign"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
 
