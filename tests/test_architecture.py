@@ -55,6 +55,23 @@ def test_the_rule_catches_an_upward_import(installed_tree, tmp_path):
     assert "netdumplings.capture is not allowed to import netdumplings.hub" in r.stdout
 
 
+def test_the_rule_catches_a_decoder_that_reads_flows(installed_tree, tmp_path):
+    """Each chef package's decoder (``netdumplings.chefs.*.decoder``) is held to bytes in,
+    events out: one that reaches for the flow table, even through a sibling module, breaks
+    the contract."""
+    bad = tmp_path / "tree"
+    shutil.copytree(installed_tree, bad)
+    decoders = sorted((bad / "netdumplings" / "chefs").glob("*/decoder.py"))
+    assert decoders, "no chef package has a decoder module"
+    decoders[0].with_name("_planted.py").write_text("from netdumplings.flows.table import Flow\n")
+    with open(decoders[0], "a") as f:
+        f.write("\nfrom . import _planted  # noqa: E402,F401\n")
+    lint = Path(sys.executable).with_name("lint-imports")
+    r = _run_in(bad, str(lint), "--no-cache", str(ROOT / "pyproject.toml"))
+    assert r.returncode != 0
+    assert "is not allowed to import netdumplings.flows" in r.stdout
+
+
 CYCLES = """
 import grimp, sys
 g = grimp.build_graph("netdumplings", exclude_type_checking_imports=True)

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Iterator
 
 from pydantic import Field
 
-from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
-from netdumplings.flows import Flow
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.flows.table import Flow
 
 from .decoder import Http1Decoder
 from .events import MAX_VALUE_CHARS, Event, Problem

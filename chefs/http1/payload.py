@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdumplings.chef import Direction
-from netdumplings.flows import Flow
+from netdumplings.kitchen.chef import Direction
+from netdumplings.flows.table import Flow
 
 from .events import HttpMessage, Problem, Side, Transaction, as_text
 

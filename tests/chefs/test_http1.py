@@ -22,14 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 from netdumplings.chefs.http1 import (UPGRADE_STATE_KEY, Http1Chef, Http1Decoder, Problem,
                                       Transaction, as_text)
-from netdumplings.flows import Flow
-from netdumplings.dumpling import decode
-from netdumplings.kitchen import Kitchen
-from netdumplings.offline import read_dumplings
-from netdumplings.sources import PcapSource
+from netdumplings.flows.table import Flow
+from netdumplings.wire.dumpling import decode
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.sources import PcapSource
 
 from conftest import DATA, cook, http_server
 
@@ -1132,7 +1132,7 @@ def test_fast_path_matches_h11_on_message_pairs(req: bytes, resp: bytes) -> None
 
 @pytest.mark.parametrize("pcap", CAPTURES, ids=lambda p: p.stem)
 def test_fast_path_matches_h11_on_the_shared_captures(pcap: Path) -> None:
-    from netdumplings.chef import StreamChef
+    from netdumplings.kitchen.chef import StreamChef
 
     streams: dict[int, list[tuple]] = {}
 

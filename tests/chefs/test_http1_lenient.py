@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from netdumplings.chef import Direction
+from netdumplings.kitchen.chef import Direction
 from netdumplings.chefs.http1 import Http1Chef, Http1Decoder, Problem, Transaction
 from netdumplings.chefs.http1.lenient import repair_request_head
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA, free_port
 
