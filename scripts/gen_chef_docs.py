@@ -121,8 +121,12 @@ def options_table(chef: type) -> str:
 
 
 def chef_page(name: str, chef: type) -> tuple[str, str]:
+    from netdumplings.cli.listings import _public_module
+
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
-    module = chef.__module__
+    # a chef package (decoder and shell apart) by the path users import it from, and its
+    # package docstring
+    module = _public_module(chef.__module__)
     mod_doc = inspect.cleandoc(sys.modules[module].__doc__ or "").strip()
     facts = [f"- Module: `{module}`"]
     if getattr(chef, "transports", None) and hasattr(chef, "default_ports"):

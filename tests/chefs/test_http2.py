@@ -27,11 +27,10 @@ from netdumplings.chefs.http2 import (PREFACE, DecodeError, FrameEvent, Http2Che
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
-from conftest import free_port
+from conftest import DATA, free_port
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(DATA.glob("http2-*.pcap"))
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
@@ -431,7 +430,7 @@ def test_continuation_padding_trailers_informational() -> None:
     pair.s2c()
     decoder, events = decode(pair.chunks, Http2Decoder(max_header_list_size=1 << 20))
     assert not [e for e in events if isinstance(e, DecodeError)]
-    names = [e.name for e in events if isinstance(e, FrameEvent) and e.direction is C2S]
+    names = [e.name for e in events if isinstance(e, FrameEvent) and e.direction == C2S]
     assert "CONTINUATION" in names
     cont = [e for e in events if isinstance(e, FrameEvent) and e.name == "CONTINUATION"]
     # values are capped for the dumplings, stating the original size

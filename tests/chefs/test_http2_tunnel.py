@@ -7,7 +7,7 @@ Foreign captures (OISF/suricata-verify 10a45e4bad6d, MIT), in ``tests/data/forei
 client, then answered) and ``tests/http2-errorcode/input.pcap`` (a gRPC call through a
 CONNECT proxy on port 8888, and the same call direct on 6233). The synthetic case runs
 grpcio's client through a CONNECT proxy written here to a grpcio server; the RST_STREAM
-race with two h2 peers is in tests/test_http2.py
+race with two h2 peers is in tests/chefs/test_http2.py
 (``test_headers_sent_before_the_peer_saw_our_rst_stream_are_not_an_error``).
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 import threading
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
@@ -26,7 +25,9 @@ from netdumplings.chefs.http2 import Http2Chef, Http2Decoder
 from netdumplings.chef import Direction
 from netdumplings.offline import read_dumplings
 
-FOREIGN = Path(__file__).parent / "data" / "foreign"
+from conftest import DATA
+
+FOREIGN = DATA / "foreign"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
 
