@@ -33,8 +33,12 @@ CHEFS_DIR = Path(__file__).resolve().parent.parent / "chefs"
 
 def _chef_of(path: str) -> str | None:
     p = Path(path)
-    if p.parent.name == "chefs" and p.suffix == ".py":
+    if p.suffix != ".py":
+        return None
+    if p.parent.name == "chefs":
         return p.stem
+    if p.parent.parent.name == "chefs":   # a module of a chef package (chefs/http2/...)
+        return p.parent.name
     return None
 
 
