@@ -23,8 +23,6 @@ from .text import bin_value, header_text, show_bytes
 class FrameHandling:
     """Frame by frame, once the frame is whole (DATA: once its body has streamed by)."""
 
-    # -- frame handling ---------------------------------------------------------------
-
     @staticmethod
     def _count(side: SideState, name: str) -> None:
         side.frames[name] = side.frames.get(name, 0) + 1
