@@ -22,7 +22,7 @@ from netdumplings.chefs.grpc import GrpcChef, GrpcMessages, decode_protobuf
 from netdumplings.offline import read_dumplings
 
 from conftest import DATA
-from test_http2 import Pair, _as_list, _multi_hook, chef_run, make_flow, tshark_http2_frames
+from http2_helpers import Pair, _as_list, _multi_hook, chef_run, make_flow, tshark_http2_frames
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
