@@ -1,5 +1,8 @@
 """Bundled protocol chefs (installed as ``netdumplings.chefs``).
 
-Each protocol has one module holding a sans-I/O decoder (fed bytes, returns events; no
-sockets, scapy or asyncio) and the thin chef shell that feeds it from the kitchen.
+Each protocol has a sans-I/O decoder (fed bytes, returns events; no sockets, scapy or
+asyncio) and the thin chef shell that feeds it from the kitchen. A small protocol keeps
+both in one module; a big one is a package (``http2/``, ``grpc/``) whose ``decoder`` and
+its helpers import no framework, whose ``chef`` is the shell, and whose ``__init__``
+re-exports the public names, so ``netdumplings.chefs.<protocol>`` reads the same either way.
 """

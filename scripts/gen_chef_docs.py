@@ -121,6 +121,8 @@ def options_table(chef: type) -> str:
 
 
 def chef_page(name: str, chef: type) -> tuple[str, str]:
+    from netdumplings.cli.listings import _public_module
+
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
     from netdumplings.cli.listings import _public_module
 

@@ -33,7 +33,7 @@ def test_wheel_layout(wheel):
     tops = {n.split("/")[0] for n in names}
     assert tops == {"netdumplings", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1]
                     + ".dist-info"}
-    for needed in ("netdumplings/chefs/zmtp.py", "netdumplings/chefs/http2.py",
+    for needed in ("netdumplings/chefs/zmtp.py", "netdumplings/chefs/http2/decoder.py",
                    "netdumplings/eaters/print.py", "netdumplings/eaters/web/index.html",
                    "netdumplings/data/demo.pcap", "netdumplings/cli/sniff.py"):
         assert needed in names, needed

@@ -21,11 +21,11 @@ from netdumplings.chef import CloseReason, Direction
 from netdumplings.chefs.grpc import GrpcChef, GrpcMessages, decode_protobuf
 from netdumplings.offline import read_dumplings
 
-from test_http2 import Pair, _as_list, _multi_hook, chef_run, make_flow, tshark_http2_frames
+from conftest import DATA
+from http2_helpers import Pair, _as_list, _multi_hook, chef_run, make_flow, tshark_http2_frames
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-DATA = Path(__file__).parent / "data"
 PCAP = DATA / "grpc-calls.pcap"
 EXPECTED = json.loads((DATA / "grpc-calls.expected.json").read_text())
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

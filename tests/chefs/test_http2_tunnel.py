@@ -7,7 +7,7 @@ Foreign captures (OISF/suricata-verify 10a45e4bad6d, MIT), in ``tests/data/forei
 client, then answered) and ``tests/http2-errorcode/input.pcap`` (a gRPC call through a
 CONNECT proxy on port 8888, and the same call direct on 6233). The synthetic case runs
 grpcio's client through a CONNECT proxy written here to a grpcio server; the RST_STREAM
-race with two h2 peers is in tests/test_http2.py
+race with two h2 peers is in tests/chefs/test_http2_streams.py
 (``test_headers_sent_before_the_peer_saw_our_rst_stream_are_not_an_error``).
 """
 
@@ -16,17 +16,19 @@ from __future__ import annotations
 import socket
 import threading
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
 
 from netdumplings.chefs.grpc import GrpcChef
-from netdumplings.chefs.http2 import Http2Chef, Http2Decoder
+from netdumplings.chefs.http2 import Http2Chef, Http2Decoder, StreamEnded
 from netdumplings.chef import Direction
 from netdumplings.offline import read_dumplings
 
-FOREIGN = Path(__file__).parent / "data" / "foreign"
+from conftest import DATA
+from http2_helpers import REQ, Pair, decode
+
+FOREIGN = DATA / "foreign"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
 
@@ -169,10 +171,6 @@ def test_a_reset_stream_the_server_never_answers_is_still_reported() -> None:
     """Two h2 peers (the h2 library): the client resets stream 1 before any answer and the
     server goes on to answer stream 3. Stream 1 is reported, reset and without :status,
     once the server has moved on (not only at the close), and before stream 3."""
-    from test_http2 import REQ, Pair, decode
-
-    from netdumplings.chefs.http2 import StreamEnded
-
     pair = Pair()
     pair.client.send_headers(1, REQ, end_stream=True)
     pair.c2s()
