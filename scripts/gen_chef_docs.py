@@ -124,8 +124,6 @@ def chef_page(name: str, chef: type) -> tuple[str, str]:
     from netdumplings.cli.listings import _public_module
 
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
-    from netdumplings.cli.listings import _public_module
-
     # a chef package (decoder and shell apart): the path users import it from, and the
     # decoder module's docstring is the one that tells about the decoder
     module = _public_module(chef.__module__)

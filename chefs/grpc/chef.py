@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from netdumplings.chef import Direction, FlowChefOptions
+from netdumplings.kitchen.chef import Direction, FlowChefOptions
 
 from ..http2.chef import Http2Chef
 from ..http2.decoder import Http2Decoder

@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from pydantic import Field
 
-from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 
 from . import payload as _payload
 from .decoder import Http2Decoder

@@ -15,10 +15,10 @@ import h2.connection
 import h2.events
 import pytest
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 from netdumplings.chefs.http2 import Http2Chef, Http2Decoder, StreamEnded
-from netdumplings.flows import Flow
-from netdumplings.offline import read_dumplings
+from netdumplings.flows.table import Flow
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 from netdumplings.chefs.grpc import GrpcChef, GrpcMessages, decode_protobuf
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA
 from http2_helpers import Pair, _as_list, _multi_hook, chef_run, make_flow, tshark_http2_frames

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from netdumplings.chef import Direction
+from netdumplings.kitchen.chef import Direction
 from netdumplings.chefs.http2 import Http2Chef
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA
 from http2_helpers import (C2S, CAPTURES, S2C, expected_of, needs_tshark, payloads,

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 from netdumplings.chefs.http2 import PREFACE, Http2Chef, Http2Decoder
-from netdumplings.flows import Flow
+from netdumplings.flows.table import Flow
 
 from conftest import free_port
 from http2_helpers import C2S, REQ, S2C, Pair, chef_run, make_flow

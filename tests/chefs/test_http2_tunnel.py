@@ -22,8 +22,8 @@ import pytest
 
 from netdumplings.chefs.grpc import GrpcChef
 from netdumplings.chefs.http2 import Http2Chef, Http2Decoder, StreamEnded
-from netdumplings.chef import Direction
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.chef import Direction
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA
 from http2_helpers import REQ, Pair, decode
