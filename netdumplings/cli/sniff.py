@@ -19,6 +19,7 @@ from ..kitchen.registry import load_chefs
 from ..capture.sources import CaptureError, LiveSource, PcapSource
 from ..wire.messages import IN_PORT
 from .listings import chef_list, list_interfaces
+from .packetpath import Tee, packets_for, progress_line
 from .portcheck import blind_chefs, idle_chefs
 from .common import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_chef_args, add_connection_args,
                      check_writable, close_sender, exit_on_second_interrupt, fail,
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.read:
             sender.start()  # a file: connect while it is being read
 
-    tee = _Tee(dumper, args.write) if dumper is not None else None
+    tee = Tee(dumper, args.write) if dumper is not None else None
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
 
     def stopping() -> bool:
@@ -344,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             progress = None
             show = args.progress if args.progress is not None else sys.stderr.isatty()
             if show and source.size:
-                progress = _progress(source, kitchen, started)
-            kitchen.run(_packets(source, tee, args.count), stop=stopping,
+                progress = progress_line(source, kitchen, started)
+            kitchen.run(packets_for(source, tee, args.count), stop=stopping,
                         progress=progress)
             if progress:
                 sys.stderr.write("\r\x1b[K")
@@ -366,14 +367,14 @@ def main(argv: list[str] | None = None) -> int:
                 ticks = capture
             if sender is not None:
                 sender.start()
-            kitchen.run(_packets(ticks, tee, None), stop=stop.is_set, live=True)
+            kitchen.run(packets_for(ticks, tee, None), stop=stop.is_set, live=True)
         else:
             source = LiveSource(interfaces, args.filter, snaplen=args.snaplen or SNAPLEN)
             log.info("sniffing %s filter=%r chefs=%s", ",".join(interfaces or ["all"]),
                      args.filter, ",".join(names))
             if sender is not None:
                 sender.start()  # only now: the hub sees the kitchen once it is capturing
-            kitchen.run(_packets(source, tee, args.count), stop=stopping, live=True)
+            kitchen.run(packets_for(source, tee, args.count), stop=stopping, live=True)
     except CaptureError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -477,93 +478,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = 1
     return code
-
-
-def _packets(source: Any, tee: "_Tee | None", count: int | None) -> Any:
-    """What the kitchen reads: the source, through ``-w``'s tee, cut at ``--count``."""
-    packets = tee(source) if tee is not None else source
-    return packets if count is None else _first(packets, count)
-
-
-def _first(packets: Any, count: int) -> Any:
-    """The first ``count`` packets (a live source's idle ticks, ``None``, pass uncounted)."""
-    n = 0
-    for packet in packets:
-        yield packet
-        if packet is not None:
-            n += 1
-            if n >= count:
-                return
-
-
-class _Tee:
-    """``-w FILE``: every packet the kitchen reads also goes to a pcap/pcapng file.
-
-    Buffered, flushed when a live source is idle and every 256 live packets, so a reader of
-    the file (``tail -c +1 -f``, ``-w - | tcpdump -r -``) is never far behind. A write
-    error stops the writing, not the kitchen: it is reported at once and at exit (status 1).
-    """
-
-    def __init__(self, dumper: Dumper, name: str) -> None:
-        self.dumper = dumper
-        self.name = name
-        self.error: str | None = None
-
-    @property
-    def written(self) -> int:
-        return self.dumper.written
-
-    @property
-    def skipped(self) -> int:
-        return self.dumper.skipped_linktype
-
-    def __call__(self, source: Any) -> Any:
-        write = self.dumper.write_frame
-        n = 0
-        for packet in source:
-            if self.error is None:
-                try:
-                    if packet is None:
-                        self.dumper.flush()   # a live source with nothing to read
-                    else:
-                        write({"ts": packet.time, "ts_ns": getattr(packet, "time_ns", None),
-                               "data": packet.data, "wirelen": packet.wirelen,
-                               "linktype": packet.linktype, "interface": packet.interface})
-                        n += 1
-                        if not n & 0xFF and isinstance(source, LiveSource):
-                            self.dumper.flush()
-                except OSError as exc:
-                    self._failed(exc)
-            yield packet
-
-    def _failed(self, exc: OSError) -> None:
-        self.error = (f"-w {self.name}: writing stopped after {self.dumper.written} packets: "
-                      f"{exc.strerror or exc}")
-        print(f"{PROG}: error: {self.error} (the chefs go on)", file=sys.stderr)
-
-    def close(self) -> None:
-        try:
-            self.dumper.close()
-        except OSError as exc:
-            if self.error is None:
-                self._failed(exc)
-
-
-def _progress(source: PcapSource, kitchen: Kitchen, started: float):
-    size = source.size or 1
-    last = [0.0]
-
-    def show() -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.2:
-            return
-        last[0] = now
-        el = max(now - started, 1e-6)
-        sys.stderr.write(f"\r{PROG}: {100 * source.offset / size:5.1f}%  "
-                         f"{kitchen.stats.packets} packets  {kitchen.stats.dumplings} dumplings  "
-                         f"{kitchen.stats.packets / el:.0f} packets/s\x1b[K")
-        sys.stderr.flush()
-    return show
 
 
 if __name__ == "__main__":
