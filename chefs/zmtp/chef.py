@@ -121,4 +121,3 @@ class ZmtpChef(StreamChef):
                 self.errors += 1
                 self.logger.info("%s: %s", flow.label(direction), ev.error)
             yield event_payload(flow, direction, ev, timestamp)
-

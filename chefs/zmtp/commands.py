@@ -96,4 +96,3 @@ def parse_properties(data: bytes, max_shown: int = 2048
         hexes[name] = value.hex()
         pos += value_len
     return props, hexes, None
-

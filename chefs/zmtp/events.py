@@ -136,4 +136,3 @@ class DecodeError:
 
 
 Event = Greeting | NotZmtp | Joined | Resynced | Command | Message | DecodeError
-
