@@ -145,14 +145,18 @@ class FluentdForwardDecoder:
             msg.kind = "PackedForward"
         stream = new_unpacker(max(len(packed), 16))
         stream.feed(packed)
-        self._take_entries(msg, stream)
-        if stream.tell() < len(packed) and not msg.problems:
-            msg.problems.append(f"{len(packed) - stream.tell()} bytes after the last entry")
+        used = self._take_entries(msg, stream)
+        if used < len(packed) and not msg.problems:
+            # msgpack's tell() also counts an object it could not finish, hence ``used``
+            msg.problems.append(f"{len(packed) - used} bytes after the last whole entry "
+                                f"(an entry cut short)")
         return msg
 
-    def _take_entries(self, msg: FluentdMessage, entries: Any) -> None:
-        """Keep up to ``max_events`` [time, record] entries; count all; note bad ones."""
-        bad = 0
+    def _take_entries(self, msg: FluentdMessage, entries: Any) -> int:
+        """Keep up to ``max_events`` [time, record] entries; count all; note bad ones.
+        Returns, for a packed stream (an Unpacker), the bytes its whole entries took."""
+        bad = used = 0
+        tell = getattr(entries, "tell", None)
         it = iter(entries)
         while True:
             try:
@@ -162,6 +166,8 @@ class FluentdForwardDecoder:
             except Exception as exc:  # a packed stream with bad msgpack inside
                 msg.problems.append(f"packed entries: {type(exc).__name__}: {exc}".rstrip(": "))
                 break
+            if tell is not None:
+                used = tell()
             if (isinstance(entry, list) and len(entry) == 2 and _is_time(entry[0])
                     and isinstance(entry[1], dict)):
                 msg.event_count += 1
@@ -171,6 +177,7 @@ class FluentdForwardDecoder:
                 bad += 1
         if bad:
             msg.problems.append(f"{bad} entries are not [time, record]")
+        return used
 
     def _gunzip(self, msg: FluentdMessage, data: bytes) -> bytes:
         """Concatenated gzip members, with a cap against decompression bombs."""
