@@ -120,10 +120,22 @@ def options_table(chef: type) -> str:
     return "\n".join(rows) + "\n"
 
 
+def chef_module(chef: type) -> tuple[str, str]:
+    """The module a chef is imported from, and the text about its decoder. A bundled chef
+    that is a package (decoder and chef shell apart) is named by the package
+    (``netdumplings.chefs.zmtp``, not the ``.chef`` submodule that defines the class), and
+    its ``decoder`` module's docstring is the one shown."""
+    module = chef.__module__
+    parts = module.split(".")
+    if parts[:2] == ["netdumplings", "chefs"] and len(parts) > 3:
+        module = ".".join(parts[:3])
+    about = sys.modules.get(module + ".decoder") or sys.modules[module]
+    return module, inspect.cleandoc(about.__doc__ or "").strip()
+
+
 def chef_page(name: str, chef: type) -> tuple[str, str]:
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
-    module = chef.__module__
-    mod_doc = inspect.cleandoc(sys.modules[module].__doc__ or "").strip()
+    module, mod_doc = chef_module(chef)
     facts = [f"- Module: `{module}`"]
     if getattr(chef, "transports", None) and hasattr(chef, "default_ports"):
         ports = ", ".join(map(str, chef.default_ports)) or "none (detected from the first bytes, or give `ports`)"

@@ -1,5 +1,5 @@
-"""PacketForwardChef: ship the captured frames themselves, in batches (the format is in the
-package's docstring; the receivers' side is ``decoder.py``)."""
+"""PacketForwardChef: ship the captured frames themselves, in batches (the payload format
+and the receivers' side of it are in ``decoder.py``)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ are streamed rather than buffered whole, so a peer announcing a huge (or lying) 
 length costs a bounded amount of memory: only a preview of each frame is kept, and the
 rest is hashed and counted. Command bodies are read by ``commands.py``; the events are
 the dataclasses of ``events.py``. This module imports nothing from the framework (no chef,
-flow, kitchen or dumpling, no scapy, sockets or asyncio): it is usable on its own, and the
-chef shell (``chef.py``) keeps two decoders per TCP flow.
+flow, kitchen or dumpling, no scapy, sockets or asyncio): it is usable on its own. The
+chef shell (``chef.py``) keeps two decoders per TCP flow and turns their events into
+zmtpdump-like dumplings (``127.0.0.1:47563 -> 127.0.0.1:7001  READY Socket-Type=PUSH``).
 
 ZMTP has no resync marker. After a gap in the capture the decoder drops what was in
 progress and resumes at the first captured chunk that parses as whole frames (a TCP
