@@ -2,7 +2,8 @@
 
 Each protocol has a sans-I/O decoder (fed bytes, returns events; no sockets, scapy or
 asyncio) and the thin chef shell that feeds it from the kitchen. A small protocol keeps
-both in one module; a big one is a package (``http2/``, ``grpc/``) whose ``decoder`` and
-its helpers import no framework, whose ``chef`` is the shell, and whose ``__init__``
-re-exports the public names, so ``netdumplings.chefs.<protocol>`` reads the same either way.
+both in one module; a big one is a package (``http1/``, ``http2/``, ``zmtp/``...) whose
+``decoder`` and its helpers import no framework and are usable on their own, whose ``chef``
+is the shell, and whose ``__init__`` re-exports the names users import, so
+``netdumplings.chefs.<protocol>`` reads the same either way.
 """

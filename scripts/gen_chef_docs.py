@@ -120,15 +120,21 @@ def options_table(chef: type) -> str:
     return "\n".join(rows) + "\n"
 
 
-def chef_page(name: str, chef: type) -> tuple[str, str]:
+def chef_module(chef: type) -> tuple[str, str]:
+    """The module a chef is imported from, and the text about its decoder. A bundled chef
+    that is a package (decoder and chef shell apart) is named by the package
+    (``netdumplings.chefs.zmtp``, not the ``.chef`` submodule that defines the class), and
+    its ``decoder`` module's docstring is the one shown."""
     from netdumplings.cli.listings import _public_module
 
-    doc = inspect.cleandoc(chef.__doc__ or "").strip()
-    # a chef package (decoder and shell apart): the path users import it from, and the
-    # decoder module's docstring is the one that tells about the decoder
     module = _public_module(chef.__module__)
-    explains = sys.modules.get(module + ".decoder") or sys.modules[module]
-    mod_doc = inspect.cleandoc(explains.__doc__ or "").strip()
+    about = sys.modules.get(module + ".decoder") or sys.modules[module]
+    return module, inspect.cleandoc(about.__doc__ or "").strip()
+
+
+def chef_page(name: str, chef: type) -> tuple[str, str]:
+    doc = inspect.cleandoc(chef.__doc__ or "").strip()
+    module, mod_doc = chef_module(chef)
     facts = [f"- Module: `{module}`"]
     if getattr(chef, "transports", None) and hasattr(chef, "default_ports"):
         ports = ", ".join(map(str, chef.default_ports)) or "none (detected from the first bytes, or give `ports`)"

@@ -105,6 +105,99 @@ def expected(name: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+
+# -- for testing a sans-I/O decoder on its own ------------------------------------------------
+
+
+def tcp_streams(name: str, server_port: int) -> dict[str, list[tuple[bool, bytes, float]]]:
+    """Each TCP connection to ``server_port`` in ``tests/data/NAME`` as its payloads in capture
+    order, ``(to_server, bytes, capture time)``, keyed by the client's ``ip:port`` (as the
+    ``.expected.json`` files name connections). Read with the framework's own pcap reader and
+    header decoding, no scapy and no kitchen: real bytes to feed a decoder directly. A
+    segment seen twice (same direction and sequence number) is kept once."""
+    from netdumplings.sources import PcapSource
+    conns: dict[str, list[tuple[bool, bytes, float]]] = {}
+    seen: set[tuple[str, bool, int]] = set()
+    for pkt in PcapSource(DATA / name):
+        if pkt.l4 != "tcp" or server_port not in (pkt.sport, pkt.dport):
+            continue
+        payload = bytes(pkt.l4_payload)
+        to_server = pkt.dport == server_port
+        client = (f"{pkt.ip_src}:{pkt.sport}" if to_server else f"{pkt.ip_dst}:{pkt.dport}")
+        conns.setdefault(client, [])
+        if not payload or (client, to_server, pkt.tcp_seq) in seen:
+            continue
+        seen.add((client, to_server, pkt.tcp_seq))
+        conns[client].append((to_server, payload, pkt.time))
+    return conns
+
+
+#: What no decoder may reach, directly or through the modules it imports (issue 24: a
+#: decoder is usable on its own, as h11 is).
+DECODER_FORBIDDEN = ("scapy", "socket", "asyncio")
+
+
+def decoder_import_faults(module: str) -> tuple[set[str], list[str]]:
+    """Follow the imports of a bundled chef's decoder module (say
+    ``netdumplings.chefs.zmtp.decoder``) through the repository's modules, parsed with
+    ``ast`` (nothing is imported).
+
+    Returns (the repository modules reached, faults): a fault is any import of a framework
+    module (``netdumplings.*`` outside ``netdumplings.chefs``) or of scapy, socket or asyncio,
+    named with the file and line that makes it. Third-party protocol libraries are fine."""
+    import ast
+    root = Path(__file__).resolve().parents[1]
+
+    def source(mod: str) -> Path | None:
+        parts = mod.split(".")
+        if parts[:2] == ["netdumplings", "chefs"]:
+            base = root / "chefs" / Path(*parts[2:]) if parts[2:] else root / "chefs"
+        elif parts[0] == "netdumplings":
+            base = root.joinpath(*parts)
+        else:
+            return None
+        for path in (base / "__init__.py", base.with_suffix(".py")):
+            if path.is_file():
+                return path
+        return None
+
+    reached: set[str] = set()
+    faults: list[str] = []
+    todo = [module]
+    while todo:
+        mod = todo.pop()
+        path = source(mod)
+        if mod in reached or path is None:
+            continue
+        reached.add(mod)
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rsplit(".", 1)[0]
+                if node.level:
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                # ``from pkg import name``: name may be a submodule; both are followed
+                targets = [base] + [f"{base}.{a.name}" for a in node.names
+                                    if source(f"{base}.{a.name}") is not None]
+            else:
+                continue
+            for target in targets:
+                framework = target == "netdumplings" or (
+                    target.startswith("netdumplings.")
+                    and not target.startswith("netdumplings.chefs"))
+                if framework or target.split(".")[0] in DECODER_FORBIDDEN:
+                    faults.append(f"{path.relative_to(root)}:{node.lineno} imports {target}")
+                elif source(target) is not None:
+                    todo.append(target)
+    return reached, faults
+
+
 _ports_given: set[int] = set()
 
 

@@ -28,7 +28,8 @@ from netdumplings.chefs.zmtp import (
     RESYNC_TRIES, Command, DecodeError, Greeting, Joined, Message, NotZmtp, Resynced, ZmtpChef,
     ZmtpDecoder, parse_properties)
 
-DATA = Path(__file__).parent / "data"
+
+from conftest import DATA
 CAPTURES = sorted(p.name[:-len(".expected.json")] for p in DATA.glob("zmtp-*.expected.json"))
 C2S, S2C = "client_to_server", "server_to_client"
 

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -23,7 +22,8 @@ from netdumplings.chefs.msgpack_stream import (EventTime, MsgpackChef, MsgpackEr
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
-DATA = Path(__file__).parent / "data"
+
+from conftest import DATA
 CAPTURES = sorted(p.name for p in DATA.glob("fluentd-*.pcap"))
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
