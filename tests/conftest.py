@@ -115,7 +115,7 @@ def tcp_streams(name: str, server_port: int) -> dict[str, list[tuple[bool, bytes
     ``.expected.json`` files name connections). Read with the framework's own pcap reader and
     header decoding, no scapy and no kitchen: real bytes to feed a decoder directly. A
     segment seen twice (same direction and sequence number) is kept once."""
-    from netdumplings.sources import PcapSource
+    from netdumplings.capture.sources import PcapSource
     conns: dict[str, list[tuple[bool, bytes, float]]] = {}
     seen: set[tuple[str, bool, int]] = set()
     for pkt in PcapSource(DATA / name):

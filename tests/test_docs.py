@@ -237,13 +237,13 @@ def test_cli_reference_covers_every_command() -> None:
 
 
 def test_schema_is_current() -> None:
-    done = run_script("-m", "netdumplings.dumpling")
+    done = run_script("-m", "netdumplings.wire.dumpling")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == json.loads((DOCS / "dumpling.schema.json").read_text())
 
 
 def test_close_codes_documented() -> None:
-    from netdumplings import wire
+    from netdumplings.wire import messages as wire
 
     page = (DOCS / "protocol.md").read_text()
     codes = {k: v for k, v in vars(wire).items() if k.startswith("CLOSE_") and isinstance(v, int)}

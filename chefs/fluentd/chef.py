@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 
 from .decoder import FluentdForwardDecoder
 from .events import FluentdMessage

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 
 from ..msgpack_stream.display import iso_time, one_line, to_jsonable
 from ..msgpack_stream.values import EventTime, packed_size

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from netdumplings.chef import ChefOptions, DumplingChef
+from netdumplings.kitchen.chef import ChefOptions, DumplingChef
 
 from .decoder import PAYLOAD_VERSION
 

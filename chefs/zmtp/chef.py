@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Iterator
 
 from pydantic import Field
 
-from netdumplings.chef import CloseReason, Direction, FlowChefOptions, StreamChef
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChefOptions, StreamChef
 
 from .decoder import SIGNATURE_SIZE, ZmtpDecoder
 from .events import DecodeError, Event, Greeting, NotZmtp

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdumplings.chef import CloseReason, Direction
+from netdumplings.kitchen.chef import CloseReason, Direction
 
 from .decoder import ZmtpDecoder, handshake_result
 from .events import (Command, Event, Frame, Greeting, Joined, Message, NotZmtp, Resynced,

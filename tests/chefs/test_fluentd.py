@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netdumplings.chef import CloseReason, Direction, iter_payloads
+from netdumplings.kitchen.chef import CloseReason, Direction, iter_payloads
 from netdumplings.chefs.fluentd import FluentdForwardChef, FluentdForwardDecoder
 from netdumplings.chefs.msgpack_stream import EventTime
-from netdumplings.flows import Flow
-from netdumplings.offline import read_dumplings
+from netdumplings.flows.table import Flow
+from netdumplings.kitchen.offline import read_dumplings
 
 
 from conftest import DATA

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from netdumplings.chefs.forward import BatchTracker, PacketForwardChef, iter_frames
-from netdumplings.pcapwriter import Dumper, split_time
-from netdumplings.kitchen import Kitchen
-from netdumplings.offline import read_dumplings
-from netdumplings.packet import Packet
-from netdumplings.sender import Outbox
-from netdumplings.sources import PcapSource
+from netdumplings.capture.pcapwriter import Dumper, split_time
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.kitchen.offline import read_dumplings
+from netdumplings.capture.packet import Packet
+from netdumplings.wire.sender import Outbox
+from netdumplings.capture.sources import PcapSource
 
 from conftest import DATA, nd_command
 

@@ -18,7 +18,7 @@ import pytest
 
 from netdumplings.chefs.forward.decoder import (PAYLOAD_VERSION, BatchTracker, decode_frame,
                                                 iter_frames)
-from netdumplings.sources import PcapSource
+from netdumplings.capture.sources import PcapSource
 
 from conftest import DATA, decoder_import_faults
 

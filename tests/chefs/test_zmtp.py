@@ -20,13 +20,13 @@ try:
 except ImportError:  # pragma: no cover - pyzmq is a test dependency
     zmq = None
 
-from netdumplings.chef import CloseReason, Direction
-from netdumplings.dumpling import encode
-from netdumplings.flows import Flow
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.chef import CloseReason, Direction
+from netdumplings.wire.dumpling import encode
+from netdumplings.flows.table import Flow
+from netdumplings.kitchen.offline import read_dumplings
 from netdumplings.chefs.zmtp import (
-    RESYNC_TRIES, Command, DecodeError, Greeting, Joined, Message, NotZmtp, Resynced, ZmtpChef,
-    ZmtpDecoder, parse_properties)
+                                     RESYNC_TRIES, Command, DecodeError, Greeting, Joined, Message, NotZmtp, Resynced, ZmtpChef,
+                                     ZmtpDecoder, parse_properties)
 
 
 from conftest import DATA
