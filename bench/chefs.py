@@ -35,6 +35,8 @@ def _chef_of(path: str) -> str | None:
     p = Path(path)
     if p.parent.name == "chefs" and p.suffix == ".py":
         return p.stem
+    if p.parent.parent.name == "chefs" and p.suffix == ".py":   # a chef package's module
+        return p.parent.name
     return None
 
 

@@ -123,6 +123,8 @@ def options_table(chef: type) -> str:
 def chef_page(name: str, chef: type) -> tuple[str, str]:
     doc = inspect.cleandoc(chef.__doc__ or "").strip()
     module = chef.__module__
+    if module.startswith("netdumplings.chefs."):   # a chef package: its public path and doc
+        module = ".".join(module.split(".")[:3])
     mod_doc = inspect.cleandoc(sys.modules[module].__doc__ or "").strip()
     facts = [f"- Module: `{module}`"]
     if getattr(chef, "transports", None) and hasattr(chef, "default_ports"):

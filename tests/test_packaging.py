@@ -37,6 +37,9 @@ def test_wheel_layout(wheel):
                    "netdumplings/eaters/print.py", "netdumplings/eaters/web/index.html",
                    "netdumplings/data/demo.pcap", "netdumplings/cli/sniff.py"):
         assert needed in names, needed
+    # every chef package (chefs/<proto>/, decoder and shell apart) ships with all its modules
+    for module in sorted((ROOT / "chefs").glob("*/*.py")):
+        assert f"netdumplings/chefs/{module.parent.name}/{module.name}" in names, module
     entry_points = zipfile.ZipFile(wheel).read(
         [n for n in names if n.endswith("entry_points.txt")][0]).decode()
     for script in ("nd-sniff", "nd-hub", "nd-print", "nd-hubstatus", "nd-hubdetails"):

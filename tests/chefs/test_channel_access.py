@@ -28,7 +28,8 @@ from netdumplings.chefs.channel_access import (RESYNC_TRIES, ChannelAccessChef,
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
-DATA = Path(__file__).parent / "data"
+from conftest import DATA
+
 PCAP = DATA / "epics-ca.pcap"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 NOTIFY_RESPONSES = {"ReadNotifyResponse", "WriteNotifyResponse"}

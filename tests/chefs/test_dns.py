@@ -22,9 +22,8 @@ from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
-from conftest import free_port
+from conftest import DATA, free_port
 
-DATA = Path(__file__).parent / "data"
 CAPTURES = [DATA / "dns-queries.pcap", DATA / "corrupt" / "dns-queries.pcapng"]
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
