@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import sys
 import threading
 import time
@@ -445,3 +446,23 @@ def cook(path: Any, chefs: list[type], **kitchen_kwargs: Any) -> tuple[list[dict
     cooks = [chef() for chef in chefs]
     dumplings = list(read_dumplings(str(path), cooks, **kitchen_kwargs))
     return dumplings, cooks[0].kitchen
+
+
+# -- hostile inputs shared by the decoders' tests -------------------------------------------
+
+
+def pointer_chain_message(depth: int, qid: int = 1) -> bytes:
+    """A 64 KB DNS query: ``depth`` questions building a backward compression chain (each
+    name one label plus a pointer to the previous name), then as many questions as fit
+    pointing at the chain's end."""
+    msg = bytearray(struct.pack("!HHHHHH", qid, 0x0100, 0, 0, 0, 0))
+    prev = None
+    for _ in range(depth):
+        here = len(msg)
+        msg += (b"\x01a\x00" if prev is None else b"\x01a" + (0xC000 | prev).to_bytes(2, "big"))
+        msg += b"\x00\x01\x00\x01"
+        prev = here
+    tail = (0xC000 | prev).to_bytes(2, "big") + b"\x00\x01\x00\x01"
+    msg += tail * ((65535 - len(msg)) // len(tail))
+    msg[4:6] = (depth + (len(msg) - 12 - 7 - (depth - 1) * 8) // 6).to_bytes(2, "big")
+    return bytes(msg)

@@ -22,7 +22,7 @@ from netdumplings.dumpling import encode
 from netdumplings.flows import Flow
 from netdumplings.offline import read_dumplings
 
-from conftest import DATA, free_port
+from conftest import DATA, free_port, pointer_chain_message
 
 CAPTURES = [DATA / "dns-queries.pcap", DATA / "corrupt" / "dns-queries.pcapng"]
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -600,23 +600,6 @@ def test_fast_path_ipv6_text_matches_dnslib_for_every_zero_pattern() -> None:
         data = _msg((1, 1, 0, 0), Q_EXAMPLE.replace(b"\x00\x01\x00\x01", b"\x00\x1c\x00\x01")
                     + b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + rdata)
         assert assert_same_as_dnslib(data, must_answer=True)
-
-
-def pointer_chain_message(depth: int, qid: int = 1) -> bytes:
-    """A 64 KB query: ``depth`` questions building a backward compression chain (each
-    name one label plus a pointer to the previous name), then as many questions as fit
-    pointing at the chain's end."""
-    msg = bytearray(struct.pack("!HHHHHH", qid, 0x0100, 0, 0, 0, 0))
-    prev = None
-    for _ in range(depth):
-        here = len(msg)
-        msg += (b"\x01a\x00" if prev is None else b"\x01a" + (0xC000 | prev).to_bytes(2, "big"))
-        msg += b"\x00\x01\x00\x01"
-        prev = here
-    tail = (0xC000 | prev).to_bytes(2, "big") + b"\x00\x01\x00\x01"
-    msg += tail * ((65535 - len(msg)) // len(tail))
-    msg[4:6] = (depth + (len(msg) - 12 - 7 - (depth - 1) * 8) // 6).to_bytes(2, "big")
-    return bytes(msg)
 
 
 def test_pointer_chain_bomb_is_refused_quickly() -> None:
