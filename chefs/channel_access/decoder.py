@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 HEADER_SIZE = 16
 #: Parse failures in a row after which a direction is taken to be out of step for good.
 MAX_CONSECUTIVE_ERRORS = 3
-#: Hex characters of an undecodable message shown in an error event.
+#: Bytes of an undecodable message shown (as hex) in an error event.
 ERROR_HEX_BYTES = 48
 #: Captured chunks tried for a message boundary after a gap before a direction stops.
 RESYNC_TRIES = 64
