@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from pathlib import Path
 
 import dnslib
 import pytest
