@@ -6,8 +6,8 @@ be produced straight from the bytes. The fast path answers only when it is sure 
 would parse the message the same way; anything it is unsure of (other types, odd
 compression, lengths that do not add up, non-ASCII labels dnslib might reject) makes it
 give up, and dnslib decides (``reference``) - so the output, errors included, is dnslib's
-by definition. tests/chefs/test_dns.py checks the two agree field by field on real and
-generated messages.
+by definition. tests/chefs/test_dns_fastpath.py checks the two agree field by field on
+real and generated messages.
 """
 
 from __future__ import annotations

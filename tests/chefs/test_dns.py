@@ -1,5 +1,6 @@
 """DNSLookupChef and DnsDecoder: real captures against their ground truth and tshark, the
-decoder's edge cases, a live dnslib server/client on loopback, and fuzzing."""
+decoder's edge cases, a live dnslib server/client on loopback, and fuzzing. The decoder
+alone is in test_dns_decoder.py, the fast path against dnslib in test_dns_fastpath.py."""
 
 from __future__ import annotations
 
