@@ -38,7 +38,7 @@ def _chef_of(path: str) -> str | None:
         return None
     if p.parent.name == "chefs":
         return p.stem
-    if p.parent.parent.name == "chefs":   # a chef package: decoder and shell apart
+    if p.parent.parent.name == "chefs" and p.suffix == ".py":   # a chef package's module
         return p.parent.name
     return None
 

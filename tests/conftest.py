@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import socket
+import struct
 import sys
 import threading
 import time
@@ -18,7 +21,7 @@ import pytest
 from netdumplings.wire.dumpling import decode
 from netdumplings.kitchen.kitchen import Kitchen
 from netdumplings.kitchen.registry import resolve_chefs
-from netdumplings.capture.sources import LiveSource
+from netdumplings.capture.sources import LiveSource, PcapSource
 
 # -- no process outlives the suite ---------------------------------------------------------
 # Every process the tests start inherits this mark in its environment (tests pass
@@ -553,3 +556,102 @@ def cook(path: Any, chefs: list[type], **kitchen_kwargs: Any) -> tuple[list[dict
     cooks = [chef() for chef in chefs]
     dumplings = list(read_dumplings(str(path), cooks, **kitchen_kwargs))
     return dumplings, cooks[0].kitchen
+
+
+# -- hostile inputs shared by the decoders' tests -------------------------------------------
+
+
+def pointer_chain_message(depth: int, qid: int = 1) -> bytes:
+    """A 64 KB DNS query: ``depth`` questions building a backward compression chain (each
+    name one label plus a pointer to the previous name), then as many questions as fit
+    pointing at the chain's end."""
+    msg = bytearray(struct.pack("!HHHHHH", qid, 0x0100, 0, 0, 0, 0))
+    prev = None
+    for _ in range(depth):
+        here = len(msg)
+        msg += (b"\x01a\x00" if prev is None else b"\x01a" + (0xC000 | prev).to_bytes(2, "big"))
+        msg += b"\x00\x01\x00\x01"
+        prev = here
+    tail = (0xC000 | prev).to_bytes(2, "big") + b"\x00\x01\x00\x01"
+    msg += tail * ((65535 - len(msg)) // len(tail))
+    msg[4:6] = (depth + (len(msg) - 12 - 7 - (depth - 1) * 8) // 6).to_bytes(2, "big")
+    return bytes(msg)
+
+
+# -- real bytes for a decoder on its own ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Payload:
+    """One TCP or UDP packet's payload, as a decoder tested on its own is fed it."""
+
+    time: float
+    transport: str   # "tcp" or "udp"
+    src: str         # "ip:port"
+    dst: str
+    data: bytes
+    seq: int | None  # TCP sequence number of the first byte
+
+
+def l4_payloads(path: Path) -> list[Payload]:
+    """The payload-carrying TCP and UDP packets of a capture, in capture order, read with
+    the capture reader and its header decode only (no scapy, no kitchen, no flows), so a
+    decoder's test gets the real bytes without the framework doing its work for it."""
+    def endpoint(ip: str, port: int) -> str:
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+    out = []
+    source = PcapSource(path)
+    try:
+        for p in source:
+            if p.l4 in ("tcp", "udp") and p.l4_length:
+                out.append(Payload(p.time, p.l4, endpoint(p.ip_src, p.sport),
+                                   endpoint(p.ip_dst, p.dport), bytes(p.l4_payload),
+                                   p.tcp_seq if p.l4 == "tcp" else None))
+    finally:
+        source.close()
+    return out
+
+
+#: Top-level modules a sans-I/O decoder must not import: the framework (netdumplings.*,
+#: outside the decoder's own package), packet capture, sockets and event loops.
+NOT_SANS_IO = {"netdumplings", "scapy", "socket", "asyncio", "selectors", "socketserver",
+               "websockets"}
+
+
+def sans_io_violations(module: Path, package: str) -> list[str]:
+    """The imports that break a decoder's boundary, in ``module`` and in every module of its
+    own package it imports (transitively), as ``file:line: import`` strings; empty when the
+    decoder needs nothing but the stdlib, its protocol library and its package. ``package``
+    is the package's dotted name (``netdumplings.chefs.dns``): absolute imports of it are
+    the package's own, relative imports may not climb out of it."""
+    seen: set[Path] = set()
+    todo = [module]
+    bad = []
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1:   # the package's own modules: check them too
+                    subs = [node.module] if node.module else [a.name for a in node.names]
+                    todo += [module.parent / f"{s.split('.')[0]}.py" for s in subs
+                             if (module.parent / f"{s.split('.')[0]}.py").exists()]
+                    continue
+                if node.level > 1:
+                    bad.append(f"{path.name}:{node.lineno}: from {'.' * node.level}"
+                               f"{node.module or ''} (outside its package)")
+                    continue
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                if name == package or name.startswith(package + "."):
+                    continue
+                if name.split(".")[0] in NOT_SANS_IO:
+                    bad.append(f"{path.name}:{node.lineno}: import {name}")
+    return bad

@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_dns import pointer_chain_message
-
 from netdumplings.kitchen.chef import Direction
 from netdumplings.chefs import channel_access as ca
 from netdumplings.chefs import dns, fluentd, grpc, http1, http2, msgpack_stream, zmtp
+
+from conftest import pointer_chain_message
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 DATA = Path(__file__).parent.parent / "data"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from pathlib import Path
 
 import dnslib
 import pytest
@@ -21,9 +20,9 @@ import pytest
 from netdumplings.chefs.dns import DNSLookupChef, parse_message, txt_presentation
 from netdumplings.offline import read_dumplings
 
-from conftest import free_port
+from conftest import DATA, free_port
 
-FOREIGN = Path(__file__).parent / "data" / "foreign"
+FOREIGN = DATA / "foreign"
 
 
 def test_txt_strings_of_a_foreign_capture_are_space_separated_quoted_strings() -> None:
