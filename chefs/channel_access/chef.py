@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Any, ClassVar, Iterator
 
-from netdumplings.chef import CloseReason, Direction, FlowChef, FlowChefOptions
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChef, FlowChefOptions
 
 from .decoder import ChannelAccessDecoder, looks_like_version_header
 from .describe import describe_event

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, ClassVar, Iterator
 
-from netdumplings.chef import CloseReason, Direction, FlowChef, FlowChefOptions
+from netdumplings.kitchen.chef import CloseReason, Direction, FlowChef, FlowChefOptions
 
 from .decoder import DnsDecoder, DnsTcpFramer
 from .events import DecodeError, DnsMessage, Event, Query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdumplings.chef import Direction
+from netdumplings.kitchen.chef import Direction
 
 from .events import DecodeError, DnsMessage, Lookup
 

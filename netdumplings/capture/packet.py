@@ -217,7 +217,7 @@ class Packet:
         unfragmented or IPv6 without extension headers, TCP or UDP, headers all captured)
         with one ``struct`` call per header and each field set once; False leaves the
         packet untouched for ``_decode``, which handles everything (and gives the same
-        fields for these frames: ``tests/test_fastpath.py`` compares the two)."""
+        fields for these frames: ``tests/kitchen/test_fastpath.py`` compares the two)."""
         data = self.data
         n = len(data)
         if n < 54:

@@ -17,10 +17,10 @@ import caproto
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netdumplings.chef import CloseReason, Direction, iter_payloads
+from netdumplings.kitchen.chef import CloseReason, Direction, iter_payloads
 from netdumplings.chefs.channel_access import ChannelAccessChef
-from netdumplings.flows import Flow
-from netdumplings.offline import read_dumplings
+from netdumplings.flows.table import Flow
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA
 from test_channel_access_decoder import as_bytes, client_stream, server_stream

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from netdumplings.chefs.dns import (DecodeError, DNSLookupChef, DnsDecoder, DnsTcpFramer, Lookup,
                                     Query, parse_message)
-from netdumplings.chef import CloseReason, Direction, iter_payloads
-from netdumplings.dumpling import encode
-from netdumplings.flows import Flow
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.chef import CloseReason, Direction, iter_payloads
+from netdumplings.wire.dumpling import encode
+from netdumplings.flows.table import Flow
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA, free_port
 

@@ -18,7 +18,7 @@ import dnslib
 import pytest
 
 from netdumplings.chefs.dns import DNSLookupChef, parse_message, txt_presentation
-from netdumplings.offline import read_dumplings
+from netdumplings.kitchen.offline import read_dumplings
 
 from conftest import DATA, free_port
 

@@ -26,17 +26,17 @@ from scapy.all import (ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6
 from scapy.layers.l2 import CookedLinux
 from scapy.packet import Padding
 
-from netdumplings.chef import DumplingChef
+from netdumplings.kitchen.chef import DumplingChef
 from netdumplings.chefs.packetcount import PacketCountChef
-from netdumplings.kitchen import Kitchen
-from netdumplings.packet import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet, layer_shape,
-                                 shape_names, tcp_flag_names)
-from netdumplings.sender import HubSender
-from netdumplings.sources import CaptureError, PcapSource
+from netdumplings.kitchen.kitchen import Kitchen
+from netdumplings.capture.packet import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, Packet, layer_shape,
+                                         shape_names, tcp_flag_names)
+from netdumplings.wire.sender import HubSender
+from netdumplings.capture.sources import CaptureError, PcapSource
 
 from conftest import DATA, cook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAPTURES = sorted(DATA.glob("*.pcap")) + sorted((DATA / "corrupt").glob("*.pcap*"))
 
 
