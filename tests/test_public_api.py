@@ -63,6 +63,19 @@ CHEFS = {
     "netdumplings.chefs.zmtp": {"ZmtpChef"},
 }
 
+#: Each chef package's sans-I/O decoder, usable on its own (bytes in, events out).
+DECODERS = {
+    "netdumplings.chefs.channel_access": {"ChannelAccessDecoder"},
+    "netdumplings.chefs.dns": {"DnsDecoder", "DnsTcpFramer", "parse_message"},
+    "netdumplings.chefs.fluentd": {"FluentdForwardDecoder"},
+    "netdumplings.chefs.forward": {"iter_frames", "decode_frame", "BatchTracker"},
+    "netdumplings.chefs.grpc": {"GrpcMessages"},
+    "netdumplings.chefs.http1": {"Http1Decoder"},
+    "netdumplings.chefs.http2": {"Http2Decoder"},
+    "netdumplings.chefs.msgpack_stream": {"MsgpackStreamDecoder"},
+    "netdumplings.chefs.zmtp": {"ZmtpDecoder"},
+}
+
 EATERS = {
     "netdumplings.eaters.print": {"PrintEater", "Printer", "pretty", "status_line",
                                   "format_dumpling"},
@@ -107,7 +120,8 @@ def test_stage_names(package):
     assert set(STAGES[package]) <= set(dir(module))
 
 
-@pytest.mark.parametrize("table", [CHEFS, EATERS, COMPAT05], ids=["chefs", "eaters", "compat05"])
+@pytest.mark.parametrize("table", [CHEFS, DECODERS, EATERS, COMPAT05],
+                         ids=["chefs", "decoders", "eaters", "compat05"])
 def test_bundled_and_05_names(table):
     for package, names in table.items():
         module = importlib.import_module(package)
@@ -123,6 +137,14 @@ def test_every_bundled_chef_is_listed():
         module = importlib.import_module(package)
         for name in names:
             assert bundled_chefs()[name] is getattr(module, name)
+
+
+def test_each_decoder_is_its_packages_decoder_module():
+    """A decoder named by its package is the one in the package's ``decoder`` module."""
+    for package, names in DECODERS.items():
+        decoder = importlib.import_module(package + ".decoder")
+        for name in names:
+            assert getattr(importlib.import_module(package), name) is getattr(decoder, name)
 
 
 def test_the_same_object_under_every_name():
