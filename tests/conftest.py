@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import json
@@ -115,23 +114,21 @@ def expected(name: str) -> dict[str, Any]:
 def tcp_streams(name: str, server_port: int) -> dict[str, list[tuple[bool, bytes, float]]]:
     """Each TCP connection to ``server_port`` in ``tests/data/NAME`` as its payloads in capture
     order, ``(to_server, bytes, capture time)``, keyed by the client's ``ip:port`` (as the
-    ``.expected.json`` files name connections). Read with the framework's own pcap reader and
-    header decoding, no scapy and no kitchen: real bytes to feed a decoder directly. A
-    segment seen twice (same direction and sequence number) is kept once."""
-    from netdumplings.capture.sources import PcapSource
+    ``.expected.json`` files name connections); from ``l4_payloads``, so no scapy and no
+    kitchen. A segment seen twice (same direction and sequence number) is kept once."""
     conns: dict[str, list[tuple[bool, bytes, float]]] = {}
-    seen: set[tuple[str, bool, int]] = set()
-    for pkt in PcapSource(DATA / name):
-        if pkt.l4 != "tcp" or server_port not in (pkt.sport, pkt.dport):
+    seen: set[tuple[str, bool, int | None]] = set()
+    for p in l4_payloads(DATA / name, empty=True):
+        if p.transport != "tcp" or str(server_port) not in (p.src.rsplit(":", 1)[1],
+                                                            p.dst.rsplit(":", 1)[1]):
             continue
-        payload = bytes(pkt.l4_payload)
-        to_server = pkt.dport == server_port
-        client = (f"{pkt.ip_src}:{pkt.sport}" if to_server else f"{pkt.ip_dst}:{pkt.dport}")
+        to_server = p.dst.rsplit(":", 1)[1] == str(server_port)
+        client = p.src if to_server else p.dst
         conns.setdefault(client, [])
-        if not payload or (client, to_server, pkt.tcp_seq) in seen:
+        if not p.data or (client, to_server, p.seq) in seen:
             continue
-        seen.add((client, to_server, pkt.tcp_seq))
-        conns[client].append((to_server, payload, pkt.time))
+        seen.add((client, to_server, p.seq))
+        conns[client].append((to_server, p.data, p.time))
     return conns
 
 
@@ -593,10 +590,11 @@ class Payload:
     seq: int | None  # TCP sequence number of the first byte
 
 
-def l4_payloads(path: Path) -> list[Payload]:
-    """The payload-carrying TCP and UDP packets of a capture, in capture order, read with
-    the capture reader and its header decode only (no scapy, no kitchen, no flows), so a
-    decoder's test gets the real bytes without the framework doing its work for it."""
+def l4_payloads(path: Path, empty: bool = False) -> list[Payload]:
+    """The payload-carrying TCP and UDP packets of a capture (with ``empty``, the others
+    too), in capture order, read with the capture reader and its header decode only (no
+    scapy, no kitchen, no flows), so a decoder's test gets the real bytes without the
+    framework doing its work for it."""
     def endpoint(ip: str, port: int) -> str:
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -604,54 +602,10 @@ def l4_payloads(path: Path) -> list[Payload]:
     source = PcapSource(path)
     try:
         for p in source:
-            if p.l4 in ("tcp", "udp") and p.l4_length:
+            if p.l4 in ("tcp", "udp") and (empty or p.l4_length):
                 out.append(Payload(p.time, p.l4, endpoint(p.ip_src, p.sport),
                                    endpoint(p.ip_dst, p.dport), bytes(p.l4_payload),
                                    p.tcp_seq if p.l4 == "tcp" else None))
     finally:
         source.close()
     return out
-
-
-#: Top-level modules a sans-I/O decoder must not import: the framework (netdumplings.*,
-#: outside the decoder's own package), packet capture, sockets and event loops.
-NOT_SANS_IO = {"netdumplings", "scapy", "socket", "asyncio", "selectors", "socketserver",
-               "websockets"}
-
-
-def sans_io_violations(module: Path, package: str) -> list[str]:
-    """The imports that break a decoder's boundary, in ``module`` and in every module of its
-    own package it imports (transitively), as ``file:line: import`` strings; empty when the
-    decoder needs nothing but the stdlib, its protocol library and its package. ``package``
-    is the package's dotted name (``netdumplings.chefs.dns``): absolute imports of it are
-    the package's own, relative imports may not climb out of it."""
-    seen: set[Path] = set()
-    todo = [module]
-    bad = []
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level == 1:   # the package's own modules: check them too
-                    subs = [node.module] if node.module else [a.name for a in node.names]
-                    todo += [module.parent / f"{s.split('.')[0]}.py" for s in subs
-                             if (module.parent / f"{s.split('.')[0]}.py").exists()]
-                    continue
-                if node.level > 1:
-                    bad.append(f"{path.name}:{node.lineno}: from {'.' * node.level}"
-                               f"{node.module or ''} (outside its package)")
-                    continue
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                if name == package or name.startswith(package + "."):
-                    continue
-                if name.split(".")[0] in NOT_SANS_IO:
-                    bad.append(f"{path.name}:{node.lineno}: import {name}")
-    return bad

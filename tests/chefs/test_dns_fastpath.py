@@ -8,7 +8,6 @@ ordinary traffic (or the speed-up would silently disappear).
 
 from __future__ import annotations
 
-import struct
 from dataclasses import asdict
 from pathlib import Path
 

@@ -21,7 +21,7 @@ from netdumplings.chefs.fluentd.decoder import FluentdForwardDecoder
 from netdumplings.chefs.fluentd.events import FluentdMessage
 from netdumplings.chefs.msgpack_stream.values import EventTime
 
-from conftest import DATA, decoder_import_faults, expected, tcp_streams
+from conftest import DATA, expected, tcp_streams
 
 CAPTURES = sorted(p.name for p in DATA.glob("fluentd-*.pcap"))
 #: Ground-truth keys that are not fields of the decoded message.
@@ -152,10 +152,3 @@ def test_a_stream_cut_inside_a_message_says_so_at_its_end() -> None:
 # -- the decoder stands alone ------------------------------------------------------------------
 
 
-def test_the_decoder_imports_nothing_of_the_framework() -> None:
-    reached, faults = decoder_import_faults("netdumplings.chefs.fluentd.decoder")
-    assert not faults
-    # its own package, and the decoder side of the shared msgpack stream package (not its chef)
-    assert reached == {"netdumplings.chefs.fluentd.decoder", "netdumplings.chefs.fluentd.events",
-                       *(f"netdumplings.chefs.msgpack_stream.{m}"
-                         for m in ("decoder", "events", "values", "display"))}

@@ -20,7 +20,7 @@ from netdumplings.chefs.forward.decoder import (PAYLOAD_VERSION, BatchTracker, d
                                                 iter_frames)
 from netdumplings.capture.sources import PcapSource
 
-from conftest import DATA, decoder_import_faults
+from conftest import DATA
 
 
 def real_frames(name: str = "http1-keepalive.pcap") -> list[tuple[float, bytes, int]]:
@@ -106,6 +106,3 @@ def test_batches_lost_resent_or_restarted_are_told_apart_per_kitchen() -> None:
 # -- the decoder stands alone ------------------------------------------------------------------
 
 
-def test_the_decoder_imports_nothing_of_the_framework() -> None:
-    assert decoder_import_faults("netdumplings.chefs.forward.decoder") == (
-        {"netdumplings.chefs.forward.decoder"}, [])

@@ -11,7 +11,6 @@ unimportable.
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from netdumplings.chefs.http1 import Http1Decoder, Problem, Side, Transaction
 C2S, S2C = Side.CLIENT_TO_SERVER, Side.SERVER_TO_CLIENT
 PACKAGE = Path(__file__).resolve().parents[2] / "chefs" / "http1"
 #: The chef's half of the package: the only modules that may import the framework.
-SHELL = {"__init__.py", "chef.py", "payload.py"}
 
 
 def send(conn: h11.Connection, *events: Any) -> bytes:
@@ -232,37 +230,9 @@ def test_an_unanswered_request_is_reported_once_and_a_late_answer_still_pairs() 
     assert (tx.outcome, tx.late, tx.request.target) == ("complete", True, "/slow")
 
 
-# -- what the decoder's modules may import ------------------------------------------------
+# -- the decoder alone (its imports: tests/chefs/test_decoder_boundaries.py) --------------
 
 FORBIDDEN = ("netdumplings", "scapy", "socket", "asyncio", "selectors", "ssl")
-
-
-def decoder_modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.glob("*.py") if p.name not in SHELL)
-
-
-def test_the_decoder_modules_import_only_the_stdlib_h11_and_each_other() -> None:
-    modules = decoder_modules()
-    names = {p.stem for p in modules}
-    assert {"decoder", "events", "fast", "lenient"} <= names
-    allowed_top = set(sys.stdlib_module_names) | {"h11", "__future__"}
-    for path in modules:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                # its own package: the decoder's modules only, never the chef's half
-                assert node.level == 1 and node.module in names, \
-                    f"{path.name}: from {'.' * node.level}{node.module} import ..."
-                continue
-            if isinstance(node, ast.ImportFrom):
-                imported = [node.module or ""]
-            elif isinstance(node, ast.Import):
-                imported = [a.name for a in node.names]
-            else:
-                continue
-            for name in imported:
-                top = name.split(".")[0]
-                assert top not in FORBIDDEN, f"{path.name} imports {name}"
-                assert top in allowed_top, f"{path.name} imports {name} (not stdlib or h11)"
 
 
 def test_the_decoder_runs_with_the_framework_scapy_sockets_and_asyncio_unimportable() -> None:

@@ -6,8 +6,6 @@ package imports nothing of the framework (checked on its source)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -254,42 +252,3 @@ def test_a_gap_stops_decoding_and_reports_what_was_open() -> None:
     (ended,) = of(StreamEnded, events)
     assert not ended.complete and ended.stream.request_headers == REQUEST
     assert decoder.feed(C2S, b"more", 151.0) == []     # stopped stays stopped
-
-
-# -- the boundary: the decoder side imports no framework --------------------------------
-
-PACKAGE = Path(__file__).resolve().parents[2] / "chefs" / "http2"
-#: Modules of the package that make up the sans-I/O decoder, and ``payload`` (events to
-#: JSON need no kitchen either): all but the chef shell and the package's re-exports.
-DECODER_SIDE = ["decoder", "detect", "events", "frames", "handshake", "names", "payload",
-                "state", "text"]
-FORBIDDEN_TOP = {"scapy", "socket", "asyncio", "selectors", "ssl", "pydantic"}
-
-
-def imports_of(path: Path) -> list[tuple[int, str]]:
-    """(relative level, module) of every import in a module's source."""
-    out: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out.extend((0, a.name) for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            out.append((node.level, node.module or ""))
-    return out
-
-
-@pytest.mark.parametrize("module", DECODER_SIDE)
-def test_the_decoder_side_imports_no_framework(module: str) -> None:
-    found = imports_of(PACKAGE / f"{module}.py")
-    assert found, module
-    for level, name in found:
-        assert level in (0, 1), f"{module}: imports from outside its package ({'.' * level}{name})"
-        if level == 0:
-            top = name.split(".")[0]
-            assert top != "netdumplings" and top != "chefs", f"{module} imports {name}"
-            assert top not in FORBIDDEN_TOP, f"{module} imports {name}"
-
-
-def test_every_module_of_the_package_is_classified() -> None:
-    """A new module is either decoder side (checked above) or named here on purpose."""
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
-    assert modules == set(DECODER_SIDE) | {"__init__", "chef"}

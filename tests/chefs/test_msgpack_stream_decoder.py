@@ -18,7 +18,7 @@ from netdumplings.chefs.msgpack_stream.decoder import MsgpackStreamDecoder
 from netdumplings.chefs.msgpack_stream.events import MsgpackError, MsgpackObject
 from netdumplings.chefs.msgpack_stream.values import EventTime, ext_hook
 
-from conftest import DATA, decoder_import_faults, expected, tcp_streams
+from conftest import DATA, expected, tcp_streams
 
 CAPTURES = sorted(p.name for p in DATA.glob("fluentd-*.pcap"))
 
@@ -149,11 +149,3 @@ def test_too_many_errors_stop_the_stream_for_good() -> None:
 # -- the decoder stands alone ------------------------------------------------------------------
 
 
-def test_the_decoder_imports_nothing_of_the_framework() -> None:
-    reached, faults = decoder_import_faults("netdumplings.chefs.msgpack_stream.decoder")
-    assert not faults
-    assert reached == {f"netdumplings.chefs.msgpack_stream.{m}"
-                       for m in ("decoder", "events", "values")}
-    assert decoder_import_faults("netdumplings.chefs.msgpack_stream.display") == (
-        {"netdumplings.chefs.msgpack_stream.display", "netdumplings.chefs.msgpack_stream.values"},
-        [])
