@@ -8,7 +8,8 @@
 
 import { $, cell, row, fillBody, fmtCount, fmtRate, timeCell, timeOf,
   chefColor, rowDumpling, openable, fmtDateTime } from "./util.js";
-import { parse, compile, split, format, FilterError } from "./filter.js";
+import { parse, compile, split, FilterError } from "./filter.js";
+import { showFilterError, showWhere, filterInUrl } from "./filterbar.js";
 import { config, loadConfig, setToken, Lane } from "./lanes.js";
 import { createPanels } from "./panels.js";
 import { createChart } from "./chart.js";
@@ -80,57 +81,14 @@ function applyFilter(text, { push = true } = {}) {
   ui.where = split(ast);
   $("filter").value = text;
   $("filter").dataset.pending = "false";
-  const hubPart = ui.where.hub ? format(ui.where.hub) : "";
-  const pagePart = ui.where.page ? format(ui.where.page) : "";
-  const where = $("filter-where");
-  where.dataset.hub = hubPart;
-  where.dataset.page = pagePart;
-  where.replaceChildren();
-  if (ast) {
-    const add = (label, text, cls) => {
-      const s = document.createElement("span");
-      s.className = cls;
-      s.textContent = `${label}: ${text}`;
-      where.appendChild(s);
-    };
-    add("hub", hubPart || "everything (nothing here it can evaluate)", "hub-part");
-    add("page", pagePart || "nothing more", "page-part");
-  }
-  if (push) {
-    const u = new URL(location.href);
-    if (text.trim()) u.searchParams.set("filter", text); else u.searchParams.delete("filter");
-    history.replaceState(null, "", u.pathname + u.search);
-  }
+  showWhere(ast, ui.where);
+  if (push) filterInUrl(text);
   if (JSON.stringify(ui.where.subscription) !== before) {
     if (data.ws || data.timer) data.restart();
     if (side.ws || side.timer) side.restart();
   }
   rebuild();
   return true;
-}
-
-function showFilterError(text, err) {
-  const box = $("filter-error");
-  const input = $("filter");
-  if (!err) {
-    box.hidden = true;
-    box.replaceChildren();
-    input.removeAttribute("aria-invalid");
-    return;
-  }
-  input.setAttribute("aria-invalid", "true");
-  box.hidden = false;
-  box.dataset.start = String(err.start);
-  box.dataset.end = String(err.end);
-  // The expression with the bad part marked, then the message.
-  const expr = document.createElement("code");
-  const mark = document.createElement("mark");
-  mark.textContent = text.slice(err.start, err.end) || " ";
-  expr.append(text.slice(0, err.start), mark, text.slice(err.end));
-  const msg = document.createElement("span");
-  msg.className = "msg";
-  msg.textContent = `${err.message} (at character ${err.start + 1})`;
-  box.replaceChildren(expr, msg);
 }
 
 function addFilter(expr) {
