@@ -609,3 +609,15 @@ def l4_payloads(path: Path, empty: bool = False) -> list[Payload]:
     finally:
         source.close()
     return out
+
+
+def nanosecond_copy(src: Path, dst: Path, extra_ns: int = 123) -> None:
+    """``src`` (a microsecond pcap) as a nanosecond pcap, with sub-microsecond digits."""
+    blob = src.read_bytes()
+    out, off = bytearray(b"\x4d\x3c\xb2\xa1" + blob[4:24]), 24
+    while off < len(blob):
+        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", blob, off)
+        out += struct.pack("<IIII", sec, usec * 1000 + extra_ns, caplen, wirelen)
+        out += blob[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+    dst.write_bytes(bytes(out))

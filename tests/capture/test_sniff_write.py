@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, free_port, needs_capture, nd_command
-from test_forward import _nanosecond_copy
+from conftest import DATA, free_port, nanosecond_copy, needs_capture, nd_command
 
 from netdumplings.capture.sources import PcapSource
 
@@ -66,7 +65,7 @@ def test_stdin_to_stdout(tmp_path):
 
 def test_nanoseconds_survive(procs, tmp_path):
     src = tmp_path / "ns.pcap"
-    _nanosecond_copy(DATA / "fluentd-segmented.pcap", src)
+    nanosecond_copy(DATA / "fluentd-segmented.pcap", src)
     out = tmp_path / "out.pcap"
     rc, p = _run(procs, "-r", str(src), "-c", "PacketCountChef", "--print", "--nano",
                  "-w", str(out))

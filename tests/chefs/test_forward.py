@@ -23,7 +23,7 @@ from netdumplings.capture.packet import Packet
 from netdumplings.wire.sender import Outbox
 from netdumplings.capture.sources import PcapSource
 
-from conftest import DATA, nd_command
+from conftest import DATA, nanosecond_copy, nd_command
 
 TCPDUMP = shutil.which("tcpdump")
 TSHARK = shutil.which("tshark")
@@ -232,25 +232,13 @@ def test_nanosecond_output_uses_ts_ns(tmp_path):
     assert struct.unpack_from("<II", blob, 24) == (1_795_415_457, 1)
 
 
-def _nanosecond_copy(src: Path, dst: Path, extra_ns: int = 123) -> None:
-    """``src`` (a microsecond pcap) as a nanosecond pcap, with sub-microsecond digits."""
-    blob = src.read_bytes()
-    out, off = bytearray(b"\x4d\x3c\xb2\xa1" + blob[4:24]), 24
-    while off < len(blob):
-        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", blob, off)
-        out += struct.pack("<IIII", sec, usec * 1000 + extra_ns, caplen, wirelen)
-        out += blob[off + 16:off + 16 + caplen]
-        off += 16 + caplen
-    dst.write_bytes(bytes(out))
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["file", "stream"])
 def test_nanosecond_captures_forward_and_dump_exactly(tmp_path, stream):
     """Nanosecond pcap in, forwarded, written with --nano: every record header (and byte)
     as in the source; and a nanosecond pcapng read back gives the same nanoseconds. The
     float capture time alone cannot carry them (about 0.24 us resolution at this epoch)."""
     src = tmp_path / "ns.pcap"
-    _nanosecond_copy(DATA / "fluentd-segmented.pcap", src)
+    nanosecond_copy(DATA / "fluentd-segmented.pcap", src)
     packets = list(PcapSource(src.open("rb") if stream else src))
     assert packets and all(p.time_ns % 1000 == 123 for p in packets)
     frames = [f for d in read_dumplings(src, [PacketForwardChef])
