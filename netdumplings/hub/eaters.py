@@ -109,7 +109,7 @@ class EaterSide:
         """An eater resuming from another hub instance (its hello's ``resume``: it was
         connected before a restart) first gets what this hub has kept since it started (its
         subscription's part), and is told how many of the dumplings it wanted can no
-        longer be given (hub_replay). New eaters start with the live stream."""
+        longer be given (hub.replay). New eaters start with the live stream."""
         resume = conn.hello.resume
         if resume is None or resume == self.instance:
             return

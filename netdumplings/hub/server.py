@@ -57,9 +57,9 @@ log = logging.getLogger("netdumplings.hub")
 class Hub(Admission, KitchenSide, EaterSide, StatusReport):
     """``nd-hub``'s engine. ``await hub.start()`` binds the ports; ``await hub.stop()``.
 
-    Memory: eater queues together stay within ``max_memory`` bytes (``hub_queues``), the
-    startup replay within ``startup_buffer`` (``hub_replay``), anonymous connections within
-    ``max_unauthenticated`` hellos of 64 KB per port (``hub_admission``); an eater that
+    Memory: eater queues together stay within ``max_memory`` bytes (``hub.queues``), the
+    startup replay within ``startup_buffer`` (``hub.replay``), anonymous connections within
+    ``max_unauthenticated`` hellos of 64 KB per port (``hub.admission``); an eater that
     takes nothing for ``write_timeout`` seconds is closed (4107).
     """
 
@@ -150,7 +150,7 @@ class Hub(Admission, KitchenSide, EaterSide, StatusReport):
         if self.replay.open:
             asyncio.get_running_loop().call_later(self.startup_grace, self.replay.close)
         # Nothing bigger than a hello is read before a hello is accepted: a kitchen's limit
-        # is raised to max_message_size once it is in (hub_admission); eaters send nothing
+        # is raised to max_message_size once it is in (hub.admission); eaters send nothing
         # but their hello, so theirs stays.
         common = dict(max_size=MAX_HELLO_BYTES, compression=None, ssl=self.ssl,
                       ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
@@ -247,7 +247,7 @@ class Hub(Admission, KitchenSide, EaterSide, StatusReport):
                    host, port)
         try:
             # Messages come in the groups they were read in, from the read callback
-            # (hub_frames): no recv() round trip per message.
+            # (hub.frames): no recv() round trip per message.
             assert isinstance(ws, KitchenConnection)
             ws.take_messages(lambda messages: self._take(conn, messages))
             await ws.wait_closed()
@@ -291,7 +291,7 @@ class Hub(Admission, KitchenSide, EaterSide, StatusReport):
 
     def _unencodable(self, eater: EaterConn, chef: str | None, kitchen: str | None,
                      logged: bool, n: int = 1) -> bool:
-        """``eater`` cannot get ``n`` dumplings in its encoding (``hub_intake.encode``): they
+        """``eater`` cannot get ``n`` dumplings in its encoding (``hub.intake.encode``): they
         are counted as missed, so the eater gets a notice, and the kitchen is not held up."""
         eater.drop(n)
         if not logged:

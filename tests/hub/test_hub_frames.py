@@ -1,4 +1,4 @@
-"""The hub's bulk path for plain clients (hub_frames): a kitchen's messages taken in the
+"""The hub's bulk path for plain clients (hub.frames): a kitchen's messages taken in the
 groups they were read in, a plain eater's dumplings written as many frames at once. Real
 hubs, real sockets; the kitchens here are websockets' sans-I/O client over a plain socket,
 so that a hello and what follows it can be put in one TCP write, as a fast kitchen does."""
