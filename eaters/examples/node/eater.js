@@ -44,7 +44,7 @@ ws.on("message", (data) => {
 });
 
 ws.on("close", (code, reason) => {
-  // 1000 is our own close; 1008 = bad token, 4102 = too slow, 4103 = bad hello (wire.py).
+  // 1000 is our own close; 1008 = bad token, 4102 = too slow, 4103 = bad hello (netdumplings/wire/messages.py).
   console.error(`node-eater: closed (${code} ${reason}) after ${received} dumplings`);
   process.exitCode = code === 1000 || code === 1001 ? 0 : 1;
 });
