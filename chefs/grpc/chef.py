@@ -20,7 +20,8 @@ C2S = Direction.CLIENT_TO_SERVER
 
 
 class GrpcChef(Http2Chef):
-    """One dumpling per gRPC call; see the module docstring."""
+    """gRPC over HTTP/2 (h2c): one dumpling per call, with its service, method, status,
+    metadata and messages (decoded generically as protobuf, no .proto needed)."""
 
     class Options(FlowChefOptions):
         #: Bytes kept (and decoded) of each message.
