@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 from .chef import DumplingChef
 from .dumpling import DRIVER_INTERVAL, decode
+from .handoff import MAX_PENDING, Outlet, enlarge, wait_writable
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
 from .packet import NsPacket, Packet
 from .shard import MERGE, READER, Sharder, shard_mode
@@ -167,7 +168,7 @@ class ShardedKitchen:
         self._states: dict[int, dict[int, dict[str, Any]]] = {}
         self._poke_times: dict[int, float | None] = {}
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        self._to: list[Connection] = []
+        self._to: list[Outlet] = []
         self._from: list[Connection] = []
         self._reported: set[int] = set()
         self._live_stats: dict[int, dict[str, int]] = {}
@@ -190,16 +191,19 @@ class ShardedKitchen:
         ctx = multiprocessing.get_context("fork")
         sources = self._live.open(self.n) if self._live is not None else [None] * self.n
         for i in range(self.n):
-            to_r, to_w = ctx.Pipe(duplex=False)
+            to_r, to_w = os.pipe()
+            enlarge(to_w)
             from_r, from_w = ctx.Pipe(duplex=False)
+            # the worker closes the reader's ends it inherits (else it never sees EOF)
+            inherited = [to_w] + [o.fd for o in self._to]
             proc = ctx.Process(target=worker_main, name=f"{self.name}-worker-{i + 1}",
-                               args=(i, self._worker_args, to_r, from_w, sources[i]),
-                               daemon=True)
+                               args=(i, self._worker_args, to_r, from_w, sources[i],
+                                     inherited), daemon=True)
             proc.start()
-            to_r.close()
+            os.close(to_r)
             from_w.close()
             self._procs.append(proc)
-            self._to.append(to_w)
+            self._to.append(Outlet(to_w))
             self._from.append(from_r)
         if self._live is not None:
             self._live.close_parent_copies()
@@ -230,10 +234,41 @@ class ShardedKitchen:
         return f"worker {i + 1} of {self.n} (pid {proc.pid})"
 
     def _send(self, i: int, msg: tuple) -> None:
+        """Queue ``msg`` for worker ``i`` and write what its pipe takes; wait only when it
+        is ``MAX_PENDING`` bytes behind, feeding the others meanwhile (``handoff``)."""
+        outlet = self._to[i]
+        if i in self._reported:
+            return
+        outlet.put(msg)
+        self._pump(i)
+        while outlet.pending > MAX_PENDING and i not in self._reported:
+            self._wait_pipes(0.5)
+
+    def _pump(self, i: int) -> None:
         try:
-            self._to[i].send(msg)
-        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._to[i].pump()
+        except OSError:   # BrokenPipeError: the worker is gone
+            self._to[i].drop()
             self._lost(i)
+
+    def _wait_pipes(self, timeout: float) -> None:
+        """Write to every worker whose pipe has room, after ``timeout`` s at most; a worker
+        that stopped reading and is no longer alive is lost."""
+        ready = wait_writable(self._to, timeout)
+        for o in ready:
+            self._pump(self._to.index(o))
+        if not ready:
+            for i, proc in enumerate(self._procs):
+                if self._to[i].pending and not proc.is_alive():
+                    self._to[i].drop()
+                    self._lost(i)
+
+    def _drain(self, deadline: float) -> None:
+        """Everything queued into the pipes (the end, a pause of the stream)."""
+        for i in range(self.n):
+            self._pump(i)
+        while any(o.pending for o in self._to) and time.monotonic() < deadline:
+            self._wait_pipes(0.1)
 
     def _lost(self, i: int) -> None:
         if i in self._reported:
@@ -369,6 +404,7 @@ class ShardedKitchen:
                 try:
                     for w in range(self.n):
                         self._flush_batch(w)
+                        self._pump(w)
                 finally:
                     self._lock.release()
 
@@ -459,6 +495,9 @@ class ShardedKitchen:
         reader = self.reader
         process = reader.process if reader.chefs else None
         for packet in ticks:
+            if any(o.pending for o in self._to):
+                for i in range(self.n):
+                    self._pump(i)
             if packet is not None and process is not None:
                 process(packet)
                 self.now = packet.time
@@ -490,8 +529,9 @@ class ShardedKitchen:
         for w in range(self.n):
             self._flush_batch(w)
             self._send(w, ("F", self._poke_no, self.now))
-        self.reader.finish()
         deadline = time.monotonic() + FINISH_TIMEOUT
+        self._drain(deadline)
+        self.reader.finish()
         collector = self._collector
         if collector is not None:
             collector.join(max(0.0, deadline - time.monotonic()))
