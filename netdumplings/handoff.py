@@ -24,8 +24,9 @@ from typing import Any, Iterable
 #: Bytes a pipe to a worker holds (Linux ``F_SETPIPE_SZ``; capped by
 #: ``/proc/sys/fs/pipe-max-size``, 1 MiB by default).
 PIPE_SIZE = 1 << 20
-#: Bytes queued for one worker beyond its pipe before the reader waits for it.
-MAX_PENDING = 8 << 20
+#: Bytes queued for one worker beyond its pipe before the reader waits for it (and writes
+#: to every pipe that has room meanwhile).
+MAX_PENDING = 1 << 19
 
 _HEADER = struct.Struct("!I")
 _IOV = 64   # buffers per writev

@@ -239,8 +239,12 @@ class ShardedKitchen:
         outlet = self._to[i]
         if i in self._reported:
             return
+        # Data already queued means the pipe was full at the last write: trying again at
+        # every batch costs a failed write each; the worker has a pipeful to work on.
+        was_queued = outlet.pending
         outlet.put(msg)
-        self._pump(i)
+        if not was_queued:
+            self._pump(i)
         while outlet.pending > MAX_PENDING and i not in self._reported:
             self._wait_pipes(0.5)
 
@@ -420,6 +424,7 @@ class ShardedKitchen:
         to_workers = bool(self.worker_classes)   # else the workers would only count
         due: float | None = None
         failed = self.failed.is_set
+        outlets = self._to
         n = 0
         for packet in source:
             if packet is None:
@@ -463,6 +468,9 @@ class ShardedKitchen:
                     batches[w] = []
             if n & 0x3FF:
                 continue
+            for i, outlet in enumerate(outlets):   # what a full pipe left queued
+                if outlet.pending:
+                    self._pump(i)
             if read_packets:
                 reader.expire()
             if failed() or (stop is not None and stop()):
