@@ -18,8 +18,11 @@ import os
 import pickle
 import select
 import struct
+import time
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from .packet import NsPacket
 
 #: Bytes a pipe to a worker holds (Linux ``F_SETPIPE_SZ``; capped by
 #: ``/proc/sys/fs/pipe-max-size``, 1 MiB by default).
@@ -136,3 +139,89 @@ class Inlet:
             os.close(self.fd)
         except OSError:
             pass
+
+
+class Feeder:
+    """The reader's side of every worker's pipe: the batch being filled for each worker
+    and what its pipe has not taken yet. ``lost(i)`` is called once a write says worker
+    ``i`` is gone (or it stopped reading and is no longer ``alive(i)``); nothing more is
+    sent to a worker in ``gone``."""
+
+    def __init__(self, batch: int, lost: Callable[[int], None], alive: Callable[[int], bool],
+                 gone: set[int]) -> None:
+        self.batch = batch
+        self.outlets: list[Outlet] = []
+        #: Per worker: the packets (tuples, see ``packet_tuple``) of its next batch.
+        self.batches: list[list[tuple]] = []
+        self._lost = lost
+        self._alive = alive
+        self._gone = gone
+
+    def add(self, fd: int) -> None:
+        """One more worker, fed through the pipe whose writing end is ``fd``."""
+        self.outlets.append(Outlet(fd))
+        self.batches.append([])
+
+    def send(self, i: int, msg: tuple) -> None:
+        """Queue ``msg`` for worker ``i`` and write what its pipe takes; wait only when it
+        is ``MAX_PENDING`` bytes behind, writing to the others meanwhile."""
+        if i in self._gone:
+            return
+        outlet = self.outlets[i]
+        # Data already queued means the pipe was full at the last write: trying again at
+        # every batch costs a failed write each; the worker has a pipeful to work on.
+        was_queued = outlet.pending
+        outlet.put(msg)
+        if not was_queued:
+            self.pump(i)
+        while outlet.pending > MAX_PENDING and i not in self._gone:
+            self.wait(0.5)
+
+    def add_packet(self, w: int, p: Any) -> None:
+        batch = self.batches[w]
+        batch.append(packet_tuple(p))
+        if len(batch) >= self.batch:
+            self.send(w, ("B", batch))
+            self.batches[w] = []
+
+    def flush(self, w: int) -> None:
+        """Send worker ``w``'s partial batch."""
+        if self.batches[w]:
+            self.send(w, ("B", self.batches[w]))
+            self.batches[w] = []
+
+    def pump(self, i: int) -> None:
+        try:
+            self.outlets[i].pump()
+        except OSError:   # BrokenPipeError: the worker is gone
+            self.outlets[i].drop()
+            self._lost(i)
+
+    def pump_queued(self) -> None:
+        """Write what full pipes left queued, as far as they take it now."""
+        for i, outlet in enumerate(self.outlets):
+            if outlet.pending:
+                self.pump(i)
+
+    def wait(self, timeout: float) -> None:
+        """Write to every worker whose pipe has room, after ``timeout`` s at most."""
+        ready = wait_writable(self.outlets, timeout)
+        for o in ready:
+            self.pump(self.outlets.index(o))
+        if not ready:
+            for i, outlet in enumerate(self.outlets):
+                if outlet.pending and not self._alive(i):
+                    outlet.drop()
+                    self._lost(i)
+
+    def drain(self, deadline: float) -> None:
+        """Everything queued into the pipes (the end), until ``deadline`` at most."""
+        self.pump_queued()
+        while any(o.pending for o in self.outlets) and time.monotonic() < deadline:
+            self.wait(0.1)
+
+
+def packet_tuple(p: Any) -> tuple:
+    """What a worker needs to make the packet again (``NsPacket``: its exact time too)."""
+    return (p.data, p.time, p.wirelen, p.linktype, p.interface,
+            p.time_ns if type(p) is NsPacket else None)

@@ -6,7 +6,8 @@ worker processes inside, each a ``Kitchen`` with its own flow table:
 * **Files and stdin**: this process (the *reader*) reads the capture, picks a worker per
   packet with ``shard.Sharder`` (both directions of a flow, and what a chef needs across
   flows, to one worker), and sends the packets in batches through a pipe, one pickle per
-  batch of ``BATCH`` packets (not one per packet).
+  batch of ``BATCH`` packets, never waiting on one worker while another runs dry
+  (``netdumplings.handoff``).
 * **Live**: the workers share each interface through a ``PACKET_FANOUT`` group (kernel
   flow hash, symmetric; IPv4 fragments defragmented by the kernel first), each with its
   own socket buffer and drop counter (see ``netdumplings.fanout``).
@@ -17,7 +18,7 @@ merged at every poke into one more instance here, which makes the interval dumpl
 ``"reader"`` chefs (any chef that does not say) here, on every packet, in capture order.
 
 Workers send their dumplings back encoded; the reader renumbers ``sequence`` so eaters see
-one gapless sequence. Flow ids are numbered per worker (worker i: i+1, i+1+N, ...), unique
+one gapless sequence (``netdumplings.workerout``). Flow ids are numbered per worker (worker i: i+1, i+1+N, ...), unique
 in the kitchen. A worker that dies ends the capture: the others finish, the kitchen says
 which one died and exits non-zero. Nothing waits without a bound.
 """
@@ -34,11 +35,12 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
 from .chef import DumplingChef
-from .dumpling import DRIVER_INTERVAL, decode
-from .handoff import MAX_PENDING, Outlet, enlarge, wait_writable
+from .dumpling import DRIVER_INTERVAL
+from .handoff import Feeder, enlarge
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
 from .packet import NsPacket, Packet
 from .shard import MERGE, READER, Sharder, shard_mode
+from .workerout import DefragTotals, SequencedSink, merge_stats
 from .workerproc import BATCH, worker_main
 
 log = logging.getLogger("netdumplings.workers")
@@ -63,54 +65,6 @@ class WorkerDied(Exception):
     """A worker process ended without finishing (crashed, killed, or a chef bug)."""
 
 
-class _SequencedSink:
-    """Every dumpling of the kitchen, from the workers and from the reader, goes through
-    here: one lock, one ``sequence``, patched into the encoded bytes (the workers number
-    their own). ``"sequence":`` first occurs in the metadata: keys and strings before it
-    are JSON strings, whose quotes are escaped."""
-
-    def __init__(self, sink: Sink, wants_dict: bool) -> None:
-        self.sink = sink
-        self.wants_dict = wants_dict
-        self.sequence = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, data: bytes) -> None:
-        with self.lock:
-            self._one(data)
-
-    def many(self, batch: list[bytes]) -> None:
-        """A worker's batch, under one lock."""
-        with self.lock:
-            for data in batch:
-                self._one(data)
-
-    def _one(self, data: bytes) -> None:
-        self.sequence += 1
-        at = data.find(b'"sequence":')
-        if at >= 0:
-            start = at + 11
-            end = data.find(b",", start)   # the number ends at the next key (or the dict)
-            if end < 0:
-                end = data.find(b"}", start)
-            data = b"%s%d%s" % (data[:start], self.sequence, data[end:])
-        self.sink(decode(data) if self.wants_dict else {}, data)
-
-
-def _merge_stats(total: KitchenStats, part: dict[str, Any]) -> None:
-    for key, value in part.items():
-        if key in ("fragments", "datagrams_reassembled", "fragmented_datagrams_dropped"):
-            continue
-        setattr(total, key, getattr(total, key) + value)
-
-
-class _Defrag:
-    """The fragment counts of several workers, shaped like ``DefragStats`` for the summary."""
-
-    def __init__(self) -> None:
-        self.fragments = self.reassembled = self.dropped = 0
-
-
 class ShardedKitchen:
     """N worker kitchens behind the interface of one ``Kitchen`` (``run``, ``finish``,
     ``stats``, ``chef_errors``, ``chef_seconds``), for ``nd-sniff``."""
@@ -128,7 +82,7 @@ class ShardedKitchen:
         chef_options = chef_options or {}
         modes = {cls: shard_mode(cls) for cls in chef_classes}
         self.modes = {cls.__name__: m for cls, m in modes.items()}
-        self._out = _SequencedSink(sink, wants_dict)
+        self._out = SequencedSink(sink, wants_dict)
         emit = lambda d, b: self._out(b)  # noqa: E731
         common = dict(poke_interval=poke_interval, time_chefs=time_chefs,
                       decapsulate=decapsulate, **kitchen_kwargs)
@@ -158,7 +112,7 @@ class ShardedKitchen:
             log.warning("%s: --workers %d: no chef can run in a worker, all run in the "
                         "reader (see DumplingChef.shard)", name, workers)
         self.stats = KitchenStats()
-        self._defrag = _Defrag()
+        self._defrag = DefragTotals()
         self.stats.defrag = self._defrag  # type: ignore[assignment]
         self.chef_seconds: dict[str, float] | None = {} if time_chefs else None
         self._chef_errors: dict[str, int] = {}
@@ -168,9 +122,10 @@ class ShardedKitchen:
         self._states: dict[int, dict[int, dict[str, Any]]] = {}
         self._poke_times: dict[int, float | None] = {}
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        self._to: list[Outlet] = []
-        self._from: list[Connection] = []
         self._reported: set[int] = set()
+        self.feed = Feeder(BATCH, self._lost, lambda i: self._procs[i].is_alive(),
+                           self._reported)
+        self._from: list[Connection] = []
         self._live_stats: dict[int, dict[str, int]] = {}
         self._live_counts: dict[int, int] = {}
         self.died: list[str] = []
@@ -196,7 +151,7 @@ class ShardedKitchen:
             from_r, from_w = ctx.Pipe(duplex=False)
             enlarge(from_w.fileno())   # dumplings: 0.3 a packet, 1.2 KB each in the bench mix
             # the worker closes the reader's ends it inherits (else it never sees EOF)
-            inherited = [to_w] + [o.fd for o in self._to]
+            inherited = [to_w] + [o.fd for o in self.feed.outlets]
             proc = ctx.Process(target=worker_main, name=f"{self.name}-worker-{i + 1}",
                                args=(i, self._worker_args, to_r, from_w, sources[i],
                                      inherited), daemon=True)
@@ -204,7 +159,7 @@ class ShardedKitchen:
             os.close(to_r)
             from_w.close()
             self._procs.append(proc)
-            self._to.append(Outlet(to_w))
+            self.feed.add(to_w)
             self._from.append(from_r)
         if self._live is not None:
             self._live.close_parent_copies()
@@ -233,47 +188,6 @@ class ShardedKitchen:
     def describe_worker(self, i: int) -> str:
         proc = self._procs[i]
         return f"worker {i + 1} of {self.n} (pid {proc.pid})"
-
-    def _send(self, i: int, msg: tuple) -> None:
-        """Queue ``msg`` for worker ``i`` and write what its pipe takes; wait only when it
-        is ``MAX_PENDING`` bytes behind, feeding the others meanwhile (``handoff``)."""
-        outlet = self._to[i]
-        if i in self._reported:
-            return
-        # Data already queued means the pipe was full at the last write: trying again at
-        # every batch costs a failed write each; the worker has a pipeful to work on.
-        was_queued = outlet.pending
-        outlet.put(msg)
-        if not was_queued:
-            self._pump(i)
-        while outlet.pending > MAX_PENDING and i not in self._reported:
-            self._wait_pipes(0.5)
-
-    def _pump(self, i: int) -> None:
-        try:
-            self._to[i].pump()
-        except OSError:   # BrokenPipeError: the worker is gone
-            self._to[i].drop()
-            self._lost(i)
-
-    def _wait_pipes(self, timeout: float) -> None:
-        """Write to every worker whose pipe has room, after ``timeout`` s at most; a worker
-        that stopped reading and is no longer alive is lost."""
-        ready = wait_writable(self._to, timeout)
-        for o in ready:
-            self._pump(self._to.index(o))
-        if not ready:
-            for i, proc in enumerate(self._procs):
-                if self._to[i].pending and not proc.is_alive():
-                    self._to[i].drop()
-                    self._lost(i)
-
-    def _drain(self, deadline: float) -> None:
-        """Everything queued into the pipes (the end, a pause of the stream)."""
-        for i in range(self.n):
-            self._pump(i)
-        while any(o.pending for o in self._to) and time.monotonic() < deadline:
-            self._wait_pipes(0.1)
 
     def _lost(self, i: int) -> None:
         if i in self._reported:
@@ -344,7 +258,7 @@ class ShardedKitchen:
                          now)
 
     def _final(self, i: int, report: dict[str, Any]) -> None:
-        _merge_stats(self.stats, report["stats"])
+        merge_stats(self.stats, report["stats"])
         d = report["defrag"]
         self._defrag.fragments += d[0]
         self._defrag.reassembled += d[1]
@@ -365,8 +279,8 @@ class ShardedKitchen:
         self._poke_no += 1
         self._poke_times[self._poke_no] = self.now
         for w in range(self.n):
-            self._flush_batch(w)
-            self._send(w, ("P", self._poke_no, self.now))
+            self.feed.flush(w)
+            self.feed.send(w, ("P", self._poke_no, self.now))
         self.reader.poke()
 
     def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
@@ -408,8 +322,8 @@ class ShardedKitchen:
             if self._lock.acquire(blocking=False):
                 try:
                     for w in range(self.n):
-                        self._flush_batch(w)
-                        self._pump(w)
+                        self.feed.flush(w)
+                    self.feed.pump_queued()
                 finally:
                     self._lock.release()
 
@@ -418,14 +332,14 @@ class ShardedKitchen:
         interval = self.poke_interval
         route = self.sharder.route
         released = self.sharder.released
-        batches: list[list[tuple]] = [[] for _ in range(self.n)]
-        self._batches = batches
+        feed = self.feed
+        batches = feed.batches
+        send = feed.send
         reader = self.reader
         read_packets = bool(reader.chefs)
         to_workers = bool(self.worker_classes)   # else the workers would only count
         due: float | None = None
         failed = self.failed.is_set
-        outlets = self._to
         n = 0
         for packet in source:
             if packet is None:
@@ -457,21 +371,19 @@ class ShardedKitchen:
             w = route(packet)
             if released:
                 for w2, p2 in released:
-                    self._add(batches, w2, p2)
+                    feed.add_packet(w2, p2)
                 released.clear()
-            if w >= 0:   # self._add, inline: this loop is the one serial step
+            if w >= 0:   # feed.add_packet, inline: this loop is the one serial step
                 batch = batches[w]
                 batch.append((packet.data, packet.time, packet.wirelen, packet.linktype,
                               packet.interface,
                               packet.time_ns if type(packet) is NsPacket else None))
                 if len(batch) >= BATCH:
-                    self._send(w, ("B", batch))
+                    send(w, ("B", batch))
                     batches[w] = []
             if n & 0x3FF:
                 continue
-            for i, outlet in enumerate(outlets):   # what a full pipe left queued
-                if outlet.pending:
-                    self._pump(i)
+            feed.pump_queued()
             if read_packets:
                 reader.expire()
             if failed() or (stop is not None and stop()):
@@ -479,20 +391,6 @@ class ShardedKitchen:
             if progress is not None:
                 self.stats.packets = n
                 progress()
-
-    def _add(self, batches: list[list[tuple]], w: int, p: Packet) -> None:
-        batch = batches[w]
-        batch.append((p.data, p.time, p.wirelen, p.linktype, p.interface,
-                      p.time_ns if type(p) is NsPacket else None))
-        if len(batch) >= BATCH:
-            self._send(w, ("B", batch))
-            batches[w] = []
-
-    def _flush_batch(self, w: int) -> None:
-        batches = getattr(self, "_batches", None)
-        if batches and batches[w]:
-            self._send(w, ("B", batches[w]))
-            batches[w] = []
 
     def _run_live(self, ticks: Iterable[Any], stop: Callable[[], bool] | None) -> None:
         """Live: the workers capture; here, pokes on the wall clock and waiting for a stop
@@ -504,9 +402,7 @@ class ShardedKitchen:
         reader = self.reader
         process = reader.process if reader.chefs else None
         for packet in ticks:
-            if any(o.pending for o in self._to):
-                for i in range(self.n):
-                    self._pump(i)
+            self.feed.pump_queued()
             if packet is not None and process is not None:
                 process(packet)
                 self.now = packet.time
@@ -530,16 +426,16 @@ class ShardedKitchen:
             self.start()
         self.sharder.flush()
         for w, p in self.sharder.released:
-            self._add(getattr(self, "_batches", [[] for _ in range(self.n)]), w, p)
+            self.feed.add_packet(w, p)
         self.sharder.released.clear()
         self._poke_no += 1
         self._poke_times[self._poke_no] = self.now
         self.stats.packets = 0   # the workers' reports count them (progress counted reads)
         for w in range(self.n):
-            self._flush_batch(w)
-            self._send(w, ("F", self._poke_no, self.now))
+            self.feed.flush(w)
+            self.feed.send(w, ("F", self._poke_no, self.now))
         deadline = time.monotonic() + FINISH_TIMEOUT
-        self._drain(deadline)
+        self.feed.drain(deadline)
         self.reader.finish()
         collector = self._collector
         if collector is not None:
@@ -570,7 +466,7 @@ class ShardedKitchen:
         st = self.stats
         rs = self.reader.stats
         packets = st.packets  # as counted by the workers (each packet once)
-        _merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
+        merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
                           and k != "bytes"})
         st.packets = packets
         if not self.worker_classes:
