@@ -128,6 +128,8 @@ class ShardedKitchen:
         self._from: list[Connection] = []
         self._live_stats: dict[int, dict[str, int]] = {}
         self._live_counts: dict[int, int] = {}
+        #: Per worker: the packets it cooked (its final report), how even the split was.
+        self.worker_packets: dict[int, int] = {}
         self.died: list[str] = []
         self.failed = threading.Event()
         self._collector: threading.Thread | None = None
@@ -259,6 +261,7 @@ class ShardedKitchen:
 
     def _final(self, i: int, report: dict[str, Any]) -> None:
         merge_stats(self.stats, report["stats"])
+        self.worker_packets[i] = report["stats"]["packets"]
         d = report["defrag"]
         self._defrag.fragments += d[0]
         self._defrag.reassembled += d[1]
