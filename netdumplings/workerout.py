@@ -56,3 +56,14 @@ class DefragTotals:
 
     def __init__(self) -> None:
         self.fragments = self.reassembled = self.dropped = 0
+
+    def add(self, fragments: int, reassembled: int, dropped: int) -> None:
+        self.fragments += fragments
+        self.reassembled += reassembled
+        self.dropped += dropped
+
+
+def add_up(total: dict[str, Any], part: dict[str, Any] | None) -> None:
+    """Per chef counts (errors, seconds) of one more worker into ``total``."""
+    for chef, n in (part or {}).items():
+        total[chef] = total.get(chef, 0) + n

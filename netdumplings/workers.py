@@ -40,7 +40,7 @@ from .handoff import Feeder, enlarge
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
 from .packet import NsPacket, Packet
 from .shard import MERGE, READER, Sharder, shard_mode
-from .workerout import DefragTotals, SequencedSink, merge_stats
+from .workerout import DefragTotals, SequencedSink, add_up, merge_stats
 from .workerproc import BATCH, worker_main
 
 log = logging.getLogger("netdumplings.workers")
@@ -262,15 +262,10 @@ class ShardedKitchen:
     def _final(self, i: int, report: dict[str, Any]) -> None:
         merge_stats(self.stats, report["stats"])
         self.worker_packets[i] = report["stats"]["packets"]
-        d = report["defrag"]
-        self._defrag.fragments += d[0]
-        self._defrag.reassembled += d[1]
-        self._defrag.dropped += d[2]
-        for chef, n in report["chef_errors"].items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
+        self._defrag.add(*report["defrag"])
+        add_up(self._chef_errors, report["chef_errors"])
         if self.chef_seconds is not None:
-            for chef, s in (report["chef_seconds"] or {}).items():
-                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+            add_up(self.chef_seconds, report["chef_seconds"])
         if report.get("live") is not None:
             self._live_stats[i] = report["live"]
 
@@ -476,16 +471,11 @@ class ShardedKitchen:
             st.packets, st.bytes = rs.packets, rs.bytes
         d = rs.defrag
         if d is not None:
-            self._defrag.fragments += d.fragments
-            self._defrag.reassembled += d.reassembled
-            self._defrag.dropped += d.dropped
-        for chef, n in self.reader.chef_errors.items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
-        for chef, n in self.merger.chef_errors.items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
-        if self.chef_seconds is not None and self.reader.chef_seconds is not None:
-            for chef, s in self.reader.chef_seconds.items():
-                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+            self._defrag.add(d.fragments, d.reassembled, d.dropped)
+        add_up(self._chef_errors, self.reader.chef_errors)
+        add_up(self._chef_errors, self.merger.chef_errors)
+        if self.chef_seconds is not None:
+            add_up(self.chef_seconds, self.reader.chef_seconds)
         st.dumplings = self._out.sequence
 
     @property
