@@ -3,8 +3,8 @@
 All default chefs over the mixed capture, with one kitchen (``--workers 1``: the plain
 ``Kitchen``) and with ``ShardedKitchen`` of 2 (or more) workers, each run right after a
 bare ``RawPcapReader`` loop over the same file, the configurations interleaved round by
-round (a change of load on a shared machine hits them all). Per row the run with the
-median ratio, with the CPU time of the reader and of the workers (a packet) and how many
+round (a change of load on a shared machine hits them all), each round's ratios to one
+baseline, the median of its bare loops. Per row the run with the median ratio, with the CPU time of the reader and of the workers (a packet) and how many
 packets each worker cooked; the speedup is the median of the rounds' (each round's runs
 compared with each other only). Also measured, for the scaling model
 (docs/performance.md): the reader alone (read, shard, batch, send to workers that run no
@@ -74,18 +74,27 @@ def run(packets: int = 1_000_000, workers: tuple[int, ...] = (1, 2), reps: int =
     runs: list[list[dict[str, Any]]] = [[] for _ in configs]
     bare_loop(path, limit)   # the capture into the page cache before the first round
     for rnd in range(reps):
+        bares: list[float] = []
         for c, (name, n, chef_set) in enumerate(configs):
             base_s, base_n = _timed(lambda: bare_loop(path, limit))
             secs, res = _timed(lambda: one(path, n, chef_set, limit))
-            base_pps = base_n / base_s
-            run = {"seconds": secs, "baseline_pps": base_pps,
-                   "ratio": res["packets"] / secs / base_pps, "res": res,
-                   "load": os.getloadavg()[0]}
-            runs[c].append(run)
-            log(f"  round {rnd + 1}, {name}: {res['packets'] / secs:,.0f} packets/s = "
-                f"{run['ratio']:.4f}x bare ({base_pps:,.0f}/s), load {run['load']:.2f}; CPU us "
-                f"a packet: reader {res['reader_cpu_us']}, workers {res['workers_cpu_us']}; "
-                f"packets per worker {res['split']}")
+            bares.append(base_n / base_s)
+            runs[c].append({"seconds": secs, "pps": res["packets"] / secs, "res": res,
+                            "bare_before": base_n / base_s, "load": os.getloadavg()[0]})
+        # One baseline a round, the median of its bare loops: the loop right after a run
+        # varied by +-7 % (memory the run left, another process), and the configurations
+        # of a round are minutes apart at most.
+        base_pps = sorted(bares)[len(bares) // 2]
+        for c, (name, n, chef_set) in enumerate(configs):
+            run = runs[c][-1]
+            run["baseline_pps"] = base_pps
+            run["ratio"] = run["pps"] / base_pps
+            res = run["res"]
+            log(f"  round {rnd + 1}, {name}: {run['pps']:,.0f} packets/s = "
+                f"{run['ratio']:.4f}x bare ({base_pps:,.0f}/s; the loop right before it "
+                f"{run['bare_before']:,.0f}/s), load {run['load']:.2f}; CPU us a packet: "
+                f"reader {res['reader_cpu_us']}, workers {res['workers_cpu_us']}; packets "
+                f"per worker {res['split']}")
     for (name, n, _chefs), mine in zip(configs, runs):
         best = sorted(mine, key=lambda r: r["ratio"])[len(mine) // 2]   # the median run
         res = best["res"]
