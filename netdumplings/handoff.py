@@ -112,8 +112,7 @@ class Inlet:
     its end), ``poll`` whether one has started to arrive."""
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
-        enlarge(fd)
+        self.fd = fd   # the reader made the pipe large (``enlarge``)
 
     def _exactly(self, n: int) -> bytearray:
         buf = bytearray(n)
