@@ -66,7 +66,8 @@ KITCHEN_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "pack
                 ("dumplings", "dumplings"), ("mb_per_s", "MB/s reassembled")]
 WORKERS_COLS = [("name", "configuration"), ("packets", "packets"), ("pps", "packets/s"),
                 ("baseline_pps", "bare RawPcapReader/s"), ("ratio", "ratio"),
-                ("us_per_packet", "us/packet"), ("dumplings", "dumplings"),
+                ("us_per_packet", "us/packet"), ("reader_cpu_us", "reader CPU us/pkt"),
+                ("workers_cpu_us", "workers CPU us/pkt"), ("dumplings", "dumplings"),
                 ("load_after", "load avg after")]
 VETH_COLS = [("workers", "workers"), ("rate", "target/s"), ("send_rate", "sent/s"),
              ("sent", "sent"), ("seen", "seen"), ("loss_pct", "loss %"),

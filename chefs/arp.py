@@ -226,11 +226,13 @@ class ARPChef(DumplingChef):
     def interval_handler(self, interval: float | None = None) -> dict[str, Any]:
         return self.table.report()
 
-    # Several workers (nd-sniff --workers N): the reader sends every non-IP frame of one
-    # EtherType to the same worker, so all ARP lands in one worker's table, in capture order
-    # (its per-packet dumplings and MAC changes are those of one worker). The interval
-    # table is the union of the workers' tables: per IP the entry seen last, with the
-    # counts added; the changes in time order.
+    # Several workers (nd-sniff --workers N): the reader sends every ARP packet about one
+    # IP address (its sender's, or the one probed) to the same worker, so each address's
+    # entry and MAC changes are learnt in one worker, in capture order (netdumplings.shard).
+    # The interval table is the union of the workers' tables: per IP the entry seen last,
+    # with the counts added; the changes in time order. (Beyond max_entries addresses a
+    # worker's own table, which holds only its share, forgets an address later than one
+    # table of every address would.)
     shard = "merge"
 
     def worker_state(self) -> dict[str, Any]:

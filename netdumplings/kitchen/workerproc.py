@@ -5,12 +5,14 @@ and its counts at the end back to the reader."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .chef import DumplingChef
+from .handoff import Inlet
 from .kitchen import Kitchen
 from ..capture.packet import NsPacket, Packet
 from .shard import MERGE, shard_mode
@@ -19,11 +21,17 @@ from .shard import MERGE, shard_mode
 BATCH = 256
 
 
-def worker_main(index: int, args: dict[str, Any], inbox: Connection, outbox: Connection,
-                 source: Any) -> None:
+def worker_main(index: int, args: dict[str, Any], inbox_fd: int, outbox: Connection,
+                source: Any, inherited: list[int]) -> None:
     # Ctrl-C reaches the whole process group: the reader decides when workers finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for fd in inherited:   # the reader's ends of the pipes to workers
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    inbox = Inlet(inbox_fd)
     out: list[bytes] = []
     kitchen = Kitchen(args["name"], args["classes"], sink=lambda d, b: out.append(b),
                       chef_options=args["chef_options"], **args["common"])
@@ -42,7 +50,7 @@ def worker_main(index: int, args: dict[str, Any], inbox: Connection, outbox: Con
 
 
 class Worker:
-    def __init__(self, kitchen: Kitchen, merge: list[DumplingChef], inbox: Connection,
+    def __init__(self, kitchen: Kitchen, merge: list[DumplingChef], inbox: Inlet,
                  outbox: Connection, out: list[bytes]) -> None:
         self.kitchen = kitchen
         self.merge = merge

@@ -6,7 +6,8 @@ worker processes inside, each a ``Kitchen`` with its own flow table:
 * **Files and stdin**: this process (the *reader*) reads the capture, picks a worker per
   packet with ``shard.Sharder`` (both directions of a flow, and what a chef needs across
   flows, to one worker), and sends the packets in batches through a pipe, one pickle per
-  batch of ``BATCH`` packets (not one per packet).
+  batch of ``BATCH`` packets, never waiting on one worker while another runs dry
+  (``netdumplings.kitchen.handoff``).
 * **Live**: the workers share each interface through a ``PACKET_FANOUT`` group (kernel
   flow hash, symmetric; IPv4 fragments defragmented by the kernel first), each with its
   own socket buffer and drop counter (see ``netdumplings.capture.fanout``).
@@ -17,7 +18,7 @@ merged at every poke into one more instance here, which makes the interval dumpl
 ``"reader"`` chefs (any chef that does not say) here, on every packet, in capture order.
 
 Workers send their dumplings back encoded; the reader renumbers ``sequence`` so eaters see
-one gapless sequence. Flow ids are numbered per worker (worker i: i+1, i+1+N, ...), unique
+one gapless sequence (``netdumplings.kitchen.workerout``). Flow ids are numbered per worker (worker i: i+1, i+1+N, ...), unique
 in the kitchen. A worker that dies ends the capture: the others finish, the kitchen says
 which one died and exits non-zero. Nothing waits without a bound.
 """
@@ -34,10 +35,12 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
 from .chef import DumplingChef
-from ..wire.dumpling import DRIVER_INTERVAL, decode
+from ..wire.dumpling import DRIVER_INTERVAL
+from .handoff import Feeder, enlarge
 from .kitchen import MAX_CATCH_UP_POKES, Kitchen, KitchenStats, Sink
 from ..capture.packet import NsPacket, Packet
 from .shard import MERGE, READER, Sharder, shard_mode
+from .workerout import DefragTotals, SequencedSink, add_up, merge_stats
 from .workerproc import BATCH, worker_main
 
 log = logging.getLogger("netdumplings.workers")
@@ -62,54 +65,6 @@ class WorkerDied(Exception):
     """A worker process ended without finishing (crashed, killed, or a chef bug)."""
 
 
-class _SequencedSink:
-    """Every dumpling of the kitchen, from the workers and from the reader, goes through
-    here: one lock, one ``sequence``, patched into the encoded bytes (the workers number
-    their own). ``"sequence":`` first occurs in the metadata: keys and strings before it
-    are JSON strings, whose quotes are escaped."""
-
-    def __init__(self, sink: Sink, wants_dict: bool) -> None:
-        self.sink = sink
-        self.wants_dict = wants_dict
-        self.sequence = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, data: bytes) -> None:
-        with self.lock:
-            self._one(data)
-
-    def many(self, batch: list[bytes]) -> None:
-        """A worker's batch, under one lock."""
-        with self.lock:
-            for data in batch:
-                self._one(data)
-
-    def _one(self, data: bytes) -> None:
-        self.sequence += 1
-        at = data.find(b'"sequence":')
-        if at >= 0:
-            start = at + 11
-            end = data.find(b",", start)   # the number ends at the next key (or the dict)
-            if end < 0:
-                end = data.find(b"}", start)
-            data = b"%s%d%s" % (data[:start], self.sequence, data[end:])
-        self.sink(decode(data) if self.wants_dict else {}, data)
-
-
-def _merge_stats(total: KitchenStats, part: dict[str, Any]) -> None:
-    for key, value in part.items():
-        if key in ("fragments", "datagrams_reassembled", "fragmented_datagrams_dropped"):
-            continue
-        setattr(total, key, getattr(total, key) + value)
-
-
-class _Defrag:
-    """The fragment counts of several workers, shaped like ``DefragStats`` for the summary."""
-
-    def __init__(self) -> None:
-        self.fragments = self.reassembled = self.dropped = 0
-
-
 class ShardedKitchen:
     """N worker kitchens behind the interface of one ``Kitchen`` (``run``, ``finish``,
     ``stats``, ``chef_errors``, ``chef_seconds``), for ``nd-sniff``."""
@@ -127,7 +82,7 @@ class ShardedKitchen:
         chef_options = chef_options or {}
         modes = {cls: shard_mode(cls) for cls in chef_classes}
         self.modes = {cls.__name__: m for cls, m in modes.items()}
-        self._out = _SequencedSink(sink, wants_dict)
+        self._out = SequencedSink(sink, wants_dict)
         emit = lambda d, b: self._out(b)  # noqa: E731
         common = dict(poke_interval=poke_interval, time_chefs=time_chefs,
                       decapsulate=decapsulate, **kitchen_kwargs)
@@ -157,7 +112,7 @@ class ShardedKitchen:
             log.warning("%s: --workers %d: no chef can run in a worker, all run in the "
                         "reader (see DumplingChef.shard)", name, workers)
         self.stats = KitchenStats()
-        self._defrag = _Defrag()
+        self._defrag = DefragTotals()
         self.stats.defrag = self._defrag  # type: ignore[assignment]
         self.chef_seconds: dict[str, float] | None = {} if time_chefs else None
         self._chef_errors: dict[str, int] = {}
@@ -167,11 +122,14 @@ class ShardedKitchen:
         self._states: dict[int, dict[int, dict[str, Any]]] = {}
         self._poke_times: dict[int, float | None] = {}
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        self._to: list[Connection] = []
-        self._from: list[Connection] = []
         self._reported: set[int] = set()
+        self.feed = Feeder(BATCH, self._lost, lambda i: self._procs[i].is_alive(),
+                           self._reported)
+        self._from: list[Connection] = []
         self._live_stats: dict[int, dict[str, int]] = {}
         self._live_counts: dict[int, int] = {}
+        #: Per worker: the packets it cooked (its final report), how even the split was.
+        self.worker_packets: dict[int, int] = {}
         self.died: list[str] = []
         self.failed = threading.Event()
         self._collector: threading.Thread | None = None
@@ -190,16 +148,20 @@ class ShardedKitchen:
         ctx = multiprocessing.get_context("fork")
         sources = self._live.open(self.n) if self._live is not None else [None] * self.n
         for i in range(self.n):
-            to_r, to_w = ctx.Pipe(duplex=False)
+            to_r, to_w = os.pipe()
+            enlarge(to_w)
             from_r, from_w = ctx.Pipe(duplex=False)
+            enlarge(from_w.fileno())   # dumplings: 0.3 a packet, 1.2 KB each in the bench mix
+            # the worker closes the reader's ends it inherits (else it never sees EOF)
+            inherited = [to_w] + [o.fd for o in self.feed.outlets]
             proc = ctx.Process(target=worker_main, name=f"{self.name}-worker-{i + 1}",
-                               args=(i, self._worker_args, to_r, from_w, sources[i]),
-                               daemon=True)
+                               args=(i, self._worker_args, to_r, from_w, sources[i],
+                                     inherited), daemon=True)
             proc.start()
-            to_r.close()
+            os.close(to_r)
             from_w.close()
             self._procs.append(proc)
-            self._to.append(to_w)
+            self.feed.add(to_w)
             self._from.append(from_r)
         if self._live is not None:
             self._live.close_parent_copies()
@@ -228,12 +190,6 @@ class ShardedKitchen:
     def describe_worker(self, i: int) -> str:
         proc = self._procs[i]
         return f"worker {i + 1} of {self.n} (pid {proc.pid})"
-
-    def _send(self, i: int, msg: tuple) -> None:
-        try:
-            self._to[i].send(msg)
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._lost(i)
 
     def _lost(self, i: int) -> None:
         if i in self._reported:
@@ -304,16 +260,12 @@ class ShardedKitchen:
                          now)
 
     def _final(self, i: int, report: dict[str, Any]) -> None:
-        _merge_stats(self.stats, report["stats"])
-        d = report["defrag"]
-        self._defrag.fragments += d[0]
-        self._defrag.reassembled += d[1]
-        self._defrag.dropped += d[2]
-        for chef, n in report["chef_errors"].items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
+        merge_stats(self.stats, report["stats"])
+        self.worker_packets[i] = report["stats"]["packets"]
+        self._defrag.add(*report["defrag"])
+        add_up(self._chef_errors, report["chef_errors"])
         if self.chef_seconds is not None:
-            for chef, s in (report["chef_seconds"] or {}).items():
-                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+            add_up(self.chef_seconds, report["chef_seconds"])
         if report.get("live") is not None:
             self._live_stats[i] = report["live"]
 
@@ -325,8 +277,8 @@ class ShardedKitchen:
         self._poke_no += 1
         self._poke_times[self._poke_no] = self.now
         for w in range(self.n):
-            self._flush_batch(w)
-            self._send(w, ("P", self._poke_no, self.now))
+            self.feed.flush(w)
+            self.feed.send(w, ("P", self._poke_no, self.now))
         self.reader.poke()
 
     def run(self, source: Iterable[Packet | None], *, stop: Callable[[], bool] | None = None,
@@ -368,7 +320,8 @@ class ShardedKitchen:
             if self._lock.acquire(blocking=False):
                 try:
                     for w in range(self.n):
-                        self._flush_batch(w)
+                        self.feed.flush(w)
+                    self.feed.pump_queued()
                 finally:
                     self._lock.release()
 
@@ -377,8 +330,9 @@ class ShardedKitchen:
         interval = self.poke_interval
         route = self.sharder.route
         released = self.sharder.released
-        batches: list[list[tuple]] = [[] for _ in range(self.n)]
-        self._batches = batches
+        feed = self.feed
+        batches = feed.batches
+        send = feed.send
         reader = self.reader
         read_packets = bool(reader.chefs)
         to_workers = bool(self.worker_classes)   # else the workers would only count
@@ -415,18 +369,19 @@ class ShardedKitchen:
             w = route(packet)
             if released:
                 for w2, p2 in released:
-                    self._add(batches, w2, p2)
+                    feed.add_packet(w2, p2)
                 released.clear()
-            if w >= 0:   # self._add, inline: this loop is the one serial step
+            if w >= 0:   # feed.add_packet, inline: this loop is the one serial step
                 batch = batches[w]
                 batch.append((packet.data, packet.time, packet.wirelen, packet.linktype,
                               packet.interface,
                               packet.time_ns if type(packet) is NsPacket else None))
                 if len(batch) >= BATCH:
-                    self._send(w, ("B", batch))
+                    send(w, ("B", batch))
                     batches[w] = []
             if n & 0x3FF:
                 continue
+            feed.pump_queued()
             if read_packets:
                 reader.expire()
             if failed() or (stop is not None and stop()):
@@ -434,20 +389,6 @@ class ShardedKitchen:
             if progress is not None:
                 self.stats.packets = n
                 progress()
-
-    def _add(self, batches: list[list[tuple]], w: int, p: Packet) -> None:
-        batch = batches[w]
-        batch.append((p.data, p.time, p.wirelen, p.linktype, p.interface,
-                      p.time_ns if type(p) is NsPacket else None))
-        if len(batch) >= BATCH:
-            self._send(w, ("B", batch))
-            batches[w] = []
-
-    def _flush_batch(self, w: int) -> None:
-        batches = getattr(self, "_batches", None)
-        if batches and batches[w]:
-            self._send(w, ("B", batches[w]))
-            batches[w] = []
 
     def _run_live(self, ticks: Iterable[Any], stop: Callable[[], bool] | None) -> None:
         """Live: the workers capture; here, pokes on the wall clock and waiting for a stop
@@ -459,6 +400,7 @@ class ShardedKitchen:
         reader = self.reader
         process = reader.process if reader.chefs else None
         for packet in ticks:
+            self.feed.pump_queued()
             if packet is not None and process is not None:
                 process(packet)
                 self.now = packet.time
@@ -482,16 +424,17 @@ class ShardedKitchen:
             self.start()
         self.sharder.flush()
         for w, p in self.sharder.released:
-            self._add(getattr(self, "_batches", [[] for _ in range(self.n)]), w, p)
+            self.feed.add_packet(w, p)
         self.sharder.released.clear()
         self._poke_no += 1
         self._poke_times[self._poke_no] = self.now
         self.stats.packets = 0   # the workers' reports count them (progress counted reads)
         for w in range(self.n):
-            self._flush_batch(w)
-            self._send(w, ("F", self._poke_no, self.now))
-        self.reader.finish()
+            self.feed.flush(w)
+            self.feed.send(w, ("F", self._poke_no, self.now))
         deadline = time.monotonic() + FINISH_TIMEOUT
+        self.feed.drain(deadline)
+        self.reader.finish()
         collector = self._collector
         if collector is not None:
             collector.join(max(0.0, deadline - time.monotonic()))
@@ -521,23 +464,18 @@ class ShardedKitchen:
         st = self.stats
         rs = self.reader.stats
         packets = st.packets  # as counted by the workers (each packet once)
-        _merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
+        merge_stats(st, {k: v for k, v in rs.as_dict().items() if k != "packets"
                           and k != "bytes"})
         st.packets = packets
         if not self.worker_classes:
             st.packets, st.bytes = rs.packets, rs.bytes
         d = rs.defrag
         if d is not None:
-            self._defrag.fragments += d.fragments
-            self._defrag.reassembled += d.reassembled
-            self._defrag.dropped += d.dropped
-        for chef, n in self.reader.chef_errors.items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
-        for chef, n in self.merger.chef_errors.items():
-            self._chef_errors[chef] = self._chef_errors.get(chef, 0) + n
-        if self.chef_seconds is not None and self.reader.chef_seconds is not None:
-            for chef, s in self.reader.chef_seconds.items():
-                self.chef_seconds[chef] = self.chef_seconds.get(chef, 0.0) + s
+            self._defrag.add(d.fragments, d.reassembled, d.dropped)
+        add_up(self._chef_errors, self.reader.chef_errors)
+        add_up(self._chef_errors, self.merger.chef_errors)
+        if self.chef_seconds is not None:
+            add_up(self.chef_seconds, self.reader.chef_seconds)
         st.dumplings = self._out.sequence
 
     @property

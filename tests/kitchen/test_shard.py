@@ -45,10 +45,53 @@ def test_udp_goes_by_the_client_endpoint() -> None:
         assert search == reply
 
 
+def arp(op: int, sender_ip: str, target_ip: str, sender_mac: bytes = b"\x02" * 6,
+        vlan: bool = False) -> bytes:
+    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sender_mac,
+                       bytes(int(x) for x in sender_ip.split(".")), b"\x00" * 6,
+                       bytes(int(x) for x in target_ip.split(".")))
+    tag = b"\x81\x00\x00\x07" if vlan else b""
+    return b"\xff" * 6 + sender_mac + tag + b"\x08\x06" + body
+
+
 def test_non_ip_frames_go_by_ethertype() -> None:
     s = Sharder(4)
-    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\x00" * 28
-    assert len({s.route(pkt(arp[:12] + arp[12:14] + bytes([i]) * 28)) for i in range(50)}) == 1
+    lldp = b"\x01\x80\xc2\x00\x00\x0e" + b"\x02" * 6 + b"\x88\xcc"
+    assert len({s.route(pkt(lldp + bytes([i]) * 40)) for i in range(50)}) == 1
+
+
+def test_arp_goes_by_the_address_it_announces() -> None:
+    """Every ARP packet about one address (requests from it, its replies, a MAC change,
+    a probe for it) in one worker, tagged or not; different addresses spread."""
+    s = Sharder(4)
+    for i in range(1, 60):
+        ip = f"10.9.0.{i}"
+        about = {s.route(pkt(arp(1, ip, "10.9.0.254"))),
+                 s.route(pkt(arp(2, ip, "10.9.0.77", sender_mac=b"\x06" * 6))),
+                 s.route(pkt(arp(1, "0.0.0.0", ip))),   # a probe for it
+                 s.route(pkt(arp(1, ip, "10.9.0.254", vlan=True)))}
+        assert len(about) == 1, ip
+    assert len({s.route(pkt(arp(1, f"10.9.1.{i}", "10.9.1.1"))) for i in range(1, 60)}) == 4
+
+
+def test_the_split_is_the_same_in_every_run() -> None:
+    """The keys are numbers: no per-process salt (PYTHONHASHSEED) moves a flow."""
+    import ast
+    import subprocess
+    import sys
+    code = ("from netdumplings.shard import Sharder\n"
+            "from netdumplings.packet import Packet\n"
+            "import test_shard as t\n"
+            "s = Sharder(5)\n"
+            "print([s.route(Packet(f, 1.0)) for f in ["
+            "t.frame('10.0.0.1', '10.0.0.2', 6, 4000 + i, 80) for i in range(20)] + ["
+            "t.arp(1, f'10.0.0.{i}', '10.0.0.1') for i in range(1, 20)] + ["
+            "t.frame('10.0.0.1', '10.0.0.2', 17, 53, 53)]])")
+    here = str(Path(__file__).parent)
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": str(seed), "PYTHONPATH": here},
+                           check=True).stdout for seed in (1, 2, 3)}
+    assert len(runs) == 1 and len(ast.literal_eval(next(iter(runs)))) == 40
 
 
 def test_the_slow_path_keys_as_the_fast_one() -> None:
