@@ -228,7 +228,7 @@ class ARPChef(DumplingChef):
 
     # Several workers (nd-sniff --workers N): the reader sends every ARP packet about one
     # IP address (its sender's, or the one probed) to the same worker, so each address's
-    # entry and MAC changes are learnt in one worker, in capture order (netdumplings.shard).
+    # entry and MAC changes are learnt in one worker, in capture order (netdumplings.kitchen.shard).
     # The interval table is the union of the workers' tables: per IP the entry seen last,
     # with the counts added; the changes in time order. (Beyond max_entries addresses a
     # worker's own table, which holds only its share, forgets an address later than one

@@ -1,4 +1,4 @@
-"""What comes back from the workers of ``nd-sniff --workers N`` (``netdumplings.workers``):
+"""What comes back from the workers of ``nd-sniff --workers N`` (``netdumplings.kitchen.workers``):
 their dumplings, numbered into one sequence, and their counts, added up."""
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_the_split_is_the_same_in_every_run() -> None:
     import ast
     import subprocess
     import sys
-    code = ("from netdumplings.shard import Sharder\n"
+    code = ("from netdumplings.kitchen.shard import Sharder\n"
             "from netdumplings.packet import Packet\n"
             "import test_shard as t\n"
             "s = Sharder(5)\n"
