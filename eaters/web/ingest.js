@@ -69,7 +69,9 @@ export function createIngest({ model, dirty, ui, panels, chart, stats }) {
     countIn(model.chefs, chef, MAX_NAMES);
     countIn(model.kitchens, kitchen, MAX_NAMES);
     const created = num(m.creation_time);
-    if (created !== null) model.lag = Date.now() / 1000 - created;
+    // Behind is how late kitchens' dumplings arrive: the hub's own (status, notices) are
+    // made at the hub a moment ago and would hide a late kitchen's lag.
+    if (created !== null && !fromHub(d)) model.lag = Date.now() / 1000 - created;
     if (chef === COUNT_CHEF && !ui.sideCounts && isObj(d.payload) && isObj(d.payload.packet_counts)) {
       chart.onPacketCounts(kitchen, d.payload.packet_counts, m);
     }
