@@ -58,22 +58,11 @@ class FlowSide:
                 outer = packet.tunnel
                 inner.tunnel = kind if outer is None else f"{outer}/{kind}"
                 if self.tunnel_packet_chefs:
-                    self._tunnelled_to_packet_chefs(inner)
+                    self._to_packet_chefs(self.tunnel_packet_chefs, inner)
                 self._to_flows(inner, depth + 1)
                 return
         if l4 in self.flow_transports and packet.sport is not None:
             self._flow_packet(packet)
-
-    def _tunnelled_to_packet_chefs(self, packet: Packet) -> None:
-        ts = packet.time
-        for chef in self.tunnel_packet_chefs:
-            try:
-                result = chef.packet_handler(packet)
-            except Exception as exc:
-                self._chef_error(chef, "packet_handler raised", exc)
-                continue
-            if result is not None:
-                self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
 
     def _fragment(self, pkt: Packet, depth: int) -> None:
         """An IP fragment: the flow path gets the datagram once it is whole (packet chefs

@@ -278,13 +278,11 @@ class Kitchen(FlowSide):
 
     # -- packets ------------------------------------------------------------------------
 
-    def process(self, packet: Packet) -> None:
+    def _to_packet_chefs(self, chefs: list[DumplingChef], packet: Packet) -> None:
+        """``packet`` to each of ``chefs``' packet handlers: every captured packet, and each
+        packet found inside a tunnel (for the chefs that want those too)."""
         ts = packet.time
-        self.now = ts
-        stats = self.stats
-        stats.packets += 1
-        stats.bytes += packet.wirelen
-        for chef in self.packet_chefs:
+        for chef in chefs:
             try:
                 result = chef.packet_handler(packet)
             except Exception as exc:
@@ -292,6 +290,14 @@ class Kitchen(FlowSide):
                 continue
             if result is not None:
                 self._emit(chef, result, DRIVER_PACKET, ts, "packet_handler")
+
+    def process(self, packet: Packet) -> None:
+        ts = packet.time
+        self.now = ts
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += packet.wirelen
+        self._to_packet_chefs(self.packet_chefs, packet)
         # The header decode happens here, and only when some flow chef could want it (or
         # a packet chef the packets inside tunnels).
         ft = self.flow_transports
