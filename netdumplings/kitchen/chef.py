@@ -392,6 +392,12 @@ def is_assignable(cls: type) -> bool:
             and bool(cls.__dict__.get("assignable_to_kitchen", True)))
 
 
+def defined_in(cls: type, module: str) -> bool:
+    """Whether ``cls`` is defined in ``module`` or, when it is a package (a chef package:
+    decoder and shell apart), in one of its submodules."""
+    return cls.__module__ == module or cls.__module__.startswith(module + ".")
+
+
 def iter_payloads(result: Any) -> Iterable[Any]:
     """Normalise a handler's return value into the payloads it stands for."""
     if result is None:
@@ -419,14 +425,12 @@ def chefs_in_module(spec: str) -> dict[str, type[DumplingChef]]:
     A file is executed once per process however often it is asked for.
     """
     module = _import_chef_module(spec)
-    prefix = module.__name__ + "."
     own: dict[str, type[DumplingChef]] = {}
     imported: dict[str, type[DumplingChef]] = {}
     for name, obj in inspect.getmembers(module, inspect.isclass):
         if not is_assignable(obj):
             continue
-        mod = obj.__module__
-        (own if mod == module.__name__ or mod.startswith(prefix) else imported)[name] = obj
+        (own if defined_in(obj, module.__name__) else imported)[name] = obj
     return own or imported
 
 

@@ -7,8 +7,8 @@ import logging
 import pkgutil
 from typing import Any, Iterable
 
-from .chef import (ChefLoadError, DumplingChef, chefs_in_module, hidden_chefs_in_module,
-                   is_assignable)
+from .chef import (ChefLoadError, DumplingChef, chefs_in_module, defined_in,
+                   hidden_chefs_in_module, is_assignable)
 
 log = logging.getLogger("netdumplings.registry")
 _bundled: dict[str, type[DumplingChef]] | None = None
@@ -34,10 +34,8 @@ def bundled_chefs() -> dict[str, type[DumplingChef]]:
                 log.warning("bundled chef module %s not available: %s", info.name, exc)
                 continue
             for name, obj in vars(module).items():
-                # A chef package (decoder and shell apart) re-exports its chef from a
-                # submodule: those are its own chefs too.
-                if is_assignable(obj) and (obj.__module__ == module.__name__
-                                           or obj.__module__.startswith(module.__name__ + ".")):
+                # a chef package's chefs are defined in its submodules
+                if is_assignable(obj) and defined_in(obj, module.__name__):
                     found[name] = obj
         _bundled = dict(sorted(found.items()))
     return _bundled
