@@ -38,7 +38,7 @@ def _chef_of(path: str) -> str | None:
         return None
     if p.parent.name == "chefs":
         return p.stem
-    if p.parent.parent.name == "chefs" and p.suffix == ".py":   # a chef package's module
+    if p.parent.parent.name == "chefs":   # a module of a chef package
         return p.parent.name
     return None
 
