@@ -24,7 +24,8 @@ import struct
 import time
 from typing import Any, Iterator
 
-from .sources import CaptureError, LiveSource, drain
+from .errors import CaptureError
+from .live import LiveSource, drain
 
 SOL_PACKET = 263
 PACKET_FANOUT = 18

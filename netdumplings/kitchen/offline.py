@@ -19,7 +19,8 @@ from .chef import ChefSetupError, DumplingChef
 from ..wire.dumpling import decode
 from .kitchen import Kitchen
 from .registry import resolve_chefs
-from ..capture.sources import CaptureError, PcapSource
+from ..capture.errors import CaptureError
+from ..capture.files import PcapSource
 
 
 def read_dumplings(source: str | os.PathLike | BinaryIO, chefs: Iterable[Any],
